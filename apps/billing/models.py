@@ -1,0 +1,86 @@
+from django.db import models
+from django.db.models import Q
+
+from apps.partners.models import Partner
+from apps.timeline.models import Order, Shipment
+
+
+class FreightCharge(models.Model):
+    """A carrier's charge for a shipment, from posting through audit to settlement."""
+
+    class Status(models.TextChoices):
+        POSTED = "posted", "Posted"
+        VALIDATED = "validated", "Validated"
+        DISPUTED = "disputed", "Disputed"
+        SETTLED = "settled", "Settled"
+
+    number = models.CharField(max_length=100, help_text="The carrier's freight bill number.")
+    carrier = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="freight_charges"
+    )
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="freight_charges")
+    amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    quoted_amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.POSTED)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    disputed_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["posted_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["shipment", "number"], name="unique_freight_charge")]
+        indexes = [
+            models.Index(fields=["posted_at"], condition=Q(settled_at__isnull=True), name="freight_unsettled"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Freight {self.number}"
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        HELD = "held", "Held"
+        RELEASED = "released", "Released"
+        POSTED = "posted", "Posted"
+
+    number = models.CharField(max_length=100, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="invoices")
+    amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATED)
+    hold_reason = models.CharField(max_length=200, blank=True)
+    generated_at = models.DateTimeField(null=True, blank=True)
+    held_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["generated_at", "id"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class ReturnAuthorization(models.Model):
+    class Status(models.TextChoices):
+        AUTHORIZED = "authorized", "Authorized"
+        RECEIVED = "received", "Received"
+
+    number = models.CharField(max_length=100, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="returns")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.AUTHORIZED)
+    authorized_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["authorized_at", "id"]
+
+    def __str__(self) -> str:
+        return self.number

@@ -1,0 +1,105 @@
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+code_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "Use letters, digits, dot, dash or underscore, starting with a letter or digit."
+)
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"Unknown time zone {value!r}; use an IANA name such as Europe/Paris.") from exc
+
+
+class Partner(models.Model):
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        CARRIER = "carrier", "Carrier"
+        WAREHOUSE = "warehouse", "Warehouse"
+        ERP = "erp", "ERP"
+        TMS = "tms", "TMS"
+
+    code = models.CharField(max_length=40, unique=True, validators=[code_validator])
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    region = models.CharField(max_length=60, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class EdiIdentifier(models.Model):
+    """An interchange id a partner sends under (ISA05/ISA06, GS02, UNB sender)."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="edi_identifiers")
+    qualifier = models.CharField(max_length=4, help_text="ISA05 qualifier such as ZZ, 01, 08, 12; or the UNB code.")
+    value = models.CharField(max_length=35)
+
+    class Meta:
+        ordering = ["qualifier", "value"]
+        constraints = [models.UniqueConstraint(fields=["qualifier", "value"], name="unique_edi_identifier")]
+
+    def __str__(self) -> str:
+        return f"{self.qualifier}:{self.value}"
+
+
+class Channel(models.Model):
+    class Format(models.TextChoices):
+        X12 = "x12", "EDI X12"
+        EDIFACT = "edifact", "EDIFACT"
+        CSV = "csv", "CSV"
+        JSON = "json", "Canonical JSON"
+        WEBHOOK = "webhook", "Webhook"
+        API = "api", "REST API"
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class Priority(models.TextChoices):
+        CRITICAL = "critical", "Critical"
+        DEFAULT = "default", "Default"
+        BULK = "bulk", "Bulk"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="channels")
+    code = models.CharField(max_length=40, validators=[code_validator])
+    name = models.CharField(max_length=200, blank=True)
+    format = models.CharField(max_length=20, choices=Format.choices)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
+    active = models.BooleanField(default=True)
+    priority = models.CharField(
+        max_length=10,
+        choices=Priority.choices,
+        default=Priority.DEFAULT,
+        help_text="Queue for this channel's messages; critical events always use the critical queue.",
+    )
+    mapping_overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per-channel mapping, e.g. {"status_codes": {"X1": "shipment.delivered"}, "columns": {...}}.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["partner__code", "code"]
+        constraints = [models.UniqueConstraint(fields=["partner", "code"], name="unique_channel_code_per_partner")]
+
+    def __str__(self) -> str:
+        return f"{self.partner.code}/{self.code}"
+
+    def clean(self) -> None:
+        if not isinstance(self.mapping_overrides, dict):
+            raise ValidationError({"mapping_overrides": "Mapping overrides must be a JSON object."})

@@ -1,0 +1,5 @@
+from rest_framework import generics
+
+
+class OrderListView(generics.GenericAPIView):
+    pass

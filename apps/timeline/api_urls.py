@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.timeline import api
+
+urlpatterns = [
+    path("orders/", api.OrderListView.as_view(), name="api-orders"),
+]

@@ -1,0 +1,27 @@
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from apps.timeline.realtime import order_group
+
+
+class OrderTimelineConsumer(AsyncWebsocketConsumer):
+    """Pushes a refresh trigger to an open order timeline page when the order changes."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.order_id = int(self.scope["url_route"]["kwargs"]["order_id"])
+        self.group = order_group(self.order_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def order_changed(self, event: dict) -> None:
+        url = reverse("order-detail", args=[self.order_id])
+        await self.send(text_data=render_to_string("timeline/_live_refresh.html", {"url": url}))

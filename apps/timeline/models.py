@@ -1,0 +1,283 @@
+from django.db import models
+from django.db.models import Q
+
+from apps.partners.models import Channel, Partner
+from apps.timeline.events import EventKind, ReferenceKind
+
+
+class OrderStage(models.TextChoices):
+    CREATED = "created", "Created"
+    RELEASED = "released", "Released"
+    ALLOCATED = "allocated", "Allocated"
+    PICKED = "picked", "Picked"
+    PACKED = "packed", "Packed"
+    SHIPPED = "shipped", "Shipped"
+    PARTIALLY_DELIVERED = "partially_delivered", "Partially delivered"
+    DELIVERED = "delivered", "Delivered"
+    INVOICED = "invoiced", "Invoiced"
+    POSTED = "posted", "Invoice posted"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ShipmentStatus(models.TextChoices):
+    MANIFESTED = "manifested", "Manifested"
+    TRACKING_ASSIGNED = "tracking_assigned", "Tracking assigned"
+    PICKED_UP = "picked_up", "Picked up"
+    IN_TRANSIT = "in_transit", "In transit"
+    OUT_FOR_DELIVERY = "out_for_delivery", "Out for delivery"
+    DELIVERY_ATTEMPTED = "delivery_attempted", "Delivery attempted"
+    DELIVERED = "delivered", "Delivered"
+    POD_RECEIVED = "pod_received", "Proof of delivery"
+
+
+class Order(models.Model):
+    """An order and its projection: the stage reached and when each milestone was first reached."""
+
+    number = models.CharField(max_length=100, unique=True)
+    customer = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    region = models.CharField(max_length=60, blank=True)
+    promised_at = models.DateTimeField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    total_amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+
+    stage = models.CharField(max_length=24, choices=OrderStage.choices, default=OrderStage.CREATED)
+    ordered_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    allocated_at = models.DateTimeField(null=True, blank=True)
+    picked_at = models.DateTimeField(null=True, blank=True)
+    packed_at = models.DateTimeField(null=True, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the last shipment was delivered.")
+    pod_at = models.DateTimeField(null=True, blank=True)
+    invoiced_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-ordered_at", "-id"]
+        indexes = [
+            models.Index(fields=["stage"]),
+            models.Index(fields=["customer", "stage"]),
+            models.Index(fields=["promised_at"], condition=Q(delivered_at__isnull=True), name="order_open_by_promise"),
+            models.Index(
+                fields=["delivered_at"], condition=Q(invoiced_at__isnull=True), name="order_delivered_not_invoiced"
+            ),
+            models.Index(fields=["released_at"], condition=Q(picked_at__isnull=True), name="order_released_not_picked"),
+            models.Index(fields=["picked_at"], condition=Q(shipped_at__isnull=True), name="order_picked_not_shipped"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    line_number = models.CharField(max_length=20, blank=True)
+    sku = models.CharField(max_length=100)
+    quantity = models.DecimalField(max_digits=14, decimal_places=3)
+    uom = models.CharField(max_length=10, default="EA")
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [models.UniqueConstraint(fields=["order", "sku"], name="unique_order_line_sku")]
+
+    def __str__(self) -> str:
+        return f"{self.order.number} {self.sku} x {self.quantity}"
+
+
+class Shipment(models.Model):
+    """A physical shipment. It may carry lines of several orders; an order may ship in several."""
+
+    number = models.CharField(max_length=100, unique=True)
+    orders = models.ManyToManyField(Order, related_name="shipments", blank=True)
+    carrier = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="carried_shipments"
+    )
+    warehouse = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="shipped_shipments"
+    )
+    tracking_number = models.CharField(max_length=100, blank=True, db_index=True)
+
+    status = models.CharField(max_length=24, choices=ShipmentStatus.choices, default=ShipmentStatus.MANIFESTED)
+    manifested_at = models.DateTimeField(null=True, blank=True)
+    tracking_assigned_at = models.DateTimeField(null=True, blank=True)
+    picked_up_at = models.DateTimeField(null=True, blank=True)
+    in_transit_at = models.DateTimeField(null=True, blank=True)
+    out_for_delivery_at = models.DateTimeField(null=True, blank=True)
+    delivery_attempted_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    pod_at = models.DateTimeField(null=True, blank=True)
+    damaged_at = models.DateTimeField(null=True, blank=True)
+    refused_at = models.DateTimeField(null=True, blank=True)
+    delayed_at = models.DateTimeField(null=True, blank=True)
+    delay_reason = models.CharField(max_length=200, blank=True)
+    estimated_delivery_at = models.DateTimeField(null=True, blank=True)
+    last_carrier_event_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-manifested_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"]),
+            models.Index(fields=["manifested_at"], condition=Q(tracking_number=""), name="shipment_without_tracking"),
+            models.Index(
+                fields=["last_carrier_event_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="shipment_open_by_last_event",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class ShipmentLine(models.Model):
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="shipment_lines")
+    sku = models.CharField(max_length=100)
+    quantity = models.DecimalField(max_digits=14, decimal_places=3)
+    uom = models.CharField(max_length=10, default="EA")
+
+    class Meta:
+        ordering = ["shipment", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["shipment", "order", "sku"], name="unique_shipment_line"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment.number} {self.sku} x {self.quantity}"
+
+
+class Reference(models.Model):
+    """A typed identifier that resolves to exactly one order or one shipment."""
+
+    kind = models.CharField(max_length=12, choices=[(k.value, k.value) for k in ReferenceKind])
+    value = models.CharField(max_length=100)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="references")
+    shipment = models.ForeignKey(Shipment, null=True, blank=True, on_delete=models.CASCADE, related_name="references")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="unique_reference"),
+            models.CheckConstraint(
+                condition=Q(order__isnull=False, shipment__isnull=True) | Q(order__isnull=True, shipment__isnull=False),
+                name="reference_has_one_subject",
+            ),
+        ]
+        indexes = [models.Index(fields=["value"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+class PendingOrderLink(models.Model):
+    """An order reference a shipment event named before the order was known; linked when it appears."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="pending_order_links")
+    kind = models.CharField(max_length=12)
+    value = models.CharField(max_length=100, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shipment", "kind", "value"], name="unique_pending_order_link"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment_id} awaits {self.kind} {self.value}"
+
+
+class Milestone(models.Model):
+    """One applied canonical event: the append-only timeline. Never updated, never deleted."""
+
+    event_id = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=40, choices=[(k.value, k.value) for k in EventKind])
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="milestones")
+    shipment = models.ForeignKey(Shipment, null=True, blank=True, on_delete=models.CASCADE, related_name="milestones")
+    source_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="milestones"
+    )
+    source_channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="milestones"
+    )
+    source_message_id = models.BigIntegerField(null=True, blank=True)
+    references = models.JSONField(default=list)
+    lines = models.JSONField(default=list, blank=True)
+    location = models.JSONField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    estimated_delivery_at = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(help_text="The canonical event as applied.")
+
+    class Meta:
+        ordering = ["occurred_at", "event_id"]
+        indexes = [
+            models.Index(fields=["order", "occurred_at"]),
+            models.Index(fields=["shipment", "occurred_at"]),
+            models.Index(fields=["kind", "occurred_at"]),
+            models.Index(fields=["source_partner", "recorded_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ParkedEvent(models.Model):
+    """An event whose references match no order or shipment yet; applied when one appears."""
+
+    event_id = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=40)
+    occurred_at = models.DateTimeField()
+    parked_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="parked_events"
+    )
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["parked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event_id} (parked)"
+
+
+class ParkedReference(models.Model):
+    parked_event = models.ForeignKey(ParkedEvent, on_delete=models.CASCADE, related_name="references")
+    kind = models.CharField(max_length=12)
+    value = models.CharField(max_length=100, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["parked_event", "kind", "value"], name="unique_parked_reference"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+class InventoryPosition(models.Model):
+    """On-hand quantity per warehouse and SKU: the latest snapshot plus the adjustments after it."""
+
+    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="inventory_positions")
+    sku = models.CharField(max_length=100)
+    quantity = models.DecimalField(max_digits=14, decimal_places=3)
+    uom = models.CharField(max_length=10, default="EA")
+    as_of = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["warehouse", "sku"]
+        constraints = [models.UniqueConstraint(fields=["warehouse", "sku"], name="unique_inventory_position")]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse.code} {self.sku}: {self.quantity}"

@@ -1,0 +1,25 @@
+"""Live updates: tell every open timeline page of an order that the order changed."""
+
+import logging
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+
+def order_group(order_id: int) -> str:
+    return f"order-{order_id}"
+
+
+def broadcast_orders_changed(order_ids: Iterable[int]) -> None:
+    """Best effort: a live page that misses a push still shows the truth on its next load."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        for order_id in order_ids:
+            async_to_sync(layer.group_send)(order_group(order_id), {"type": "order.changed", "order_id": order_id})
+    except Exception:
+        logger.warning("live update for orders %s not sent", list(order_ids)[:10], exc_info=True)
