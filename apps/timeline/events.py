@@ -215,6 +215,11 @@ def parse_event(data: Any, *, source: EventSource | None = None, prefix: str = "
         raise EventValidationError(_problems(exc, prefix)) from exc
 
 
+def load_stored_event(data: dict[str, Any]) -> CanonicalEvent:
+    """Read back an event we stored or queued ourselves, its ``source`` included (trusted input)."""
+    return CanonicalEvent.model_validate(data)
+
+
 def parse_events(payload: Any, *, source: EventSource | None = None) -> list[CanonicalEvent]:
     """Read one event, a list, or ``{"events": [...]}``; report every bad field at once."""
     if isinstance(payload, dict) and "events" in payload:

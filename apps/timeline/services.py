@@ -22,7 +22,7 @@ from apps.timeline.events import (
     CanonicalEvent,
     EventKind,
     EventReference,
-    parse_event,
+    load_stored_event,
 )
 from apps.timeline.models import (
     Milestone,
@@ -35,6 +35,18 @@ from apps.timeline.models import (
 )
 
 RefKey = tuple[str, str]
+TASK_BATCH_SIZE = 500
+CRITICAL_KINDS = frozenset(
+    {EventKind.SHIPMENT_MANIFESTED, EventKind.SHIPMENT_DELIVERED, EventKind.SHIPMENT_POD_RECEIVED}
+)
+BULK_KINDS = frozenset(
+    {
+        EventKind.SHIPMENT_IN_TRANSIT,
+        EventKind.SHIPMENT_ETA_UPDATED,
+        EventKind.INVENTORY_SNAPSHOT,
+        EventKind.INVENTORY_ADJUSTED,
+    }
+)
 
 # Families whose order-level references all name the one order the event is about.
 ORDER_FAMILIES = frozenset({"order", "invoice", "return"})
@@ -94,10 +106,35 @@ def retry_parked_events(*, limit: int = 5000) -> ApplyResult:
     parked = list(ParkedEvent.objects.order_by("parked_at")[:limit])
     if not parked:
         return ApplyResult()
-    events = [parse_event(row.payload) for row in parked]
+    events = [load_stored_event(row.payload) for row in parked]
     with transaction.atomic():
         ParkedEvent.objects.filter(pk__in=[row.pk for row in parked]).delete()
         return apply_events(events)
+
+
+def enqueue_events(events: Sequence[CanonicalEvent]) -> None:
+    """Queue events for a worker to apply, once the current transaction commits.
+
+    Critical events (ship confirmation, delivery, proof of delivery, money) go to the critical
+    queue so a backlog of status refreshes never delays them; pure status noise goes to bulk.
+    """
+    from apps.timeline.tasks import apply_events_task
+
+    by_queue: dict[str, list[dict]] = {}
+    for event in events:
+        by_queue.setdefault(queue_for(event.kind), []).append(event.to_json())
+    for queue, payloads in by_queue.items():
+        for start in range(0, len(payloads), TASK_BATCH_SIZE):
+            chunk = payloads[start : start + TASK_BATCH_SIZE]
+            transaction.on_commit(lambda q=queue, c=chunk: apply_events_task.apply_async(args=[c], queue=q))
+
+
+def queue_for(kind: EventKind) -> str:
+    if kind in CRITICAL_KINDS or kind.family in ("invoice", "freight"):
+        return "critical"
+    if kind in BULK_KINDS:
+        return "bulk"
+    return "default"
 
 
 def _broadcast(order_ids: list[int]) -> None:
@@ -425,7 +462,7 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
         return []
     rows = list(ParkedEvent.objects.filter(pk__in=parked_ids))
     ParkedEvent.objects.filter(pk__in=parked_ids).delete()
-    events = [parse_event(row.payload) for row in rows]
+    events = [load_stored_event(row.payload) for row in rows]
     parked_now = {event.event_id for event in events}
     result.parked = [event_id for event_id in result.parked if event_id not in parked_now]
     result.unparked.extend(sorted(parked_now))

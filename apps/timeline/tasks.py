@@ -1,0 +1,25 @@
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.timeline.events import load_stored_event
+from apps.timeline.services import apply_events
+
+
+@shared_task(
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def apply_events_task(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Apply canonical events (their JSON form, ``source`` included) and report the counts."""
+    result = apply_events([load_stored_event(event) for event in events])
+    return {
+        "applied": len(result.applied),
+        "duplicates": len(result.duplicates),
+        "parked": len(result.parked),
+        "rejected": len(result.rejected),
+    }
