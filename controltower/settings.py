@@ -132,6 +132,13 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "retry-parked-events": {
+        "task": "apps.timeline.tasks.retry_parked_events_task",
+        "schedule": env.int("PARKED_RETRY_SECONDS", default=300),
+        "options": {"queue": "default"},
+    },
+}
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

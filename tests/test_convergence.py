@@ -231,7 +231,9 @@ def test_any_arrival_order_with_duplicates_gives_the_same_state(history, data):
             expected = _apply([history])
 
         stream = data.draw(st.permutations(history), label="arrival order")
-        duplicates = data.draw(st.lists(st.sampled_from(history), max_size=len(history)), label="duplicates")
+        duplicates = (
+            data.draw(st.lists(st.sampled_from(history), max_size=len(history)), label="duplicates") if history else []
+        )
         for duplicate in duplicates:
             stream.insert(data.draw(st.integers(0, len(stream)), label="position"), duplicate)
         cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(stream) - 1)), max_size=6), label="batch cuts"))

@@ -60,6 +60,7 @@ class Order(models.Model):
     class Meta:
         ordering = ["-ordered_at", "-id"]
         indexes = [
+            models.Index(fields=["-ordered_at", "-id"], name="order_recent_first"),
             models.Index(fields=["stage"]),
             models.Index(fields=["customer", "stage"]),
             models.Index(fields=["promised_at"], condition=Q(delivered_at__isnull=True), name="order_open_by_promise"),
@@ -173,7 +174,10 @@ class Reference(models.Model):
                 name="reference_has_one_subject",
             ),
         ]
-        indexes = [models.Index(fields=["value"])]
+        indexes = [
+            # Prefix search ("starts with") on PostgreSQL needs the pattern operator class.
+            models.Index(fields=["value"], name="reference_value_prefix", opclasses=["varchar_pattern_ops"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.value}"

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q
+from django.db.models import Model, Q
 
 from apps.partners.models import Partner
 from apps.timeline.events import CanonicalEvent, EventKind, normalize_reference
@@ -102,6 +102,21 @@ ORDER_FIELDS = [
 Key = tuple[datetime, str]
 
 
+def save_fields(model: type[Model], objects: list[Model], fields: list[str]) -> None:
+    """Write ``fields`` of loaded rows in one statement per batch.
+
+    ``bulk_update`` builds a CASE expression per row and field, which dominates an apply of a few
+    hundred orders; an upsert on the primary key writes the same values at a fraction of the cost.
+    """
+    model.objects.bulk_create(
+        objects,
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=[*fields, "updated_at"],
+        batch_size=BATCH_SIZE,
+    )
+
+
 def orders_of_shipments(shipment_ids: Iterable[int]) -> set[int]:
     ids = set(shipment_ids)
     if not ids:
@@ -152,7 +167,7 @@ def _recompute_shipments(ids: set[int]) -> None:
     for shipment in shipments:
         _project_shipment(shipment, by_shipment[shipment.id], partners)
         shipment.tracking_number = tracking.get(shipment.id, "")
-    Shipment.objects.bulk_update(shipments, SHIPMENT_FIELDS, batch_size=BATCH_SIZE)
+    save_fields(Shipment, shipments, SHIPMENT_FIELDS)
     _rebuild_shipment_lines(ids, by_shipment)
 
 
@@ -255,7 +270,7 @@ def _recompute_orders(ids: set[int]) -> None:
         header = headers.get(order.id)
         _project_header(order, header, customer_ids)
         _project_order(order, by_order[order.id], shipments.get(order.id, []))
-    Order.objects.bulk_update(orders, ORDER_FIELDS, batch_size=BATCH_SIZE)
+    save_fields(Order, orders, ORDER_FIELDS)
     _rebuild_order_lines(ids, headers)
 
 

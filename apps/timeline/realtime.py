@@ -18,8 +18,13 @@ def broadcast_orders_changed(order_ids: Iterable[int]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    ids = list(order_ids)
+
+    async def send_all() -> None:
+        for order_id in ids:
+            await layer.group_send(order_group(order_id), {"type": "order.changed", "order_id": order_id})
+
     try:
-        for order_id in order_ids:
-            async_to_sync(layer.group_send)(order_group(order_id), {"type": "order.changed", "order_id": order_id})
+        async_to_sync(send_all)()
     except Exception:
-        logger.warning("live update for orders %s not sent", list(order_ids)[:10], exc_info=True)
+        logger.warning("live update for orders %s not sent", ids[:10], exc_info=True)

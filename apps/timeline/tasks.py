@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from apps.timeline.events import load_stored_event
-from apps.timeline.services import apply_events
+from apps.timeline.services import apply_events, retry_parked_events
 
 
 @shared_task(
@@ -23,3 +23,10 @@ def apply_events_task(events: list[dict[str, Any]]) -> dict[str, int]:
         "parked": len(result.parked),
         "rejected": len(result.rejected),
     }
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def retry_parked_events_task() -> dict[str, int]:
+    """Periodic: re-apply parked events whose reference appeared while they were being parked."""
+    result = retry_parked_events()
+    return {"applied": len(result.applied), "parked": len(result.parked)}

@@ -4,6 +4,6 @@ from apps.timeline import views
 
 urlpatterns = [
     path("search/", views.search, name="search"),
-    path("orders/", views.order_list, name="order-list"),
+    path("orders/", views.order_list_view, name="order-list"),
     path("orders/<int:pk>/", views.order_detail, name="order-detail"),
 ]

@@ -1,13 +1,64 @@
-from django.http import HttpResponse
+"""Customer-service pages: search by any reference, the order list and the order timeline."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+from django_htmx.middleware import HtmxDetails
+
+from apps.timeline.models import OrderStage
+from apps.timeline.selectors import find_orders, order_list, order_timeline
+
+ORDERS_PER_PAGE = 50
 
 
-def search(request):
-    return HttpResponse("")
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
-def order_list(request):
-    return HttpResponse("")
+class SearchForm(forms.Form):
+    q = forms.CharField(max_length=100, required=False, strip=True)
 
 
-def order_detail(request, pk):
-    return HttpResponse("")
+class OrderFilterForm(forms.Form):
+    stage = forms.ChoiceField(choices=[("", "All stages"), *OrderStage.choices], required=False)
+    late = forms.BooleanField(required=False, label="Late only")
+
+
+@require_GET
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    """One match goes straight to the order; several are listed; none says so."""
+    form = SearchForm(request.GET)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    if not query:
+        return render(request, "timeline/search.html", {"form": form, "query": query})
+    matches = find_orders(query)
+    if len(matches) == 1:
+        return redirect("order-detail", pk=matches[0].order.pk)
+    return render(request, "timeline/search.html", {"form": form, "query": query, "matches": matches})
+
+
+@require_GET
+@login_required
+def order_list_view(request: HttpRequest) -> HttpResponse:
+    form = OrderFilterForm(request.GET)
+    filters = form.cleaned_data if form.is_valid() else {}
+    orders = order_list(stage=filters.get("stage", ""), late_only=filters.get("late", False))
+    page = Paginator(orders, ORDERS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "timeline/order_list.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+@require_GET
+@login_required
+def order_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The order's timeline; an HTMX request (the live refresh) gets only the timeline section."""
+    timeline = order_timeline(pk)
+    if timeline is None:
+        raise Http404("No such order.")
+    template = "timeline/order_detail.html#timeline" if request.htmx else "timeline/order_detail.html"
+    return render(request, template, {"timeline": timeline, "order": timeline.order})
