@@ -23,10 +23,10 @@ from apps.timeline.models import (
     OrderStage,
     ParkedEvent,
     ParkedReference,
-    PendingOrderLink,
     Reference,
     Shipment,
     ShipmentLine,
+    ShipmentOrderClaim,
     ShipmentStatus,
 )
 
@@ -182,9 +182,9 @@ class ReferenceFactory(factory.django.DjangoModelFactory):
     value = factory.Sequence(lambda n: f"REF{n:08d}")
 
 
-class PendingOrderLinkFactory(factory.django.DjangoModelFactory):
+class ShipmentOrderClaimFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = PendingOrderLink
+        model = ShipmentOrderClaim
 
     shipment = factory.SubFactory(ShipmentFactory)
     kind = "order"

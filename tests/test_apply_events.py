@@ -155,6 +155,44 @@ def test_an_order_in_two_shipments_is_delivered_when_the_last_one_is():
     assert order.delivered_at == Shipment.objects.get(number="SH-2").delivered_at
 
 
+def test_sales_orders_sharing_a_customer_po_stay_separate_orders():
+    apply_events(events(event("c1", "order.created", 0, ref("order", "SO-1"), ref("po", "PO-9"), lines=[])))
+    apply_events(events(event("c2", "order.created", 1, ref("order", "SO-2"), ref("po", "PO-9"), lines=[])))
+    apply_events(events(event("r2", "order.released", 2, ref("order", "SO-2"), ref("po", "PO-9"))))
+
+    assert sorted(Order.objects.values_list("number", flat=True)) == ["SO-1", "SO-2"]
+    assert Order.objects.get(number="SO-2").stage == OrderStage.RELEASED
+    assert Order.objects.get(number="SO-1").stage == OrderStage.CREATED
+    assert Reference.objects.filter(kind="po", value="PO-9").count() == 2
+
+
+def test_an_order_event_naming_an_unknown_order_number_waits_rather_than_joining_its_po():
+    apply_events(events(event("c1", "order.created", 0, ref("order", "SO-1"), ref("po", "PO-9"))))
+    result = apply_events(events(event("p2", "order.picked", 2, ref("order", "SO-2"), ref("po", "PO-9"))))
+    assert result.parked == ["p2"]
+    assert Order.objects.get(number="SO-1").picked_at is None
+
+
+def test_shipments_under_one_master_bill_stay_separate_and_a_po_level_asn_links_every_order():
+    apply_events(
+        events(
+            event("c1", "order.created", 0, ref("order", "SO-1"), ref("po", "PO-9")),
+            event("c2", "order.created", 0, ref("order", "SO-2"), ref("po", "PO-9")),
+        )
+    )
+    apply_events(events(event("m1", "shipment.manifested", 5, ref("shipment", "SH-1"), ref("bol", "MB-1"))))
+    apply_events(
+        events(event("m2", "shipment.manifested", 6, ref("shipment", "SH-2"), ref("bol", "MB-1"), ref("po", "PO-9")))
+    )
+    assert sorted(Shipment.objects.values_list("number", flat=True)) == ["SH-1", "SH-2"]
+    assert sorted(Shipment.objects.get(number="SH-2").orders.values_list("number", flat=True)) == ["SO-1", "SO-2"]
+
+    # A third order joins the PO later: the shipment that named the PO is linked to it too.
+    apply_events(events(event("c3", "order.created", 7, ref("order", "SO-3"), ref("po", "PO-9"))))
+    assert Shipment.objects.get(number="SH-2").orders.count() == 3
+    assert Order.objects.get(number="SO-3").stage == OrderStage.SHIPPED
+
+
 def test_eta_delay_and_damage_show_on_the_shipment():
     apply_events(
         events(

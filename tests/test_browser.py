@@ -18,14 +18,15 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (installed by .ci/run)"),
 ]
 PASSWORD = "browser-test-password"
-# Playwright's sync API runs an event loop in this thread; Django's ORM is still called safely.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in this thread; the ORM calls around it are plain
+    # synchronous calls, which Django would otherwise refuse.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,

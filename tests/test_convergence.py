@@ -68,8 +68,11 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
         )
 
     n_orders = draw(st.integers(1, 3))
+    # Several sales orders under one customer PO, several shipments under one master bill: events
+    # that name only such a shared reference are ambiguous, so then steps use the order number.
+    shared = draw(st.booleans())
     for o in range(n_orders):
-        so, po = f"SO-{o}", f"PO-{o}"
+        so, po = f"SO-{o}", f"PO-{o // 2 if shared else o}"
         for _ in range(draw(st.sampled_from([1, 1, 1, 2, 0]))):
             add(
                 "order.created",
@@ -81,7 +84,8 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
                 lines=[{"sku": f"SKU-{o}", "quantity": str(draw(st.integers(1, 9))), "unit_price": "2.50"}],
             )
         for step in draw(st.lists(st.sampled_from(ORDER_STEPS), max_size=4)):
-            add(step, [_ref(draw(st.sampled_from(["order", "po"])), draw(st.sampled_from([so, po])))])
+            kind = "order" if shared else draw(st.sampled_from(["order", "po"]))
+            add(step, [_ref(kind, so if kind == "order" else po)])
         if draw(st.booleans()):
             add("invoice.generated", [_ref("invoice", f"INV-{o}"), _ref("order", so)], amount="25.00")
         for step in draw(st.lists(st.sampled_from(["invoice.held", "invoice.released", "invoice.posted"]), max_size=2)):
@@ -97,7 +101,12 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
         for _ in range(draw(st.sampled_from([1, 1, 1, 2, 0]))):
             add(
                 "shipment.manifested",
-                [_ref("shipment", f"SH-{s}"), _ref("tracking", tracking), *(_ref("order", f"SO-{o}") for o in orders)],
+                [
+                    _ref("shipment", f"SH-{s}"),
+                    _ref("tracking", tracking),
+                    _ref("bol", f"MB-{s // 2 if shared else s}"),
+                    *(_ref("order", f"SO-{o}") for o in orders),
+                ],
                 lines=[
                     {"sku": f"SKU-{o}", "quantity": str(draw(st.integers(1, 9))), "order": f"SO-{o}"} for o in orders
                 ],

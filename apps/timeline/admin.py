@@ -19,10 +19,10 @@ from apps.timeline.models import (
     OrderLine,
     ParkedEvent,
     ParkedReference,
-    PendingOrderLink,
     Reference,
     Shipment,
     ShipmentLine,
+    ShipmentOrderClaim,
 )
 
 
@@ -128,8 +128,8 @@ class ShipmentLineInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("shipment", "order")
 
 
-class PendingOrderLinkInline(ReadOnlyInline):
-    model = PendingOrderLink
+class ShipmentOrderClaimInline(ReadOnlyInline):
+    model = ShipmentOrderClaim
     fields = ("kind", "value")
     verbose_name_plural = "orders named but not known yet"
 
@@ -165,7 +165,7 @@ class ShipmentAdmin(ReadMostlyAdmin):
     list_select_related = ("carrier",)
     search_fields = ("number", "tracking_number", "references__value")
     date_hierarchy = "manifested_at"
-    inlines = (ShipmentLineInline, ShipmentReferenceInline, PendingOrderLinkInline, ShipmentMilestoneInline)
+    inlines = (ShipmentLineInline, ShipmentReferenceInline, ShipmentOrderClaimInline, ShipmentMilestoneInline)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Shipment]:
         return super().get_queryset(request).prefetch_related("orders")
@@ -196,8 +196,8 @@ class ParkedEventAdmin(ReadMostlyAdmin):
     inlines = (ParkedReferenceInline,)
 
 
-@admin.register(PendingOrderLink)
-class PendingOrderLinkAdmin(ReadMostlyAdmin):
+@admin.register(ShipmentOrderClaim)
+class ShipmentOrderClaimAdmin(ReadMostlyAdmin):
     list_display = ("shipment", "kind", "value")
     list_filter = ("kind",)
     list_select_related = ("shipment",)

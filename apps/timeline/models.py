@@ -157,7 +157,11 @@ class ShipmentLine(models.Model):
 
 
 class Reference(models.Model):
-    """A typed identifier that resolves to exactly one order or one shipment."""
+    """A typed identifier of one order or one shipment.
+
+    The same value may name several subjects: several sales orders under one customer PO, several
+    shipments under one master bill of lading.
+    """
 
     kind = models.CharField(max_length=12, choices=[(k.value, k.value) for k in ReferenceKind])
     value = models.CharField(max_length=100)
@@ -168,7 +172,14 @@ class Reference(models.Model):
     class Meta:
         ordering = ["kind", "value"]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "value"], name="unique_reference"),
+            models.UniqueConstraint(
+                fields=["kind", "value", "order"], condition=Q(order__isnull=False), name="unique_order_reference"
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "value", "shipment"],
+                condition=Q(shipment__isnull=False),
+                name="unique_shipment_reference",
+            ),
             models.CheckConstraint(
                 condition=Q(order__isnull=False, shipment__isnull=True) | Q(order__isnull=True, shipment__isnull=False),
                 name="reference_has_one_subject",
@@ -183,20 +194,24 @@ class Reference(models.Model):
         return f"{self.kind} {self.value}"
 
 
-class PendingOrderLink(models.Model):
-    """An order reference a shipment event named before the order was known; linked when it appears."""
+class ShipmentOrderClaim(models.Model):
+    """An order reference a shipment event named (SO, PO, ...).
 
-    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="pending_order_links")
+    The shipment is linked to every order that carries the reference, including orders that
+    appear later, so links never depend on which arrived first.
+    """
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="order_claims")
     kind = models.CharField(max_length=12)
     value = models.CharField(max_length=100, db_index=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["shipment", "kind", "value"], name="unique_pending_order_link"),
+            models.UniqueConstraint(fields=["shipment", "kind", "value"], name="unique_shipment_order_claim"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.shipment_id} awaits {self.kind} {self.value}"
+        return f"{self.shipment_id} carries {self.kind} {self.value}"
 
 
 class Milestone(models.Model):

@@ -226,13 +226,17 @@ def _rebuild_shipment_lines(ids: set[int], by_shipment: dict[int, list[dict[str,
     for shipment_id, order_id in through.objects.filter(shipment_id__in=ids).values_list("shipment_id", "order_id"):
         orders_by_shipment[shipment_id].add(order_id)
     named = {line.get("order") for lines in manifests.values() for line in lines if line.get("order")}
-    order_by_ref = dict(Reference.objects.filter(value__in=named, order__isnull=False).values_list("value", "order_id"))
+    orders_by_ref: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for value, order_id, number in Reference.objects.filter(value__in=named, order__isnull=False).values_list(
+        "value", "order_id", "order__number"
+    ):
+        orders_by_ref[value].append((number, order_id))
     new_lines: dict[tuple[int, int | None, str], ShipmentLine] = {}
     for shipment_id, lines in manifests.items():
         linked = orders_by_shipment[shipment_id]
         only_order = next(iter(linked)) if len(linked) == 1 else None
         for line in lines:
-            order_id = order_by_ref.get(line.get("order")) if line.get("order") else only_order
+            order_id = _line_order(line.get("order"), linked, orders_by_ref) if line.get("order") else only_order
             key = (shipment_id, order_id, line["sku"])
             if key in new_lines:
                 new_lines[key].quantity += Decimal(line["quantity"])
@@ -246,6 +250,12 @@ def _rebuild_shipment_lines(ids: set[int], by_shipment: dict[int, list[dict[str,
                 )
     ShipmentLine.objects.filter(shipment_id__in=ids).delete()
     ShipmentLine.objects.bulk_create(new_lines.values(), batch_size=BATCH_SIZE)
+
+
+def _line_order(ref: str, linked: set[int], orders_by_ref: dict[str, list[tuple[str, int]]]) -> int | None:
+    """The order a manifest line names, among the orders its shipment is linked to (lowest number)."""
+    candidates = sorted(pair for pair in orders_by_ref.get(ref, ()) if pair[1] in linked)
+    return candidates[0][1] if candidates else None
 
 
 # --- orders -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ duplication of the same events converges on the same state.
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import NamedTuple
 
 from django.db import transaction
 
@@ -22,6 +23,7 @@ from apps.timeline.events import (
     CanonicalEvent,
     EventKind,
     EventReference,
+    ReferenceKind,
     load_stored_event,
 )
 from apps.timeline.models import (
@@ -29,9 +31,9 @@ from apps.timeline.models import (
     Order,
     ParkedEvent,
     ParkedReference,
-    PendingOrderLink,
     Reference,
     Shipment,
+    ShipmentOrderClaim,
 )
 
 RefKey = tuple[str, str]
@@ -69,13 +71,24 @@ class ApplyResult:
     created_shipments: int = 0
 
 
+class Target(NamedTuple):
+    """What one reference points at; ``number`` breaks ties between several, deterministically."""
+
+    order_id: int | None
+    shipment_id: int | None
+    number: str
+
+
 @dataclass
 class _Batch:
     """Lookups shared by the rounds of one apply: partners, channels and resolved references."""
 
     partners: dict[str, Partner]
     channels: dict[tuple[str, str], Channel]
-    references: dict[RefKey, Reference] = field(default_factory=dict)
+    references: dict[RefKey, set[Target]] = field(default_factory=dict)
+
+    def targets(self, ref: EventReference) -> set[Target]:
+        return self.references.get((ref.kind.value, ref.value), set())
 
 
 def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
@@ -179,44 +192,67 @@ def _load_batch(events: Sequence[CanonicalEvent]) -> _Batch:
     return _Batch(partners=partners, channels=channels)
 
 
-def _load_references(keys: set[RefKey], batch: _Batch) -> None:
-    missing = {key for key in keys if key not in batch.references}
-    if not missing:
+def _load_references(keys: set[RefKey], batch: _Batch, *, refresh: bool = False) -> None:
+    todo = keys if refresh else {key for key in keys if key not in batch.references}
+    if not todo:
         return
-    rows = Reference.objects.filter(value__in={value for _, value in missing})
-    for row in rows:
-        batch.references[(row.kind, row.value)] = row
+    for key in todo:
+        batch.references[key] = set()
+    rows = Reference.objects.filter(value__in={value for _, value in todo}).values_list(
+        "kind", "value", "order_id", "shipment_id", "order__number", "shipment__number"
+    )
+    for kind, value, order_id, shipment_id, order_number, shipment_number in rows:
+        if (kind, value) in todo:
+            batch.references[(kind, value)].add(Target(order_id, shipment_id, order_number or shipment_number))
 
 
 def _keys(refs: Iterable[EventReference]) -> set[RefKey]:
     return {(ref.kind.value, ref.value) for ref in refs}
 
 
-def _strongest(refs: Iterable[EventReference], strength: Sequence, batch: _Batch, attr: str) -> int | None:
-    """The subject id of the strongest resolved reference, by kind strength then value."""
-    resolved = []
-    for ref in refs:
-        row = batch.references.get((ref.kind.value, ref.value))
-        subject_id = getattr(row, attr) if row else None
-        if subject_id is not None:
-            resolved.append((strength.index(ref.kind), ref.value, subject_id))
-    return min(resolved)[2] if resolved else None
+def _resolve(refs: list[EventReference], strength: Sequence[ReferenceKind], batch: _Batch, attr: str) -> int | None:
+    """The order or shipment id that an event's references name, or None.
+
+    The identity kind (order number, shipment number) decides alone when the event carries it:
+    a new sales order under an existing customer PO must not be taken for the older order.
+    Otherwise the strongest kind that resolves wins; ties go to the lowest number.
+    """
+    identity = [ref for ref in refs if ref.kind == strength[0]]
+    candidates = [
+        (strength.index(ref.kind), target.number, getattr(target, attr))
+        for ref in identity or refs
+        for target in batch.targets(ref)
+        if getattr(target, attr)
+    ]
+    return min(candidates)[2] if candidates else None
+
+
+def _resolve_order(event: CanonicalEvent, batch: _Batch) -> int | None:
+    return _resolve(event.references_of(ORDER_REFERENCE_KINDS), ORDER_REFERENCE_STRENGTH, batch, "order_id")
+
+
+def _resolve_shipment(event: CanonicalEvent, batch: _Batch) -> int | None:
+    return _resolve(event.references_of(SHIPMENT_REFERENCE_KINDS), SHIPMENT_REFERENCE_STRENGTH, batch, "shipment_id")
+
+
+def _number(refs: list[EventReference], strength: Sequence[ReferenceKind]) -> str:
+    return min((strength.index(ref.kind), ref.value) for ref in refs)[1]
 
 
 # --- one round: create what is authoritative, resolve, append, park ----------------------------
 
 
 def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> set[RefKey]:
-    """Apply ``events``; return the reference keys this round created (they may unpark events)."""
+    """Apply ``events``; return the reference keys that gained a subject (they may unpark events)."""
     all_keys = set(chain.from_iterable(_keys(event.references) for event in events))
     _load_references(all_keys, batch)
-    known_before = set(batch.references)
+    before = {key: frozenset(targets) for key, targets in batch.references.items()}
 
     _create_orders(events, batch, result)
     _create_shipments(events, batch, result)
     _attach_references(events, batch)
 
-    milestones, parked, links, pending_links = [], [], set(), set()
+    milestones, parked, links, claims = [], [], set(), set()
     for event in events:
         if event.kind.family == "inventory":
             rejection = projections.inventory_rejection(event, batch.partners)
@@ -235,16 +271,16 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
         if shipment_id:
             result.shipment_ids.add(shipment_id)
             if event.kind.family == "shipment":
-                _collect_links(event, shipment_id, batch, links, pending_links)
+                _collect_claims(event, shipment_id, batch, links, claims)
 
     Milestone.objects.bulk_create(milestones, ignore_conflicts=True)
     result.applied.extend(m.event_id for m in milestones)
     projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
-    _save_links(links, pending_links, result)
-    new_keys = set(batch.references) - known_before
-    _resolve_pending_links(new_keys, result)
-    return new_keys
+    _save_links(links, claims, result)
+    gained = {key for key, targets in batch.references.items() if targets - before.get(key, frozenset())}
+    _link_claimed_orders(gained, result)
+    return gained
 
 
 def _subject(event: CanonicalEvent, batch: _Batch) -> tuple[int | None, int | None]:
@@ -256,38 +292,29 @@ def _subject(event: CanonicalEvent, batch: _Batch) -> tuple[int | None, int | No
     """
     family = event.kind.family
     if family in SHIPMENT_FAMILIES:
-        shipment_refs = event.references_of(SHIPMENT_REFERENCE_KINDS)
-        if shipment_refs:
-            return None, _strongest(shipment_refs, SHIPMENT_REFERENCE_STRENGTH, batch, "shipment_id")
+        if event.references_of(SHIPMENT_REFERENCE_KINDS):
+            return None, _resolve_shipment(event, batch)
         if family == "freight":
             return None, None
-    order_refs = event.references_of(ORDER_REFERENCE_KINDS)
-    return _strongest(order_refs, ORDER_REFERENCE_STRENGTH, batch, "order_id"), None
+    return _resolve_order(event, batch), None
 
 
 def _create_orders(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
     """``order.created`` is authoritative: it creates the order its references name."""
     numbers: dict[str, CanonicalEvent] = {}
     for event in events:
-        if event.kind != EventKind.ORDER_CREATED:
-            continue
         refs = event.references_of(ORDER_REFERENCE_KINDS)
-        if not refs or _strongest(refs, ORDER_REFERENCE_STRENGTH, batch, "order_id"):
-            continue
-        number = min((ORDER_REFERENCE_STRENGTH.index(r.kind), r.value) for r in refs)[1]
-        numbers.setdefault(number, event)
+        if event.kind == EventKind.ORDER_CREATED and refs and _resolve_order(event, batch) is None:
+            numbers.setdefault(_number(refs, ORDER_REFERENCE_STRENGTH), event)
     if not numbers:
         return
     existing = set(Order.objects.filter(number__in=numbers).values_list("number", flat=True))
-    Order.objects.bulk_create(
-        [Order(number=number) for number in numbers if number not in existing], ignore_conflicts=True
-    )
-    created = Order.objects.filter(number__in=numbers).values_list("number", "id")
+    Order.objects.bulk_create([Order(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
     rows = []
-    for number, order_id in created:
+    for number, order_id in Order.objects.filter(number__in=numbers).values_list("number", "id"):
         result.created_orders += number not in existing
-        for ref in numbers[number].references_of(ORDER_REFERENCE_KINDS):
-            rows.append(Reference(kind=ref.kind.value, value=ref.value, order_id=order_id))
+        refs = numbers[number].references_of(ORDER_REFERENCE_KINDS)
+        rows += [Reference(kind=ref.kind.value, value=ref.value, order_id=order_id) for ref in refs]
     _insert_references(rows, batch)
 
 
@@ -295,24 +322,18 @@ def _create_shipments(events: list[CanonicalEvent], batch: _Batch, result: Apply
     """``shipment.manifested`` is authoritative: it creates the shipment its references name."""
     numbers: dict[str, CanonicalEvent] = {}
     for event in events:
-        if event.kind != EventKind.SHIPMENT_MANIFESTED:
-            continue
         refs = event.references_of(SHIPMENT_REFERENCE_KINDS)
-        if not refs or _strongest(refs, SHIPMENT_REFERENCE_STRENGTH, batch, "shipment_id"):
-            continue
-        number = min((SHIPMENT_REFERENCE_STRENGTH.index(r.kind), r.value) for r in refs)[1]
-        numbers.setdefault(number, event)
+        if event.kind == EventKind.SHIPMENT_MANIFESTED and refs and _resolve_shipment(event, batch) is None:
+            numbers.setdefault(_number(refs, SHIPMENT_REFERENCE_STRENGTH), event)
     if not numbers:
         return
     existing = set(Shipment.objects.filter(number__in=numbers).values_list("number", flat=True))
-    Shipment.objects.bulk_create(
-        [Shipment(number=number) for number in numbers if number not in existing], ignore_conflicts=True
-    )
+    Shipment.objects.bulk_create([Shipment(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
     rows = []
     for number, shipment_id in Shipment.objects.filter(number__in=numbers).values_list("number", "id"):
         result.created_shipments += number not in existing
-        for ref in numbers[number].references_of(SHIPMENT_REFERENCE_KINDS):
-            rows.append(Reference(kind=ref.kind.value, value=ref.value, shipment_id=shipment_id))
+        refs = numbers[number].references_of(SHIPMENT_REFERENCE_KINDS)
+        rows += [Reference(kind=ref.kind.value, value=ref.value, shipment_id=shipment_id) for ref in refs]
     _insert_references(rows, batch)
 
 
@@ -321,34 +342,26 @@ def _attach_references(events: list[CanonicalEvent], batch: _Batch) -> None:
     rows = []
     for event in events:
         family = event.kind.family
-        if family in ORDER_FAMILIES:
-            refs = event.references_of(ORDER_REFERENCE_KINDS)
-            order_id = _strongest(refs, ORDER_REFERENCE_STRENGTH, batch, "order_id")
-            if order_id:
-                rows += [
-                    Reference(kind=r.kind.value, value=r.value, order_id=order_id)
-                    for r in refs
-                    if (r.kind.value, r.value) not in batch.references
-                ]
-        elif family in SHIPMENT_FAMILIES:
-            refs = event.references_of(SHIPMENT_REFERENCE_KINDS)
-            shipment_id = _strongest(refs, SHIPMENT_REFERENCE_STRENGTH, batch, "shipment_id")
-            if shipment_id:
-                rows += [
-                    Reference(kind=r.kind.value, value=r.value, shipment_id=shipment_id)
-                    for r in refs
-                    if (r.kind.value, r.value) not in batch.references
-                ]
+        if family in ORDER_FAMILIES and (order_id := _resolve_order(event, batch)):
+            rows += [
+                Reference(kind=ref.kind.value, value=ref.value, order_id=order_id)
+                for ref in event.references_of(ORDER_REFERENCE_KINDS)
+                if not any(target.order_id == order_id for target in batch.targets(ref))
+            ]
+        elif family in SHIPMENT_FAMILIES and (shipment_id := _resolve_shipment(event, batch)):
+            rows += [
+                Reference(kind=ref.kind.value, value=ref.value, shipment_id=shipment_id)
+                for ref in event.references_of(SHIPMENT_REFERENCE_KINDS)
+                if not any(target.shipment_id == shipment_id for target in batch.targets(ref))
+            ]
     _insert_references(rows, batch)
 
 
 def _insert_references(rows: list[Reference], batch: _Batch) -> None:
-    """Insert references; on a clash (same kind and value) the first writer keeps it."""
     if not rows:
         return
     Reference.objects.bulk_create(rows, ignore_conflicts=True)
-    for row in Reference.objects.filter(value__in={row.value for row in rows}):
-        batch.references[(row.kind, row.value)] = row
+    _load_references({(row.kind, row.value) for row in rows}, batch, refresh=True)
 
 
 def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, shipment_id: int | None) -> Milestone:
@@ -377,47 +390,41 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
 # --- shipment to order links ------------------------------------------------------------------
 
 
-def _collect_links(event: CanonicalEvent, shipment_id: int, batch: _Batch, links: set, pending: set) -> None:
-    """Each order reference on a shipment event links that shipment to an order (consolidation)."""
+def _collect_claims(event: CanonicalEvent, shipment_id: int, batch: _Batch, links: set, claims: set) -> None:
+    """Each order reference on a shipment event links the shipment to the orders carrying it
+    (consolidation), now and, through the claim, to orders that carry it later."""
     for ref in event.references_of(ORDER_REFERENCE_KINDS):
-        row = batch.references.get((ref.kind.value, ref.value))
-        if row and row.order_id:
-            links.add((shipment_id, row.order_id))
-        elif not row:
-            pending.add((shipment_id, ref.kind.value, ref.value))
+        claims.add((shipment_id, ref.kind.value, ref.value))
+        links |= {(shipment_id, target.order_id) for target in batch.targets(ref) if target.order_id}
 
 
-def _save_links(links: set, pending: set, result: ApplyResult) -> None:
+def _save_links(links: set, claims: set, result: ApplyResult) -> None:
     through = Shipment.orders.through
     if links:
         through.objects.bulk_create([through(shipment_id=s, order_id=o) for s, o in links], ignore_conflicts=True)
         result.order_ids |= {o for _, o in links}
-    if pending:
-        PendingOrderLink.objects.bulk_create(
-            [PendingOrderLink(shipment_id=s, kind=k, value=v) for s, k, v in pending], ignore_conflicts=True
+        result.shipment_ids |= {s for s, _ in links}
+    if claims:
+        ShipmentOrderClaim.objects.bulk_create(
+            [ShipmentOrderClaim(shipment_id=s, kind=k, value=v) for s, k, v in claims], ignore_conflicts=True
         )
 
 
-def _resolve_pending_links(new_keys: set[RefKey], result: ApplyResult) -> None:
-    """Link shipments that named an order before it existed, now that its reference exists."""
-    if not new_keys:
+def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
+    """Link shipments to orders that just gained a reference a shipment event had named."""
+    if not gained:
         return
-    values = {value for _, value in new_keys}
-    waiting = [row for row in PendingOrderLink.objects.filter(value__in=values) if (row.kind, row.value) in new_keys]
-    if not waiting:
+    values = {value for _, value in gained}
+    claims = [row for row in ShipmentOrderClaim.objects.filter(value__in=values) if (row.kind, row.value) in gained]
+    if not claims:
         return
-    order_by_key = {
-        (ref.kind, ref.value): ref.order_id
-        for ref in Reference.objects.filter(value__in={row.value for row in waiting}, order__isnull=False)
-    }
-    links = {
-        (row.shipment_id, order_by_key[(row.kind, row.value)])
-        for row in waiting
-        if (row.kind, row.value) in order_by_key
-    }
+    orders_by_key: dict[RefKey, set[int]] = {}
+    for kind, value, order_id in Reference.objects.filter(
+        value__in={row.value for row in claims}, order__isnull=False
+    ).values_list("kind", "value", "order_id"):
+        orders_by_key.setdefault((kind, value), set()).add(order_id)
+    links = {(row.shipment_id, order_id) for row in claims for order_id in orders_by_key.get((row.kind, row.value), ())}
     _save_links(links, set(), result)
-    result.shipment_ids |= {s for s, _ in links}
-    PendingOrderLink.objects.filter(pk__in=[row.pk for row in waiting]).delete()
 
 
 # --- parking ----------------------------------------------------------------------------------

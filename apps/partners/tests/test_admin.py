@@ -17,9 +17,9 @@ from apps.timeline.models import (
     Milestone,
     Order,
     ParkedEvent,
-    PendingOrderLink,
     Reference,
     Shipment,
+    ShipmentOrderClaim,
 )
 from apps.timeline.services import apply_events
 from tests import factories
@@ -51,7 +51,7 @@ def shipment_with(children: int) -> Shipment:
     for order in orders:
         factories.ShipmentLineFactory(shipment=shipment, order=order)
     factories.ReferenceFactory.create_batch(children, shipment=shipment)
-    factories.PendingOrderLinkFactory.create_batch(children, shipment=shipment)
+    factories.ShipmentOrderClaimFactory.create_batch(children, shipment=shipment)
     factories.MilestoneFactory.create_batch(children, shipment=shipment)
     return shipment
 
@@ -73,7 +73,7 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     Shipment: shipment_with,
     Milestone: milestone,
     ParkedEvent: parked_event_with,
-    PendingOrderLink: lambda _: factories.PendingOrderLinkFactory(),
+    ShipmentOrderClaim: lambda _: factories.ShipmentOrderClaimFactory(),
     Reference: lambda _: factories.ReferenceFactory(),
     InventoryPosition: lambda _: factories.InventoryPositionFactory(),
     FreightCharge: lambda _: factories.FreightChargeFactory(),

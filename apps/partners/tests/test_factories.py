@@ -15,7 +15,7 @@ ALL_FACTORIES = [
     factories.ShipmentFactory,
     factories.ShipmentLineFactory,
     factories.ReferenceFactory,
-    factories.PendingOrderLinkFactory,
+    factories.ShipmentOrderClaimFactory,
     factories.MilestoneFactory,
     factories.ParkedEventFactory,
     factories.ParkedReferenceFactory,

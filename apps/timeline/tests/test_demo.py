@@ -1,0 +1,107 @@
+"""The demo world: every stage, consolidation and splits, lateness, parking, idempotency, the login."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Count, F
+from django.utils import timezone
+
+from apps.partners.models import Partner
+from apps.timeline.demo import DemoSummary, demo_events, seed_demo
+from apps.timeline.models import Milestone, Order, OrderStage, ParkedEvent, Shipment, ShipmentLine
+
+ORDERS = 40
+NOW = timezone.now()
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def seeded() -> DemoSummary:
+    return seed_demo(orders=ORDERS, now=NOW)
+
+
+def test_every_order_stage_appears(seeded):
+    stages = dict(Order.objects.order_by().values_list("stage").annotate(count=Count("id")))
+
+    assert seeded.orders == Order.objects.count() == ORDERS
+    assert {stage: stages.get(stage, 0) >= 1 for stage in OrderStage.values} == dict.fromkeys(OrderStage.values, True)
+    assert seeded.stages == {stage: stages.get(stage, 0) for stage in OrderStage.values}
+
+
+def test_shipments_consolidate_orders_and_orders_split_over_shipments(seeded):
+    consolidated = Shipment.objects.annotate(orders_count=Count("orders")).filter(orders_count__gt=1)
+    split = Order.objects.annotate(shipments_count=Count("shipments")).filter(shipments_count__gt=1)
+
+    assert consolidated.exists()
+    assert split.exists()
+    shipment = consolidated.first()
+    line_orders = set(ShipmentLine.objects.filter(shipment=shipment).values_list("order_id", flat=True))
+    assert line_orders == set(shipment.orders.values_list("id", flat=True))
+
+
+def test_some_orders_are_late_or_at_risk(seeded):
+    open_orders = Order.objects.filter(delivered_at__isnull=True).exclude(stage=OrderStage.CANCELLED)
+
+    assert open_orders.filter(promised_at__lt=NOW, shipments__isnull=False).exists()
+    assert Order.objects.filter(delivered_at__gt=F("promised_at")).exists()
+    assert open_orders.filter(promised_at__gt=NOW, shipments__estimated_delivery_at__gt=F("promised_at")).exists()
+
+
+def test_troubles_show_on_shipments(seeded):
+    shipments = Shipment.objects.all()
+
+    assert shipments.exclude(delay_reason="").exists()
+    assert shipments.filter(delivery_attempted_at__isnull=False).exists()
+    assert shipments.filter(damaged_at__isnull=False).exists()
+    assert shipments.filter(refused_at__isnull=False).exists()
+    assert shipments.filter(tracking_number="").exists()
+
+
+def test_stray_events_stay_parked_and_early_tracking_waits_for_its_manifest(seeded):
+    assert seeded.parked == ParkedEvent.objects.count() > 0
+    assert all("-stray-" in event_id for event_id in ParkedEvent.objects.values_list("event_id", flat=True))
+    assert seeded.unparked > 0
+    assert seeded.rejected == 0
+
+
+def test_everything_is_applied_from_a_partner_channel_and_in_the_past(seeded):
+    milestones = Milestone.objects.all()
+
+    assert milestones.count() == seeded.milestones == seeded.applied
+    assert not milestones.filter(source_partner__isnull=True).exists()
+    assert not milestones.filter(source_channel__isnull=True).exists()
+    assert not milestones.filter(occurred_at__gt=NOW).exists()
+    assert Partner.objects.count() == seeded.partners
+
+
+def test_running_again_applies_nothing_new(seeded):
+    counts = (Order.objects.count(), Shipment.objects.count(), Milestone.objects.count(), ParkedEvent.objects.count())
+
+    again = seed_demo(orders=ORDERS, now=NOW + timedelta(hours=5))
+
+    assert again.applied == 0
+    assert again.duplicates == again.events == seeded.events
+    assert (again.orders, again.shipments, again.milestones, again.parked) == counts
+    assert again.stages == seeded.stages
+
+
+def test_event_ids_do_not_depend_on_now():
+    def ids(now):
+        return [event.body["event_id"] for event in demo_events(orders=ORDERS, seed=7, now=now)]
+
+    assert ids(NOW) == ids(NOW - timedelta(days=3))
+    assert len(set(ids(NOW))) == len(ids(NOW))
+
+
+def test_command_prints_a_summary_and_the_demo_user_can_log_in(client):
+    out = StringIO()
+
+    call_command("seed_demo", orders=ORDERS, user="demo", password="control-tower-demo", stdout=out, verbosity=0)
+    call_command("seed_demo", orders=ORDERS, user="demo", password="control-tower-demo", stdout=out, verbosity=0)
+
+    assert f"orders {ORDERS}" in out.getvalue()
+    assert "applied 0 " in out.getvalue()
+    assert client.login(username="demo", password="control-tower-demo")
