@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "apps.partners",
     "apps.timeline",
     "apps.billing",
+    "apps.ingest",
 ]
 
 MIDDLEWARE = [

@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     SHIPMENT_POD_RECEIVED = "shipment.pod_received"
     SHIPMENT_DAMAGED = "shipment.damaged"
     SHIPMENT_REFUSED = "shipment.refused"
+    # A carrier status no mapping table knows: kept visible with its raw code, never guessed.
+    SHIPMENT_STATUS_UNMAPPED = "shipment.status_unmapped"
     FREIGHT_CHARGE_POSTED = "freight.charge_posted"
     FREIGHT_CHARGE_VALIDATED = "freight.charge_validated"
     FREIGHT_CHARGE_DISPUTED = "freight.charge_disputed"

@@ -32,6 +32,7 @@ EVENT_LABELS = {
     K.SHIPMENT_POD_RECEIVED: "Proof of delivery received",
     K.SHIPMENT_DAMAGED: "Reported damaged",
     K.SHIPMENT_REFUSED: "Refused by consignee",
+    K.SHIPMENT_STATUS_UNMAPPED: "Carrier status (unmapped code)",
     K.FREIGHT_CHARGE_POSTED: "Freight charge posted",
     K.FREIGHT_CHARGE_VALIDATED: "Freight charge validated",
     K.FREIGHT_CHARGE_DISPUTED: "Freight charge disputed",
