@@ -125,7 +125,8 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
-CELERY_TASK_EAGER_PROPAGATES = True
+# In-process tasks behave like queued ones: a failing task never breaks the request that queued it.
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -134,6 +135,21 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-messages": {
+        "task": "apps.ingest.tasks.requeue_stuck_messages_task",
+        "schedule": env.int("STUCK_SWEEP_SECONDS", default=300),
+        "options": {"queue": "default"},
+    },
+    "poll-carriers": {
+        "task": "apps.ingest.tasks.poll_carriers_task",
+        "schedule": env.int("CARRIER_POLL_SECONDS", default=60),
+        "options": {"queue": "bulk"},
+    },
+    "poll-inboxes": {
+        "task": "apps.ingest.tasks.poll_inboxes_task",
+        "schedule": env.int("INBOX_POLL_SECONDS", default=60),
+        "options": {"queue": "bulk"},
+    },
     "retry-parked-events": {
         "task": "apps.timeline.tasks.retry_parked_events_task",
         "schedule": env.int("PARKED_RETRY_SECONDS", default=300),
@@ -141,11 +157,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Ingestion ------------------------------------------------------------------------------------
+INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**20)
+# Request bodies up to the message limit are read whole; larger ones get a clear 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
+INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
+WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.partners.authentication.PartnerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.partners.authentication.IsPerson"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

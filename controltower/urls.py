@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.ingest import views as ingest_views
 from controltower import views
 
 urlpatterns = [
@@ -14,5 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.timeline.api_urls")),
+    path("api/v1/", include("apps.ingest.api_urls")),
+    path("hooks/<str:partner>/<str:channel>/", ingest_views.webhook, name="webhook"),
     path("", include("apps.timeline.urls")),
 ]

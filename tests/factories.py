@@ -4,6 +4,7 @@ Factories write rows directly, for admin, selector and view tests. Tests of the 
 behaviour build canonical events instead (``tests/stories.py``) and go through ``apply_events``.
 """
 
+import hashlib
 from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,10 +15,12 @@ from django.contrib.auth.models import Permission
 from django.db.models import Q
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
-from apps.partners.models import Channel, EdiIdentifier, Partner
+from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.timeline.models import (
     InventoryPosition,
     Milestone,
+    MilestoneReport,
     Order,
     OrderLine,
     OrderStage,
@@ -214,6 +217,18 @@ class MilestoneFactory(factory.django.DjangoModelFactory):
     payload = factory.LazyAttribute(lambda o: _event_payload(o.event_id, o.kind, o.occurred_at, o.references))
 
 
+class MilestoneReportFactory(factory.django.DjangoModelFactory):
+    """A second source reporting a milestone already on the timeline."""
+
+    class Meta:
+        model = MilestoneReport
+
+    milestone = factory.SubFactory(MilestoneFactory)
+    event_id = factory.Sequence(lambda n: f"report-{n:08d}")
+    source_partner = factory.SubFactory(PartnerFactory, kind=Partner.Kind.CARRIER)
+    source_channel = factory.SubFactory(ChannelFactory, partner=factory.SelfAttribute("..source_partner"))
+
+
 class ParkedEventFactory(factory.django.DjangoModelFactory):
     """A carrier event for a tracking number nobody knows yet, with its parked reference."""
 
@@ -294,3 +309,44 @@ class ReturnAuthorizationFactory(factory.django.DjangoModelFactory):
     status = ReturnAuthorization.Status.AUTHORIZED
     authorized_at = _recent()
     lines = factory.LazyFunction(lambda: [{"sku": "SKU-00001", "quantity": "1", "uom": "EA"}])
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """A token's stored half; use ``apps.partners.services.api_token_create`` for a usable one."""
+
+    class Meta:
+        model = ApiToken
+
+    partner = factory.SubFactory(PartnerFactory, kind=Partner.Kind.ERP)
+    name = "ERP production"
+    prefix = factory.Sequence(lambda n: f"{n:08x}")
+    hashed = factory.Faker("sha256")
+
+
+class InboundMessageFactory(factory.django.DjangoModelFactory):
+    """A canonical JSON message as a partner's API would send it, not yet processed."""
+
+    class Meta:
+        model = InboundMessage
+
+    partner = factory.SubFactory(PartnerFactory, kind=Partner.Kind.ERP)
+    source = InboundMessage.Source.API
+    format = "json"
+    body = factory.Sequence(lambda n: f'{{"event_id": "m-{n}"}}'.encode())
+    size = factory.LazyAttribute(lambda o: len(o.body))
+    sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.body).hexdigest())
+
+
+class OutboundMessageFactory(factory.django.DjangoModelFactory):
+    """A 997 acknowledging an inbound X12 message."""
+
+    class Meta:
+        model = OutboundMessage
+
+    inbound = factory.SubFactory(InboundMessageFactory, format="x12")
+    partner = factory.SelfAttribute("inbound.partner")
+    format = "x12"
+    kind = "997"
+    control_number = factory.Sequence(lambda n: f"{n:09d}")
+    ack_status = "accepted"
+    body = "ISA*00*...~"

@@ -193,6 +193,28 @@ def test_shipments_under_one_master_bill_stay_separate_and_a_po_level_asn_links_
     assert Order.objects.get(number="SO-3").stage == OrderStage.SHIPPED
 
 
+@pytest.mark.parametrize("arrival", [["edi", "hook"], ["hook", "edi"]])
+def test_the_same_milestone_from_two_channels_is_recorded_once_with_both_sources(partners, arrival):
+    Channel.objects.create(partner=partners["UPSN"], code="edi", format=Channel.Format.X12)
+    Channel.objects.create(partner=partners["UPSN"], code="hook", format=Channel.Format.WEBHOOK)
+    apply_events(events(order_created("SO-1"), manifested("SH-1", "1Z1", "SO-1")))
+    reports = {
+        "edi": event("a-214-D1", "shipment.delivered", 30, ref("tracking", "1Z1"), location={"city": "Reno"}),
+        "hook": event("b-hook-delivered", "shipment.delivered", 30, ref("pro", "P1"), ref("tracking", "1Z1")),
+    }
+    for channel in arrival:
+        apply_events(events(reports[channel], partner="UPSN", channel=channel))
+
+    [milestone] = Milestone.objects.filter(kind="shipment.delivered")
+    assert milestone.event_id == "a-214-D1"
+    assert milestone.source_channel.code == "edi"
+    assert [(r.event_id, r.source_channel.code) for r in milestone.other_reports.all()] == [
+        ("b-hook-delivered", "hook")
+    ]
+    again = apply_events(events(reports["hook"], partner="UPSN", channel="hook"))
+    assert again.duplicates == ["b-hook-delivered"]
+
+
 def test_eta_delay_and_damage_show_on_the_shipment():
     apply_events(
         events(

@@ -20,6 +20,7 @@ from apps.timeline.events import EventKind, parse_events
 from apps.timeline.models import (
     InventoryPosition,
     Milestone,
+    MilestoneReport,
     Order,
     OrderLine,
     ParkedEvent,
@@ -120,6 +121,9 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
             if step == "shipment.eta_updated" or draw(st.booleans()):
                 fields["estimated_delivery_at"] = (T0 + timedelta(hours=draw(hours))).isoformat()
             add(step, refs, **fields)
+            if draw(st.integers(0, 4)) == 0:
+                # The same status from a second channel (a webhook echoing the 214): same time.
+                items.append({**items[-1], "event_id": f"e{len(items)}", "location": {"city": "Elsewhere"}})
         if draw(st.booleans()):
             add("freight.charge_posted", [_ref("pro", pro), _ref("invoice", f"FB-{s}")], amount="99.00")
             for step in draw(
@@ -206,6 +210,7 @@ def snapshot() -> dict[str, Any]:
             for m in Milestone.objects.all()
         ),
         "parked": _sorted(ParkedEvent.objects.values_list("event_id", flat=True)),
+        "reports": _sorted(MilestoneReport.objects.values_list("event_id", "milestone__event_id")),
         "invoices": {i.number: named(_row(i)) for i in Invoice.objects.all()},
         "freight": {(shipment_numbers[f.shipment_id], f.number): named(_row(f)) for f in FreightCharge.objects.all()},
         "returns": {r.number: named(_row(r)) for r in ReturnAuthorization.objects.all()},

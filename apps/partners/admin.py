@@ -4,13 +4,14 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 
-from apps.partners.models import Channel, EdiIdentifier, Partner
+from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
+from apps.partners.services import api_token_create, api_token_revoke
 
 
 class JSONObjectField(forms.JSONField):
@@ -35,7 +36,17 @@ class JSONObjectField(forms.JSONField):
 class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
-        fields = ("partner", "code", "name", "format", "direction", "priority", "active", "mapping_overrides")
+        fields = (
+            "partner",
+            "code",
+            "name",
+            "format",
+            "direction",
+            "priority",
+            "active",
+            "webhook_secret",
+            "mapping_overrides",
+        )
         field_classes = {"mapping_overrides": JSONObjectField}
         widgets = {
             "mapping_overrides": forms.Textarea(
@@ -89,3 +100,36 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ("code", "name", "partner__code", "partner__name")
     autocomplete_fields = ("partner",)
     readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created here and shown once; only their hash is kept."""
+
+    list_display = ("prefix", "partner", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("partner", ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("partner",)
+    search_fields = ("prefix", "name", "partner__code")
+    fields = ("partner", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "partner", "name") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            return
+        token, raw = api_token_create(partner=obj.partner, name=obj.name)
+        obj.pk = token.pk
+        self.message_user(
+            request,
+            f"API token for {token.partner.code}: {raw}. Copy it now: it is not stored and will not be shown again.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(request, f"{queryset.count()} token(s) revoked.", messages.SUCCESS)

@@ -61,8 +61,9 @@ class Channel(models.Model):
         EDIFACT = "edifact", "EDIFACT"
         CSV = "csv", "CSV"
         JSON = "json", "Canonical JSON"
-        WEBHOOK = "webhook", "Webhook"
+        WEBHOOK = "webhook", "Webhook (format detected, or set by mapping_overrides.adapter)"
         API = "api", "REST API"
+        POLL = "poll", "Carrier tracking pull"
 
     class Direction(models.TextChoices):
         INBOUND = "inbound", "Inbound"
@@ -85,6 +86,11 @@ class Channel(models.Model):
         default=Priority.DEFAULT,
         help_text="Queue for this channel's messages; critical events always use the critical queue.",
     )
+    webhook_secret = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Shared secret for HMAC-SHA256 webhook signatures (X-Signature over timestamp + '.' + body).",
+    )
     mapping_overrides = models.JSONField(
         default=dict,
         blank=True,
@@ -103,3 +109,25 @@ class Channel(models.Model):
     def clean(self) -> None:
         if not isinstance(self.mapping_overrides, dict):
             raise ValidationError({"mapping_overrides": "Mapping overrides must be a JSON object."})
+
+
+class ApiToken(models.Model):
+    """A partner's API token. Only its hash is stored; the token itself is shown once."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'ERP production'.")
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    hashed = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["partner__code", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.partner.code} {self.name} ({self.prefix}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

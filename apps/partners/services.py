@@ -1,7 +1,17 @@
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from apps.partners.models import EdiIdentifier, Partner
+from apps.partners.models import ApiToken, EdiIdentifier, Partner
+
+TOKEN_PREFIX = "ct_"  # noqa: S105 - a public marker, not a secret
+# Recording every use would turn each API call into a write; once a minute is enough to audit.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 @transaction.atomic
@@ -43,3 +53,34 @@ def partner_upsert(
                 f"EDI identifier {qualifier}:{value} already belongs to partner {identifier.partner.code}"
             )
     return partner, created
+
+
+def api_token_create(*, partner: Partner, name: str) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored and never shown again."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(partner=partner, name=name, prefix=prefix, hashed=_hash(secret))
+    return token, f"{TOKEN_PREFIX}{prefix}_{secret}"
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_token_authenticate(raw: str) -> ApiToken | None:
+    """The active token ``raw`` names, or None. Constant-time comparison of the secret's hash."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    prefix, _, secret = raw.removeprefix(TOKEN_PREFIX).partition("_")
+    if not prefix or not secret:
+        return None
+    token = ApiToken.objects.select_related("partner").filter(prefix=prefix, revoked_at__isnull=True).first()
+    if token is None or not hmac.compare_digest(token.hashed, _hash(secret)):
+        return None
+    if token.last_used_at is None or timezone.now() - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from apps.timeline.models import (
     InventoryPosition,
     Milestone,
+    MilestoneReport,
     Order,
     OrderLine,
     ParkedEvent,
@@ -202,6 +203,14 @@ class ShipmentOrderClaimAdmin(ReadMostlyAdmin):
     list_filter = ("kind",)
     list_select_related = ("shipment",)
     search_fields = ("value", "shipment__number")
+
+
+@admin.register(MilestoneReport)
+class MilestoneReportAdmin(ReadMostlyAdmin):
+    list_display = ("event_id", "milestone", "source_partner", "source_channel", "recorded_at")
+    list_filter = (("source_partner", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("milestone", "source_partner", "source_channel__partner")
+    search_fields = ("event_id", "milestone__event_id")
 
 
 @admin.register(Reference)

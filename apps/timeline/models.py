@@ -251,6 +251,31 @@ class Milestone(models.Model):
         return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+class MilestoneReport(models.Model):
+    """Another source reporting a milestone already on the timeline (same subject, kind and time).
+
+    A carrier's 214 and its webhook often say the same thing: the timeline shows it once and
+    lists every source. The report with the smallest event id is the milestone itself.
+    """
+
+    milestone = models.ForeignKey(Milestone, on_delete=models.CASCADE, related_name="other_reports")
+    event_id = models.CharField(max_length=200, unique=True)
+    source_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="milestone_reports"
+    )
+    source_channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="milestone_reports"
+    )
+    source_message_id = models.BigIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["event_id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} also reports {self.milestone_id}"
+
+
 class ParkedEvent(models.Model):
     """An event whose references match no order or shipment yet; applied when one appears."""
 

@@ -9,12 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, F, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
 from apps.timeline.events import normalize_reference
-from apps.timeline.models import Milestone, Order, OrderLine, OrderStage, Reference, Shipment, ShipmentStatus
+from apps.timeline.models import (
+    Milestone,
+    MilestoneReport,
+    Order,
+    OrderLine,
+    OrderStage,
+    Reference,
+    Shipment,
+    ShipmentStatus,
+)
 
 # A typed reference shorter than this matches exactly only: "SO-1" must not list every SO-1xxxx.
 PREFIX_MIN_LENGTH = 6
@@ -167,6 +176,12 @@ def order_timeline(order_id: int) -> OrderTimeline | None:
     milestones = list(
         Milestone.objects.filter(Q(order_id=order.id) | Q(shipment_id__in=shipment_ids))
         .select_related("source_partner", "source_channel", "shipment")
+        .prefetch_related(
+            Prefetch(
+                "other_reports",
+                queryset=MilestoneReport.objects.select_related("source_partner", "source_channel"),
+            )
+        )
         .order_by("occurred_at", "event_id")
     )
     return OrderTimeline(

@@ -92,6 +92,11 @@ class SourceSerializer(serializers.Serializer):
     message = serializers.IntegerField(source="source_message_id")
 
 
+class ReportSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    source = SourceSerializer(source="*")
+
+
 class MilestoneSerializer(serializers.Serializer):
     event_id = serializers.CharField()
     kind = serializers.CharField()
@@ -99,6 +104,7 @@ class MilestoneSerializer(serializers.Serializer):
     recorded_at = OffsetDateTimeField()
     shipment = serializers.CharField(source="shipment.number", default=None)
     source = SourceSerializer(source="*")
+    also_reported_by = ReportSerializer(source="other_reports.all", many=True)
     references = ReferenceSerializer(many=True)
     location = serializers.JSONField()
     amount = serializers.DecimalField(max_digits=16, decimal_places=4)

@@ -6,12 +6,15 @@ the whole set of milestones of every order and shipment a batch touched, so any 
 duplication of the same events converges on the same state.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain
 from typing import NamedTuple
 
 from django.db import transaction
+from django.db.models import Q
 
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections
@@ -28,6 +31,7 @@ from apps.timeline.events import (
 )
 from apps.timeline.models import (
     Milestone,
+    MilestoneReport,
     Order,
     ParkedEvent,
     ParkedReference,
@@ -168,6 +172,7 @@ def _without_duplicates(events: list[CanonicalEvent], result: ApplyResult) -> li
             unique[event.event_id] = event
     ids = list(unique)
     known = set(Milestone.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    known |= set(MilestoneReport.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
     known |= set(ParkedEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
     result.duplicates.extend(event_id for event_id in ids if event_id in known)
     return [event for event_id, event in unique.items() if event_id not in known]
@@ -273,7 +278,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
             if event.kind.family == "shipment":
                 _collect_claims(event, shipment_id, batch, links, claims)
 
-    Milestone.objects.bulk_create(milestones, ignore_conflicts=True)
+    _record(milestones)
     result.applied.extend(m.event_id for m in milestones)
     projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
@@ -385,6 +390,83 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
         estimated_delivery_at=event.estimated_delivery_at,
         payload=event.to_json(),
     )
+
+
+MilestoneKey = tuple[int | None, int | None, str, datetime]
+
+
+def _key(milestone: Milestone) -> MilestoneKey:
+    return (milestone.order_id, milestone.shipment_id, milestone.kind, milestone.occurred_at)
+
+
+def _record(candidates: list[Milestone]) -> None:
+    """Append milestones; the same milestone from several sources is recorded once, with reports.
+
+    Of the events saying the same thing, the smallest event id is the milestone and the others
+    are its reports, whatever the order they arrived in.
+    """
+    subjects = [m for m in candidates if m.order_id or m.shipment_id]
+    existing = _existing_milestones(subjects)
+    groups: dict[MilestoneKey, list[Milestone]] = defaultdict(list)
+    for milestone in subjects:
+        groups[_key(milestone)].append(milestone)
+    inserts = [m for m in candidates if not (m.order_id or m.shipment_id)]
+    reports: list[tuple[str, Milestone]] = []
+    displaced: list[tuple[Milestone, str]] = []
+    for key, group in groups.items():
+        group.sort(key=lambda m: m.event_id)
+        current = existing.get(key)
+        if current is not None and current.event_id < group[0].event_id:
+            reports += [(current.event_id, m) for m in group]
+            continue
+        inserts.append(group[0])
+        reports += [(group[0].event_id, m) for m in group[1:]]
+        if current is not None:
+            displaced.append((current, group[0].event_id))
+            reports.append((group[0].event_id, current))
+    Milestone.objects.bulk_create(inserts, ignore_conflicts=True)
+    if not reports:
+        return
+    ids = dict(Milestone.objects.filter(event_id__in={primary for primary, _ in reports}).values_list("event_id", "id"))
+    for old, primary in displaced:
+        MilestoneReport.objects.filter(milestone=old).update(milestone_id=ids[primary])
+    Milestone.objects.filter(pk__in=[old.pk for old, _ in displaced]).delete()
+    MilestoneReport.objects.bulk_create(
+        [
+            MilestoneReport(
+                milestone_id=ids[primary],
+                event_id=m.event_id,
+                source_partner_id=m.source_partner_id,
+                source_channel_id=m.source_channel_id,
+                source_message_id=m.source_message_id,
+            )
+            for primary, m in reports
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _existing_milestones(subjects: list[Milestone]) -> dict[MilestoneKey, Milestone]:
+    if not subjects:
+        return {}
+    rows = Milestone.objects.filter(
+        Q(order_id__in={m.order_id for m in subjects if m.order_id})
+        | Q(shipment_id__in={m.shipment_id for m in subjects if m.shipment_id}),
+        kind__in={m.kind for m in subjects},
+        occurred_at__in={m.occurred_at for m in subjects},
+    ).only(
+        "id",
+        "event_id",
+        "order_id",
+        "shipment_id",
+        "kind",
+        "occurred_at",
+        "source_partner_id",
+        "source_channel_id",
+        "source_message_id",
+    )
+    wanted = {_key(m) for m in subjects}
+    return {_key(row): row for row in rows if _key(row) in wanted}
 
 
 # --- shipment to order links ------------------------------------------------------------------

@@ -10,11 +10,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
-from apps.partners.models import Channel, Partner
+from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.partners.models import ApiToken, Channel, Partner
 from apps.timeline.events import EventSource, parse_events
 from apps.timeline.models import (
     InventoryPosition,
     Milestone,
+    MilestoneReport,
     Order,
     ParkedEvent,
     Reference,
@@ -26,7 +28,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = {"partners", "timeline", "billing"}
+PROJECT_APPS = {"partners", "timeline", "billing", "ingest"}
 
 
 def partner_with(children: int) -> Partner:
@@ -79,6 +81,10 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     FreightCharge: lambda _: factories.FreightChargeFactory(),
     Invoice: lambda _: factories.InvoiceFactory(),
     ReturnAuthorization: lambda _: factories.ReturnAuthorizationFactory(),
+    MilestoneReport: lambda _: factories.MilestoneReportFactory(),
+    ApiToken: lambda _: factories.ApiTokenFactory(),
+    InboundMessage: lambda _: factories.InboundMessageFactory(),
+    OutboundMessage: lambda _: factories.OutboundMessageFactory(),
 }
 MODELS = list(BUILDERS)
 # Models whose change page lists related rows inline.

@@ -9,9 +9,9 @@ from apps.timeline.tests.conftest import create_order, event, ref
 pytestmark = pytest.mark.django_db
 
 
-def test_anonymous_requests_are_refused(client, story):
-    assert client.get("/api/v1/orders/", {"ref": "SO-100001"}).status_code == 403
-    assert client.get(f"/api/v1/orders/{story.pk}/").status_code == 403
+def test_anonymous_requests_must_authenticate(client, story):
+    assert client.get("/api/v1/orders/", {"ref": "SO-100001"}).status_code == 401
+    assert client.get(f"/api/v1/orders/{story.pk}/").status_code == 401
 
 
 def test_list_resolves_a_reference_with_references_stage_and_times(agent_client, story):
@@ -91,7 +91,7 @@ def test_detail_of_an_unknown_order_is_a_404(agent_client):
 
 
 def test_the_schema_documents_both_endpoints(agent_client):
-    response = agent_client.get("/api/schema/", {"format": "json"})
+    response = agent_client.get("/api/schema/", {"format": "json"})  # the schema view reads ?format=
 
     assert response.status_code == 200
     paths = response.json()["paths"]

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from apps.ingest import api
+
+urlpatterns = [
+    path("messages/", api.MessageCreateView.as_view(), name="api-messages"),
+    path("messages/<int:pk>/", api.MessageDetailView.as_view(), name="api-message"),
+    path("events/", api.EventCreateView.as_view(), name="api-events"),
+]

@@ -1,0 +1,1050 @@
+"""UN/EDIFACT interchanges (IFTSTA, DESADV, INVOIC, ORDERS) to canonical events.
+
+pydifact reads the delimiters (:class:`~pydifact.control.Characters`) and splits each segment into
+elements and components, release characters included (its ``Tokenizer`` and the token-to-element
+step of its ``Parser``). The envelope is read here, segment by segment, because partners' files
+need more than ``Interchange.from_str`` gives: UNG/UNE groups, several interchanges in one file,
+counts and control references that do not pair (warnings, never errors, while the content is
+intact), and the raw text of every message. pydifact's ``Parser.parse`` also takes a released
+apostrophe followed by ``UNA`` for a second service string advice, so it is not used on whole
+documents.
+
+Layouts read: with or without ``UNA`` (defaults ``:+.? '``; syntax level B without UNA uses the
+information separators IS1/IS3/IS4 and no release character), a UNA redefining every delimiter,
+line breaks (LF or CRLF) after or inside segments, indentation, blank lines at the end, UNOA/UNOB/
+UNOC/UNOW (UTF-8 first, then latin-1), a final UNZ without its terminator.
+
+Event ids are a hash of the UNB sender and business content (document number and message
+function; for statuses the reference, code, time, location and reason), never of control
+references, so a resent interchange yields the same events.
+
+Default status table (STS status event code, UN/ECE Recommendation 24 / data elements 9011 and
+4405), overridable per channel with ``mapping["status_codes"] = {code: kind}``:
+
+=========================  =====================================================================
+shipment.picked_up         13 collection/pick-up completed, 27 despatch completed,
+                           130 consignment received from shipper
+shipment.in_transit        1 arrival completed (at a stop on the way), 16 crossed border,
+                           24 departure completed, 31 en route, 40 arrival at port,
+                           48 loaded onto a means of transport, 100 transshipment,
+                           127 departed on a means of transport
+shipment.out_for_delivery  113 delivery in progress
+shipment.delivered         21 delivery completed, 22 delivery completed as per instruction
+shipment.delivery_attempted  23 delivery not completed, 109/110 delivery impossible (with or
+                           without a notice left)
+shipment.delayed           20 delayed in the course of transportation, 25 departure delayed,
+                           101 delayed in transit, 105 delivery postponed
+shipment.damaged           3 arrival in defective condition, 18 damaged in transportation
+shipment.refused           104 delivery refused, to be re-arranged; 106 delivery refused
+=========================  =====================================================================
+
+Any other code becomes ``shipment.status_unmapped`` with ``attributes.status_code`` and is listed
+in ``ParsedDocument.unmapped_codes``. The STS status reason (9013) goes to ``attributes.reason``.
+
+Reference qualifiers (RFF, data element 1153), overridable with
+``mapping["reference_qualifiers"] = {qualifier: kind}``: BM bill of lading → bol; CN carrier's
+reference → pro; ON buyer's order number → po (the customer's purchase order: it matches orders
+created from ORDERS, whose number is both po and order, and ERP orders that carry the PO); VN
+supplier's order number → order; IV invoice → invoice; SRN shipment reference → shipment; AAK
+despatch advice and DQ delivery note → asn; AAS transport document and AAM waybill → tracking.
+The IFTSTA consignment number (CNI) is a shipment reference, or the kind of a qualifier from that
+table written in the component after it (``CNI+1+123456:BM``).
+
+Dates (DTM, 2379 format): 101 YYMMDD, 102 CCYYMMDD, 201 YYMMDDHHMM, 203 CCYYMMDDHHMM, 204 with
+seconds, 205 CCYYMMDDHHMM±HHMM, 303 CCYYMMDDHHMM and a zone (±HH[MM], Z/UTC/GMT or a zone name),
+304 as 303 with seconds; no format code → guessed from the length. Times without a zone are in
+``context.time_zone``. A date without a time is midnight, except delivery deadlines (requested or
+estimated delivery) which are the end of that day.
+"""
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pydantic
+from pydifact.control import Characters
+from pydifact.exceptions import EDISyntaxError
+from pydifact.parser import Parser
+from pydifact.tokenizer import Tokenizer
+
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.timeline.events import CanonicalEvent, EventKind, EventLine, EventLocation, ReferenceKind
+
+K = EventKind
+STATUS_KINDS: dict[str, EventKind] = {
+    **dict.fromkeys(("13", "27", "130"), K.SHIPMENT_PICKED_UP),
+    **dict.fromkeys(("1", "16", "24", "31", "40", "48", "100", "127"), K.SHIPMENT_IN_TRANSIT),
+    "113": K.SHIPMENT_OUT_FOR_DELIVERY,
+    **dict.fromkeys(("21", "22"), K.SHIPMENT_DELIVERED),
+    **dict.fromkeys(("23", "109", "110"), K.SHIPMENT_DELIVERY_ATTEMPTED),
+    **dict.fromkeys(("20", "25", "101", "105"), K.SHIPMENT_DELAYED),
+    **dict.fromkeys(("3", "18"), K.SHIPMENT_DAMAGED),
+    **dict.fromkeys(("104", "106"), K.SHIPMENT_REFUSED),
+}
+
+R = ReferenceKind
+REFERENCE_QUALIFIERS: dict[str, ReferenceKind] = {
+    "BM": R.BOL,
+    "CN": R.PRO,
+    "ON": R.PO,
+    "VN": R.ORDER,
+    "IV": R.INVOICE,
+    "SRN": R.SHIPMENT,
+    "AAK": R.ASN,
+    "DQ": R.ASN,
+    "AAS": R.TRACKING,
+    "AAM": R.TRACKING,
+}
+
+# DTM qualifiers (2005) read by the mappers.
+DOCUMENT_DATE = ("137",)
+DESPATCH_DATE = ("11",)
+ESTIMATED_DELIVERY = ("17", "132")
+REQUESTED_DELIVERY = ("2", "63")
+STATUS_DATE = ("334",)
+# MOA qualifiers (5025) for an invoice total, best first: invoice amount, message total, total.
+INVOICE_TOTALS = ("77", "86", "39")
+# BGM document codes (1001) read as an invoice: commercial, corrected, tax invoice (no credit notes).
+INVOICE_DOCUMENTS = frozenset({"380", "384", "388", ""})
+CANCELLATION = "1"  # BGM message function code (1225)
+
+DEFAULT_CHARACTERS = ":+.? '"
+# Syntax level B without UNA: IS1 components, IS3 elements, IS4 segments, no release character.
+LEVEL_B_CHARACTERS = "\x1f\x1d.\x00 \x1c"
+NO_RELEASE = "\x00"
+MAX_RAW = 100_000
+MAX_REFERENCES = 200
+
+_DATE_FORMATS = {"101": "%y%m%d", "102": "%Y%m%d", "201": "%y%m%d%H%M", "203": "%Y%m%d%H%M", "204": "%Y%m%d%H%M%S"}
+_ZONED_FORMATS = {"205": 12, "303": 12, "304": 14}
+_FORMAT_BY_LENGTH = {6: "101", 8: "102", 10: "201", 12: "203", 14: "204"}
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})?$")
+_TAG = re.compile(r"^[A-Z0-9]{3}$")
+_LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def looks_like(body: bytes) -> bool:
+    """An EDIFACT interchange starts with UNA or UNB (after an optional BOM and whitespace)."""
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:3]
+    return head in (b"UNA", b"UNB")
+
+
+def sender_ids(body: bytes) -> list[tuple[str, str]]:
+    """(qualifier or "UNB", id) of every UNB sender in the document; never raises."""
+    try:
+        characters, texts, _tail = _segment_texts(body)
+        unbs = [_segment(0, text, characters, Parser()) for text in texts if text.startswith("UNB")]
+        ids = [_sender(unb) for unb in unbs]
+    except Exception:  # finding the partner must not fail on a document that parse() will reject
+        return []
+    return list(dict.fromkeys((qualifier or "UNB", sender) for qualifier, sender in ids if sender))
+
+
+def parse(body: bytes, context: ParseContext) -> ParsedDocument:
+    """Read every message of every interchange; ParseError when the document cannot be read."""
+    try:
+        return _parse(body, context)
+    except ParseError:
+        raise
+    except EDISyntaxError as exc:
+        raise ParseError(f"EDIFACT syntax error: {exc}") from exc
+    except Exception as exc:  # bad input gets a clear error, never a crash
+        raise ParseError(f"unreadable EDIFACT document: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment: its 1-based position in the document, tag, elements and original text."""
+
+    number: int
+    tag: str
+    elements: list[str | list[str]]
+    raw: str
+
+    def get(self, index: int, component: int = 0) -> str:
+        """Component ``component`` of element ``index`` ("" when absent), stripped."""
+        if index >= len(self.elements):
+            return ""
+        value = self.elements[index]
+        parts = value if isinstance(value, list) else [value]
+        return parts[component].strip() if component < len(parts) else ""
+
+    def components(self, index: int) -> list[str]:
+        if index >= len(self.elements):
+            return []
+        value = self.elements[index]
+        return [part.strip() for part in (value if isinstance(value, list) else [value])]
+
+    def describe(self) -> str:
+        return f"segment {self.number} ({_shown(self.raw)})"
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:37] + "...")
+
+
+@dataclass
+class Segments:
+    segments: list[Segment]
+    characters: Characters
+    warnings: list[str]
+
+
+def _decode(body: bytes) -> str:
+    """UTF-8 (UNOW, and UNOA/UNOB which are ASCII) when it decodes, else latin-1 (UNOC)."""
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
+def _characters(text: str) -> tuple[Characters, str]:
+    """The delimiters and the text after the service string advice."""
+    if text.startswith("UNA"):
+        advice = text[3:9]
+        if len(advice) < 6:
+            raise ParseError(f"UNA service string advice is truncated: expected 6 characters, found {advice!r}")
+        _check_delimiters(advice)
+        if advice[3] == " ":  # a space as release character means there is none
+            advice = advice[:3] + NO_RELEASE + advice[4:]
+        return Characters.from_str(advice), text[9:]
+    if not text.startswith("UNB"):
+        raise ParseError(f"not an EDIFACT interchange: expected UNA or UNB, found {text[:20]!r}")
+    advice = LEVEL_B_CHARACTERS if text[3:4] == "\x1d" else DEFAULT_CHARACTERS
+    return Characters.from_str(advice), text
+
+
+def _check_delimiters(advice: str) -> None:
+    component, element, _decimal, release, _reserved, terminator = advice
+    used = [component, element, terminator] + ([release] if release != " " else [])
+    if len(set(used)) != len(used):
+        raise ParseError(
+            f"UNA service string advice {advice!r} is unusable: component separator, element separator, "
+            "release character and segment terminator must be different characters"
+        )
+
+
+def _without_line_breaks(text: str, characters: Characters) -> str:
+    """Drop CR/LF that are not delimiters: after terminators, indentation, hard wraps at 80 columns."""
+    delimiters = {characters.segment_terminator, characters.data_separator, characters.component_separator}
+    for line_break in ("\r", "\n"):
+        if line_break not in delimiters:
+            text = text.replace(line_break, "")
+    return text
+
+
+def _split(text: str, characters: Characters) -> tuple[list[str], str]:
+    """Terminated segment texts (a released terminator does not end a segment), and the rest."""
+    release, terminator = characters.escape_character, characters.segment_terminator
+    parts, start, index = [], 0, 0
+    while index < len(text):
+        char = text[index]
+        if char == release:
+            index += 2
+            continue
+        if char == terminator:
+            parts.append(text[start:index])
+            start = index + 1
+        index += 1
+    return parts, text[start:]
+
+
+def _segment_texts(body: bytes) -> tuple[Characters, list[str], str]:
+    """The delimiters, the text of every terminated segment, and what follows the last terminator."""
+    text = _decode(body).lstrip(" \t\r\n")
+    if not text:
+        raise ParseError("empty document: expected UNA or UNB")
+    characters, rest = _characters(text)
+    parts, tail = _split(_without_line_breaks(rest, characters), characters)
+    return characters, [seg for seg in (part.strip(" \t") for part in parts) if seg], tail.strip(" \t")
+
+
+def _read_segments(body: bytes) -> Segments:
+    characters, texts, tail = _segment_texts(body)
+    reader, warnings = Parser(), []
+    segments = [_segment(number, raw, characters, reader) for number, raw in enumerate(texts, start=1)]
+    if tail:
+        last = _segment(len(segments) + 1, tail, characters, reader)
+        if last.tag != "UNZ":
+            raise ParseError(
+                f"{last.describe()} has no segment terminator {characters.segment_terminator!r}: "
+                "the document ends inside it (truncated?)"
+            )
+        warnings.append(f"{last.describe()} has no segment terminator")
+        segments.append(last)
+    return Segments(segments, characters, warnings)
+
+
+def _segment(number: int, raw: str, characters: Characters, reader: Parser) -> Segment:
+    release = characters.escape_character
+    if (len(raw) - len(raw.rstrip(release))) % 2:
+        raise ParseError(f"segment {number} ({_shown(raw)}): ends with the release character {release!r}")
+    tokens = Tokenizer().get_tokens(raw + characters.segment_terminator, characters)
+    elements = next(iter(reader.convert_tokens_to_raw_segments(tokens)), [""])
+    tag = elements[0]
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise ParseError(f"segment {number}: expected a three-character segment tag, found {_shown(raw)}")
+    return Segment(number, tag, elements[1:], raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Envelope
+
+
+@dataclass
+class Message:
+    reference: str
+    type: str
+    header: Segment
+    body: list[Segment]
+    raw: str
+    sender: str
+    prepared_at: datetime | None
+    decimal_mark: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.type or 'message'} {self.reference}"
+
+
+@dataclass
+class _Open:
+    """An open interchange or group: its header and the number of messages (and groups) seen."""
+
+    header: Segment
+    reference: str
+    messages: int = 0
+    groups: int = 0
+
+
+@dataclass
+class EnvelopeReader:
+    """Walks UNB/UNG/UNH/UNT/UNE/UNZ; structure it cannot follow is a ParseError, counts are warnings."""
+
+    characters: Characters
+    time_zone: tzinfo
+    messages: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    interchange: _Open | None = None
+    group: _Open | None = None
+    message: list[Segment] | None = None
+
+    def read(self, segments: Iterable[Segment]) -> None:
+        handlers: dict[str, Callable[[Segment], None]] = {
+            "UNB": self._unb,
+            "UNG": self._ung,
+            "UNH": self._unh,
+            "UNT": self._unt,
+            "UNE": self._une,
+            "UNZ": self._unz,
+        }
+        for segment in segments:
+            handlers.get(segment.tag, self._other)(segment)
+        self._end()
+
+    def _expect_no_message(self, segment: Segment) -> None:
+        if self.message is not None:
+            unh = self.message[0]
+            raise ParseError(
+                f"{segment.describe()}: expected UNT closing message {unh.get(0)!r} "
+                f"(UNH at segment {unh.number}), found {segment.tag}"
+            )
+
+    def _unb(self, segment: Segment) -> None:
+        self._expect_no_message(segment)
+        if self.interchange:
+            self._missing_unz(self.interchange)
+        self.interchange = _Open(segment, segment.get(4))
+
+    def _ung(self, segment: Segment) -> None:
+        opened = self._inside_interchange(segment)
+        self._expect_no_message(segment)
+        if self.group:
+            self.warnings.append(f"group {self.group.reference}: no UNE trailer before the next UNG")
+        self.group = _Open(segment, segment.get(4))
+        opened.groups += 1
+
+    def _unh(self, segment: Segment) -> None:
+        self._inside_interchange(segment)
+        self._expect_no_message(segment)
+        self.message = [segment]
+
+    def _unt(self, segment: Segment) -> None:
+        if self.message is None:
+            raise ParseError(f"{segment.describe()}: found UNT without a UNH opening a message")
+        unh, body = self.message[0], self.message[1:]
+        self.message = None
+        label = f"message {unh.get(0)}"
+        self._check_count(label, "UNT", segment.get(0), len(body) + 2, "segments")
+        self._check_reference(label, "UNT", segment.get(1), "UNH", unh.get(0))
+        opened = self._inside_interchange(segment)
+        self.messages.append(self._message(opened.header, unh, body, segment))
+        opened.messages += 1
+        if self.group:
+            self.group.messages += 1
+
+    def _une(self, segment: Segment) -> None:
+        self._inside_interchange(segment)
+        self._expect_no_message(segment)
+        if not self.group:
+            self.warnings.append(f"{segment.describe()}: UNE without a UNG, ignored")
+            return
+        label = f"group {self.group.reference}"
+        self._check_count(label, "UNE", segment.get(0), self.group.messages, "messages")
+        self._check_reference(label, "UNE", segment.get(1), "UNG", self.group.reference)
+        self.group = None
+
+    def _unz(self, segment: Segment) -> None:
+        opened = self._inside_interchange(segment)
+        self._expect_no_message(segment)
+        if self.group:
+            self.warnings.append(f"group {self.group.reference}: no UNE trailer")
+            self.group = None
+        label = f"interchange {opened.reference}"
+        counted, unit = (opened.groups, "groups") if opened.groups else (opened.messages, "messages")
+        self._check_count(label, "UNZ", segment.get(0), counted, unit)
+        self._check_reference(label, "UNZ", segment.get(1), "UNB", opened.reference)
+        self.interchange = None
+
+    def _other(self, segment: Segment) -> None:
+        if self.message is not None:
+            self.message.append(segment)
+            return
+        self._inside_interchange(segment)
+        self.warnings.append(f"{segment.describe()} is outside any message, ignored")
+
+    def _inside_interchange(self, segment: Segment) -> _Open:
+        if self.interchange is None:
+            raise ParseError(f"{segment.describe()}: expected UNB opening an interchange, found {segment.tag}")
+        return self.interchange
+
+    def _end(self) -> None:
+        if self.message is not None:
+            unh = self.message[0]
+            raise ParseError(
+                f"document ends inside message {unh.get(0)!r} (UNH at segment {unh.number}): "
+                "expected UNT, found end of document (truncated?)"
+            )
+        if self.group:
+            self.warnings.append(f"group {self.group.reference}: no UNE trailer")
+        if self.interchange:
+            self._missing_unz(self.interchange)
+        if not self.messages:
+            self.warnings.append("the interchange holds no message")
+
+    def _missing_unz(self, opened: _Open) -> None:
+        self.warnings.append(f"interchange {opened.reference}: no UNZ trailer (truncated?)")
+
+    def _check_count(self, label: str, tag: str, stated: str, counted: int, unit: str) -> None:
+        if stated != str(counted) and not (stated.isdigit() and int(stated) == counted):
+            self.warnings.append(f"{label}: {tag} says {stated or 'nothing'} {unit}, counted {counted}")
+
+    def _check_reference(self, label: str, tag: str, stated: str, opener: str, expected: str) -> None:
+        if stated != expected:
+            self.warnings.append(f"{label}: {tag} reference {stated!r} does not match {opener} reference {expected!r}")
+
+    def _message(self, unb: Segment, unh: Segment, body: list[Segment], unt: Segment) -> Message:
+        terminator = self.characters.segment_terminator
+        raw = "".join(f"{seg.raw}{terminator}\n" for seg in (unh, *body, unt))
+        return Message(
+            reference=unh.get(0),
+            type=unh.get(1).upper(),
+            header=unh,
+            body=body,
+            raw=raw[:MAX_RAW],
+            sender=":".join(filter(None, _sender(unb))),
+            prepared_at=_unb_time(unb, self.time_zone),
+            decimal_mark=self.characters.decimal_point,
+        )
+
+
+def _sender(unb: Segment) -> tuple[str, str]:
+    """(qualifier, id) of the UNB sender (S002: 0004 id, 0007 qualifier)."""
+    return unb.get(1, 1), unb.get(1, 0)
+
+
+def _unb_time(unb: Segment, zone: tzinfo) -> datetime | None:
+    day, clock = unb.get(3, 0), unb.get(3, 1) or "0000"
+    pattern = {6: "%y%m%d%H%M", 8: "%Y%m%d%H%M"}.get(len(day))
+    try:
+        return datetime.strptime(day + clock, pattern).replace(tzinfo=zone) if pattern else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading values
+
+
+@dataclass
+class Reading:
+    """What the mappers share for one message: the context, the message and where warnings go."""
+
+    message: Message
+    context: ParseContext
+    zone: tzinfo
+    warnings: list[str]
+    status_kinds: dict[str, EventKind]
+    qualifiers: dict[str, ReferenceKind]
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(f"{self.message.label}: {text}")
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except Exception as exc:  # ZoneInfo raises ValueError, KeyError or its own error for bad names
+        raise ParseError(f"time zone {name!r} of the channel is not a known IANA zone") from exc
+
+
+def _parse_zone(text: str) -> tzinfo:
+    if text.upper() in ("Z", "UT", "UTC", "GMT"):
+        return UTC
+    match = _OFFSET.match(text)
+    if match:
+        sign, hours, minutes = match.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        return timezone(-offset if sign == "-" else offset)
+    try:
+        return ZoneInfo(text)
+    except Exception as exc:  # ZoneInfo raises ValueError, KeyError or its own error for bad names
+        raise ValueError(f"time zone {text!r} is not known") from exc
+
+
+def date_time(value: str, fmt: str, zone: tzinfo, *, end_of_day: bool = False) -> datetime:
+    """A DTM value in a 2379 format as an aware datetime; ValueError when it cannot be read."""
+    fmt = fmt or _FORMAT_BY_LENGTH.get(len(value), "")
+    if fmt in _ZONED_FORMATS:
+        cut = _ZONED_FORMATS[fmt]
+        local = value[:cut]
+        if not local.isdigit():
+            raise ValueError(f"{value!r} is not a {fmt} date")
+        pattern = "%Y%m%d%H%M%S" if cut == 14 else "%Y%m%d%H%M"
+        return datetime.strptime(local, pattern).replace(tzinfo=_parse_zone(value[cut:]))
+    if fmt not in _DATE_FORMATS:
+        raise ValueError(f"date format {fmt or '(none)'} of {value!r} is not supported")
+    if not value.isdigit():
+        raise ValueError(f"{value!r} is not a {fmt} date")
+    parsed = datetime.strptime(value, _DATE_FORMATS[fmt]).replace(tzinfo=zone)
+    if end_of_day and fmt in ("101", "102"):
+        return parsed.replace(hour=23, minute=59, second=59)
+    return parsed
+
+
+def find_date(
+    reading: Reading, segments: Iterable[Segment], qualifiers: Iterable[str], *, end_of_day: bool = False
+) -> datetime | None:
+    """The first readable DTM among ``segments`` whose qualifier is in ``qualifiers`` (in that order)."""
+    dtms = [seg for seg in segments if seg.tag == "DTM"]
+    for qualifier in dict.fromkeys(qualifiers):
+        for dtm in dtms:
+            if dtm.get(0, 0) == qualifier:
+                parsed = _read_dtm(reading, dtm, end_of_day=end_of_day)
+                if parsed:
+                    return parsed
+    return None
+
+
+def _read_dtm(reading: Reading, dtm: Segment, *, end_of_day: bool = False) -> datetime | None:
+    try:
+        return date_time(dtm.get(0, 1), dtm.get(0, 2), reading.zone, end_of_day=end_of_day)
+    except (ValueError, KeyError, OverflowError) as exc:
+        reading.warn(f"{dtm.describe()} ignored: {exc}")
+        return None
+
+
+def decimal_value(reading: Reading, value: str, what: str) -> Decimal | None:
+    """A numeric value; the decimal mark may be the UNA one, a point or a comma (ISO 9735)."""
+    if not value:
+        return None
+    try:
+        parsed = Decimal(value.replace(reading.message.decimal_mark, ".").replace(",", "."))
+    except InvalidOperation:
+        parsed = None
+    if parsed is None or not parsed.is_finite():
+        reading.warn(f"{what} {value!r} is not a number, ignored")
+        return None
+    return parsed
+
+
+def references(reading: Reading, segments: Iterable[Segment]) -> list[tuple[ReferenceKind, str]]:
+    """Typed references from RFF segments (C506: 1153 qualifier, 1154 value) the table knows."""
+    found = []
+    for rff in segments:
+        if rff.tag == "RFF" and rff.get(0, 1):
+            kind = reading.qualifiers.get(rff.get(0, 0).upper())
+            if kind:
+                found.append((kind, rff.get(0, 1)))
+    return found
+
+
+def _party(segments: Iterable[Segment], role: str) -> Segment | None:
+    return next((seg for seg in segments if seg.tag == "NAD" and seg.get(0) == role), None)
+
+
+def carrier(segments: list[Segment]) -> str | None:
+    """TDT carrier (C040: 3127 id, 3128 name), else the NAD+CA party id or name."""
+    for tdt in (seg for seg in segments if seg.tag == "TDT"):
+        found = tdt.get(4, 0) or tdt.get(4, 3)
+        if found:
+            return found
+    nad = _party(segments, "CA")
+    return (nad.get(1, 0) or nad.get(3, 0)) if nad else None
+
+
+def location(segments: Iterable[Segment]) -> EventLocation | None:
+    """The first LOC (C517: 3225 code, 3224 name); a UN/LOCODE gives the country."""
+    loc = next((seg for seg in segments if seg.tag == "LOC" and (seg.get(1, 0) or seg.get(1, 3))), None)
+    if loc is None:
+        return None
+    code, name = loc.get(1, 0), loc.get(1, 3)
+    country = code[:2] if _LOCODE.match(code) else None
+    return EventLocation(name=(name or code)[:200], country=country)
+
+
+def event_id(message: Message, *parts: object) -> str:
+    key = "\x1f".join(str(part) for part in (message.sender, message.type, *parts))
+    return f"edifact:{message.type.lower()}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def build_event(reading: Reading, refs: list[tuple[ReferenceKind, str]], **fields: Any) -> CanonicalEvent | None:
+    """A validated event with the message's raw text, or a warning saying why it was skipped."""
+    unique = list(dict.fromkeys((kind, value.strip()) for kind, value in refs if value.strip()))
+    if len(unique) > MAX_REFERENCES:
+        reading.warn(f"{len(unique)} references, only the first {MAX_REFERENCES} kept")
+        unique = unique[:MAX_REFERENCES]
+    if not unique:
+        reading.warn(f"no reference to correlate a {fields['kind']} event, skipped")
+        return None
+    try:
+        return CanonicalEvent(
+            references=[{"kind": kind, "value": value} for kind, value in unique],
+            raw=reading.message.raw,
+            **fields,
+        )
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'event'}: {err['msg']}" for err in exc.errors())
+        reading.warn(f"{fields['kind']} event skipped: {problems}")
+        return None
+
+
+def fallback_time(reading: Reading, dated: datetime | None) -> datetime | None:
+    """A segment's own date, else the document date (DTM+137), else the UNB preparation time."""
+    found = dated or find_date(reading, reading.message.body, DOCUMENT_DATE) or reading.message.prepared_at
+    if found is None:
+        reading.warn("no date in the message or its UNB, skipped")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Lines (LIN groups)
+
+
+@dataclass
+class _LineDraft:
+    lin: Segment
+    ids: list[tuple[str, str]] = field(default_factory=list)
+    quantity: Segment | None = None
+    prices: list[Segment] = field(default_factory=list)
+    order: str | None = None
+
+
+def lines(reading: Reading, quantity_qualifier: str) -> list[EventLine]:
+    """LIN groups: sku from PIA supplier article (SA), else the LIN item id, else the first PIA id."""
+    drafts: list[_LineDraft] = []
+    current: _LineDraft | None = None
+    for seg in reading.message.body:
+        if seg.tag == "UNS":  # the summary section: totals, no more lines
+            break
+        if seg.tag == "LIN":
+            current = _LineDraft(seg, [(seg.get(2, 1), seg.get(2, 0))])
+            drafts.append(current)
+        elif seg.tag == "CPS":  # a new packaging level of a DESADV
+            current = None
+        elif current:
+            _add_to_line(current, seg, quantity_qualifier)
+    built = (_line(reading, draft, quantity_qualifier) for draft in drafts)
+    return [line for line in built if line]
+
+
+def _add_to_line(draft: _LineDraft, seg: Segment, quantity_qualifier: str) -> None:
+    if seg.tag == "PIA":
+        draft.ids += [(seg.get(index, 1), seg.get(index, 0)) for index in range(1, len(seg.elements))]
+    elif seg.tag == "QTY" and seg.get(0, 0) == quantity_qualifier and draft.quantity is None:
+        draft.quantity = seg
+    elif seg.tag == "PRI":
+        draft.prices.append(seg)
+    elif seg.tag == "RFF" and seg.get(0, 0) == "ON" and seg.get(0, 1):
+        draft.order = seg.get(0, 1)
+
+
+def _sku(draft: _LineDraft) -> str:
+    ids = [(kind.upper(), value) for kind, value in draft.ids if value]
+    supplier = [value for kind, value in ids if kind == "SA"]
+    return (supplier or [value for _kind, value in ids] or [""])[0]
+
+
+def _line(reading: Reading, draft: _LineDraft, quantity_qualifier: str) -> EventLine | None:
+    where = f"line {draft.lin.get(0) or '?'} ({draft.lin.describe()})"
+    sku = _sku(draft)
+    if not sku or draft.quantity is None:
+        missing = "item id (LIN or PIA)" if not sku else f"QTY+{quantity_qualifier} quantity"
+        reading.warn(f"{where} has no {missing}, skipped")
+        return None
+    quantity = decimal_value(reading, draft.quantity.get(0, 1), f"{where} quantity")
+    if quantity is None:
+        return None
+    try:
+        return EventLine(
+            sku=sku,
+            quantity=quantity,
+            uom=draft.quantity.get(0, 2) or "EA",
+            unit_price=_unit_price(reading, draft, where),
+            line_number=draft.lin.get(0) or None,
+            order=draft.order,
+        )
+    except pydantic.ValidationError as exc:
+        reading.warn(f"{where} skipped: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        return None
+
+
+def _unit_price(reading: Reading, draft: _LineDraft, where: str) -> Decimal | None:
+    """PRI (C509: 5125 qualifier, 5118 price): the net price (AAA) first, else the first one."""
+    ordered = sorted(draft.prices, key=lambda pri: pri.get(0, 0) != "AAA")
+    return decimal_value(reading, ordered[0].get(0, 1), f"{where} price") if ordered else None
+
+
+# --------------------------------------------------------------------------------------------
+# Message mappers
+
+
+def _bgm(message: Message) -> tuple[str, str, str]:
+    """BGM document code (C002 1001), number (C106 1004, or a plain element) and function (1225)."""
+    bgm = next((seg for seg in message.body if seg.tag == "BGM"), None)
+    if bgm is None:
+        return "", "", ""
+    return bgm.get(0, 0), bgm.get(1, 0), bgm.get(2, 0)
+
+
+@dataclass
+class _Consignment:
+    """A CNI group: the CNI (None for statuses sent before any CNI), what precedes its first STS,
+    and each status with the segments that follow it (RFF, DTM, LOC, FTX, TDT...)."""
+
+    cni: Segment | None
+    segments: list[Segment] = field(default_factory=list)
+    statuses: list[list[Segment]] = field(default_factory=list)
+
+
+def map_iftsta(reading: Reading) -> list[CanonicalEvent]:
+    """One event per STS: refs from the message, its consignment (CNI) and the status itself."""
+    header, consignments = _consignments(reading.message.body)
+    header_refs = references(reading, header)
+    events = []
+    for consignment in consignments:
+        refs = _consignment_refs(reading, consignment.cni) + header_refs + references(reading, consignment.segments)
+        for status in consignment.statuses:
+            event = _status_event(reading, refs, header + consignment.segments, status)
+            if event:
+                events.append(event)
+    return events
+
+
+def _consignments(body: list[Segment]) -> tuple[list[Segment], list[_Consignment]]:
+    """Split an IFTSTA body into its header segments and its consignments."""
+    header: list[Segment] = []
+    consignments: list[_Consignment] = []
+    for seg in body:
+        if seg.tag == "CNI":
+            consignments.append(_Consignment(seg))
+        elif seg.tag == "STS":
+            if not consignments:
+                consignments.append(_Consignment(None))
+            consignments[-1].statuses.append([seg])
+        elif consignments and consignments[-1].statuses:
+            consignments[-1].statuses[-1].append(seg)
+        else:
+            (consignments[-1].segments if consignments else header).append(seg)
+    return header, consignments
+
+
+def _consignment_refs(reading: Reading, cni: Segment | None) -> list[tuple[ReferenceKind, str]]:
+    """CNI C503: 1004 consignment number; a known qualifier in the next component names its kind."""
+    if cni is None or not cni.get(1, 0):
+        return []
+    kind = reading.qualifiers.get(cni.get(1, 1).upper(), ReferenceKind.SHIPMENT)
+    return [(kind, cni.get(1, 0))]
+
+
+def _status_event(
+    reading: Reading, refs: list[tuple[ReferenceKind, str]], context_segments: list[Segment], status: list[Segment]
+) -> CanonicalEvent | None:
+    sts = status[0]
+    code = sts.get(1, 0)
+    if not code:
+        reading.warn(f"{sts.describe()} has no status code, skipped")
+        return None
+    occurred = _status_time(reading, status)
+    if occurred is None:
+        return None
+    kind = reading.status_kinds.get(code, EventKind.SHIPMENT_STATUS_UNMAPPED)
+    reason = sts.get(2, 0)
+    found_at = location(status) or location(context_segments)
+    place = found_at.name if found_at else ""
+    attributes = {
+        "status_code": code,
+        "status_text": sts.get(1, 3),
+        "reason": reason,
+        "reason_text": sts.get(2, 3),
+        "carrier": carrier(status) or carrier(context_segments),
+        "message_type": "IFTSTA",
+    }
+    all_refs = refs + references(reading, status)
+    return build_event(
+        reading,
+        all_refs,
+        event_id=event_id(reading.message, all_refs[0][1] if all_refs else "", code, occurred, place, reason),
+        kind=kind,
+        occurred_at=occurred,
+        location=found_at,
+        estimated_delivery_at=find_date(reading, status, ESTIMATED_DELIVERY, end_of_day=True),
+        attributes={key: value for key, value in attributes.items() if value},
+    )
+
+
+def _status_time(reading: Reading, status: list[Segment]) -> datetime | None:
+    """The status change date (DTM+334), else the first other non-estimate DTM of the status."""
+    others = [seg.get(0, 0) for seg in status if seg.tag == "DTM" and seg.get(0, 0) not in ESTIMATED_DELIVERY]
+    return fallback_time(reading, find_date(reading, status, (*STATUS_DATE, *others)))
+
+
+def map_desadv(reading: Reading) -> list[CanonicalEvent]:
+    """``shipment.manifested``: BGM number → asn (and shipment without an SRN), RFF, GIN SSCCs."""
+    body = reading.message.body
+    _code, number, function = _bgm(reading.message)
+    refs = references(reading, body)
+    if number:
+        refs.insert(0, (ReferenceKind.ASN, number))
+        if not any(kind == ReferenceKind.SHIPMENT for kind, _value in refs):
+            refs.insert(0, (ReferenceKind.SHIPMENT, number))
+    refs += [(ReferenceKind.CONTAINER, sscc) for sscc in _sscc(body)]
+    occurred = fallback_time(reading, find_date(reading, body, DESPATCH_DATE))
+    if occurred is None:
+        return []
+    attributes = {"carrier": carrier(body), "packaging": _packaging(reading, body), "message_type": "DESADV"}
+    event = build_event(
+        reading,
+        refs,
+        event_id=event_id(reading.message, number, function),
+        kind=EventKind.SHIPMENT_MANIFESTED,
+        occurred_at=occurred,
+        lines=lines(reading, "12"),
+        estimated_delivery_at=find_date(reading, body, ESTIMATED_DELIVERY, end_of_day=True),
+        attributes={key: value for key, value in attributes.items() if value},
+    )
+    return [event] if event else []
+
+
+def _sscc(body: list[Segment]) -> list[str]:
+    """GIN+BJ (serial shipping container code): every identity number, ranges included."""
+    return [
+        value
+        for gin in body
+        if gin.tag == "GIN" and gin.get(0) == "BJ"
+        for index in range(1, len(gin.elements))
+        for value in gin.components(index)
+        if value
+    ]
+
+
+def _packaging(reading: Reading, body: list[Segment]) -> list[dict[str, str]]:
+    """PAC (7224 number of packages, C202 7065 package type) with its CPS hierarchy level."""
+    level, found = "", []
+    for seg in body:
+        if seg.tag == "CPS":
+            level = seg.get(0)
+        elif seg.tag == "PAC" and seg.get(0):
+            count = decimal_value(reading, seg.get(0), f"{seg.describe()} package count")
+            if count is not None:
+                found.append({"level": level, "count": str(count), "type": seg.get(2, 0)})
+    return found
+
+
+def map_invoic(reading: Reading) -> list[CanonicalEvent]:
+    """``invoice.generated``: BGM number → invoice, RFF refs, MOA total, CUX currency, LIN lines."""
+    body = reading.message.body
+    code, number, function = _bgm(reading.message)
+    occurred = fallback_time(reading, find_date(reading, body, ("3", *DOCUMENT_DATE)))
+    if occurred is None:
+        return []
+    amount, moa_currency = _total(reading, body)
+    event = build_event(
+        reading,
+        [(ReferenceKind.INVOICE, number), *references(reading, body)],
+        event_id=event_id(reading.message, number, function),
+        kind=EventKind.INVOICE_GENERATED,
+        occurred_at=occurred,
+        lines=lines(reading, "47"),
+        amount=amount,
+        currency=_currency(reading, body) or moa_currency,
+        attributes={key: value for key, value in {"document_code": code, "message_type": "INVOIC"}.items() if value},
+    )
+    return [event] if event else []
+
+
+def _total(reading: Reading, body: list[Segment]) -> tuple[Decimal | None, str | None]:
+    """MOA (C516: 5025 qualifier, 5004 amount, 6345 currency) by INVOICE_TOTALS preference."""
+    moas = [seg for seg in body if seg.tag == "MOA"]
+    for qualifier in INVOICE_TOTALS:
+        for moa in moas:
+            if moa.get(0, 0) == qualifier:
+                amount = decimal_value(reading, moa.get(0, 1), f"{moa.describe()} amount")
+                if amount is not None:
+                    return amount, _iso_currency(moa.get(0, 2))
+    return None, None
+
+
+def _currency(reading: Reading, body: list[Segment]) -> str | None:
+    """CUX+2 (reference currency; C504: 6347 usage, 6345 currency)."""
+    for cux in (seg for seg in body if seg.tag == "CUX"):
+        if cux.get(0, 0) in ("2", ""):
+            found = _iso_currency(cux.get(0, 1))
+            if found is None and cux.get(0, 1):
+                reading.warn(f"{cux.describe()}: {cux.get(0, 1)!r} is not a currency code, ignored")
+            return found
+    return None
+
+
+def _iso_currency(value: str) -> str | None:
+    return value.upper() if len(value) == 3 and value.isalpha() else None
+
+
+def map_orders(reading: Reading) -> list[CanonicalEvent]:
+    """``order.created`` (``order.cancelled`` for message function 1): BGM number → po and order."""
+    body = reading.message.body
+    _code, number, function = _bgm(reading.message)
+    occurred = fallback_time(reading, find_date(reading, body, DOCUMENT_DATE))
+    if occurred is None:
+        return []
+    cancelled = function == CANCELLATION
+    buyer = _party(body, "BY")
+    attributes = {"message_type": "ORDERS", "buyer": _buyer(buyer) if buyer else None}
+    promised = find_date(reading, body, REQUESTED_DELIVERY, end_of_day=True)
+    event = build_event(
+        reading,
+        [(ReferenceKind.PO, number), (ReferenceKind.ORDER, number), *references(reading, body)],
+        event_id=event_id(reading.message, number, function),
+        kind=EventKind.ORDER_CANCELLED if cancelled else EventKind.ORDER_CREATED,
+        occurred_at=occurred,
+        lines=[] if cancelled else lines(reading, "21"),
+        order={"promised_at": promised} if promised and not cancelled else None,
+        attributes={key: value for key, value in attributes.items() if value},
+    )
+    return [event] if event else []
+
+
+def _buyer(nad: Segment) -> dict[str, str]:
+    """NAD+BY: C082 party id (3039) and agency (3055), C080 party name, city and country."""
+    fields = {
+        "id": nad.get(1, 0),
+        "agency": nad.get(1, 2),
+        "name": " ".join(filter(None, nad.components(3))) or " ".join(filter(None, nad.components(2))),
+        "city": nad.get(5, 0),
+        "postal_code": nad.get(7, 0),
+        "country": nad.get(8, 0),
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+MAPPERS: dict[str, Callable[[Reading], list[CanonicalEvent]]] = {
+    "IFTSTA": map_iftsta,
+    "DESADV": map_desadv,
+    "INVOIC": map_invoic,
+    "ORDERS": map_orders,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Document
+
+
+def _status_kinds(context: ParseContext) -> dict[str, EventKind]:
+    overrides = context.mapping.get("status_codes") or {}
+    return {**STATUS_KINDS, **_checked(overrides, EventKind, "status_codes")}
+
+
+def _qualifiers(context: ParseContext) -> dict[str, ReferenceKind]:
+    overrides = context.mapping.get("reference_qualifiers") or {}
+    return {
+        **REFERENCE_QUALIFIERS,
+        **{key.upper(): kind for key, kind in _checked(overrides, ReferenceKind, "reference_qualifiers").items()},
+    }
+
+
+def _checked(overrides: Any, enum: type, name: str) -> dict:
+    if not isinstance(overrides, dict):
+        raise ParseError(f"channel mapping {name} must be an object of code: kind, found {type(overrides).__name__}")
+    checked = {}
+    for code, kind in overrides.items():
+        try:
+            checked[str(code).strip()] = enum(kind)
+        except ValueError as exc:
+            raise ParseError(f"channel mapping {name}[{code!r}] = {kind!r} is not a known {enum.__name__}") from exc
+    return checked
+
+
+def _parse(body: bytes, context: ParseContext) -> ParsedDocument:
+    zone = _zone(context.time_zone)
+    status_kinds, qualifiers = _status_kinds(context), _qualifiers(context)
+    read = _read_segments(body)
+    envelope = EnvelopeReader(read.characters, zone)
+    envelope.read(read.segments)
+    document = ParsedDocument(warnings=read.warnings + envelope.warnings)
+    for message in envelope.messages:
+        mapper = MAPPERS.get(message.type)
+        if mapper is None:
+            _add_once(document.unsupported, f"EDIFACT {message.type or '(untyped message)'} is not supported")
+            continue
+        reading = Reading(message, context, zone, document.warnings, status_kinds, qualifiers)
+        _map(reading, mapper, document)
+    return document
+
+
+def _unsupported(message: Message) -> str | None:
+    """Why a message of a handled type is still not read: cancellations, credit notes."""
+    code, _number, function = _bgm(message)
+    if function == CANCELLATION and message.type != "ORDERS":
+        return f"EDIFACT {message.type} cancellation (BGM message function 1) is not supported"
+    if message.type == "INVOIC" and code not in INVOICE_DOCUMENTS:
+        return f"EDIFACT INVOIC document {code} is not supported (only invoices 380, 384 and 388)"
+    return None
+
+
+def _map(reading: Reading, mapper: Callable[[Reading], list[CanonicalEvent]], document: ParsedDocument) -> None:
+    unsupported = _unsupported(reading.message)
+    if unsupported:
+        _add_once(document.unsupported, unsupported)
+        return
+    for event in mapper(reading):
+        document.events.append(event)
+        if event.kind == EventKind.SHIPMENT_STATUS_UNMAPPED:
+            _add_once(document.unmapped_codes, event.attributes["status_code"])
+
+
+def _add_once(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)

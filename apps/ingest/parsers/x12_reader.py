@@ -1,0 +1,425 @@
+"""Reading X12 interchanges into segments and envelopes, whatever the partner did to the layout.
+
+The reader is strict about the structure it needs (an ``ISA`` with sixteen element separators, a
+component separator and a segment terminator) and lenient about the rest: line breaks, wrapping,
+indentation, padding, missing trailers. It never judges the envelope; :mod:`apps.ingest.parsers.x12`
+checks counts and control numbers and reports them.
+
+Segments are numbered from 1 across the whole file, so every message can say "segment 14".
+"""
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from apps.ingest.parsers.base import ParseError
+
+BOM = "\ufeff"
+LINE_BREAKS = "\r\n"
+ISA_ELEMENT_COUNT = 16
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}$")
+# Terminators partners switch to for a few lines; stripped when a line ends with one of them.
+_STRAY_TERMINATORS = "~'$"
+
+
+@dataclass(frozen=True)
+class Delimiters:
+    element: str = "*"
+    component: str = ">"
+    segment: str = "~"
+    repetition: str | None = None
+
+    @property
+    def line_terminated(self) -> bool:
+        """True when the line break itself ends a segment (no terminator character)."""
+        return self.segment in LINE_BREAKS
+
+
+@dataclass(frozen=True)
+class Segment:
+    number: int
+    elements: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.elements[0].strip()
+
+    def get(self, position: int) -> str:
+        """Element ``position`` (1-based, as in ``BSN02``) stripped, or "" when absent."""
+        return self.elements[position].strip() if 0 < position < len(self.elements) else ""
+
+    def label(self, position: int | None = None) -> str:
+        where = f"segment {self.number} ({self.id})"
+        return f"{where} element {self.id}{position:02d}" if position is not None else where
+
+    def text(self, delimiters: Delimiters) -> str:
+        return delimiters.element.join(self.elements)
+
+
+@dataclass
+class TransactionSet:
+    header: Segment
+    segments: list[Segment] = field(default_factory=list)  # between ST and SE, exclusive
+    trailer: Segment | None = None
+    end: Segment | None = None  # the last segment read
+    closed_by: Segment | None = None  # what ended a set that has no SE (None: the end of the input)
+
+    @property
+    def type(self) -> str:
+        return self.header.get(1)
+
+    @property
+    def control_number(self) -> str:
+        return self.header.get(2)
+
+
+@dataclass
+class Group:
+    header: Segment | None  # None when sets arrive without a GS
+    sets: list[TransactionSet] = field(default_factory=list)
+    trailer: Segment | None = None
+
+    def get(self, position: int) -> str:
+        return self.header.get(position) if self.header else ""
+
+
+@dataclass
+class Interchange:
+    header: Segment
+    delimiters: Delimiters
+    groups: list[Group] = field(default_factory=list)
+    trailer: Segment | None = None
+    last: Segment | None = None
+    stray: list[str] = field(default_factory=list)  # segments found outside any set
+
+    @property
+    def control_number(self) -> str:
+        return self.header.get(13)
+
+
+def decode(body: bytes) -> str:
+    """UTF-8 when it is UTF-8, otherwise latin-1 (which reads any byte, e.g. a 0x85 terminator)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("latin-1")
+    return text.removeprefix(BOM)
+
+
+def isa_start(text: str, position: int = 0) -> int | None:
+    """Where the next interchange starts, skipping whitespace, or None when it is not an ISA."""
+    while position < len(text) and text[position].isspace():
+        position += 1
+    if text.startswith("ISA", position) and len(text) > position + 3 and _separator_ok(text[position + 3]):
+        return position
+    return None
+
+
+def _separator_ok(char: str) -> bool:
+    return not (char.isalnum() or char.isspace())
+
+
+@dataclass
+class _Cursor:
+    text: str
+    position: int
+    segment_number: int
+    wrap_widths: dict[str, int | None] = field(default_factory=dict)
+
+
+def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
+    """Every interchange in ``text``, and notes about what was skipped between them.
+
+    Raises :class:`ParseError` when the text does not start with a readable ISA.
+    """
+    start = isa_start(text)
+    if start is None:
+        found = text.lstrip()[:20]
+        raise ParseError(f"not an X12 interchange: expected 'ISA' at the start, found {found!r}")
+    cursor = _Cursor(text, start, 0)
+    interchanges: list[Interchange] = []
+    notes: list[str] = []
+    while True:
+        try:
+            interchanges.append(_read_interchange(cursor))
+        except ParseError as exc:
+            if not interchanges:
+                raise
+            notes.append(f"{exc}; the rest of the file was ignored")
+            break
+        next_start = isa_start(text, cursor.position)
+        if next_start is None:
+            rest = text[cursor.position :].strip(" \t\r\n\x00\x1a")
+            if rest:
+                notes.append(
+                    f"after segment {cursor.segment_number}: ignored {len(rest)} characters that are not an "
+                    f"interchange (starting {rest[:20]!r})"
+                )
+            return interchanges, notes
+        cursor.position = next_start
+    return interchanges, notes
+
+
+def _read_interchange(cursor: _Cursor) -> Interchange:
+    header, delimiters = _read_isa(cursor)
+    interchange = Interchange(header=header, delimiters=delimiters, last=header)
+    builder = _EnvelopeBuilder(interchange)
+    for segment in _segments(cursor, delimiters):
+        builder.add(segment)
+        interchange.last = segment
+        if segment.id == "IEA":
+            break
+    builder.finish()
+    return interchange
+
+
+def _read_isa(cursor: _Cursor) -> tuple[Segment, Delimiters]:
+    """Read the ISA by counting element separators: its fields are often not fixed width.
+
+    Line breaks inside the ISA are dropped (the ISA broken over two lines, or wrapped at 80 columns).
+    After the sixteenth separator come the component separator (ISA16) and the segment terminator;
+    when only a line break follows ISA16, the line break is the terminator.
+    """
+    text, position = cursor.text, cursor.position
+    cursor.segment_number += 1
+    number = cursor.segment_number
+    separator = text[position + 3]
+    chars: list[str] = []
+    count = 0
+    index = position
+    while count < ISA_ELEMENT_COUNT:
+        if index >= len(text):
+            raise ParseError(
+                f"segment {number} (ISA): expected {ISA_ELEMENT_COUNT} element separators {separator!r}, "
+                f"found {count} before the end of the input (truncated ISA)"
+            )
+        char = text[index]
+        if char == separator:
+            count += 1
+        if char not in LINE_BREAKS:
+            chars.append(char)
+        index += 1
+    index = _skip_line_breaks(text, index)
+    if index >= len(text):
+        raise ParseError(f"segment {number} (ISA) element ISA16: expected the component separator, found the end")
+    component = text[index]
+    index += 1
+    after_break = _skip_line_breaks(text, index)
+    if after_break > index and (after_break >= len(text) or text[after_break].isalpha()):
+        terminator = "\n"
+        index = after_break
+    elif after_break < len(text):
+        terminator = text[after_break]
+        index = after_break + 1
+    else:
+        raise ParseError(f"segment {number} (ISA): expected a segment terminator after ISA16, found the end")
+    elements = tuple("".join(chars).split(separator)) + (component,)
+    _check_delimiters(number, separator, component, terminator)
+    repetition = elements[11].strip()
+    delimiters = Delimiters(
+        element=separator,
+        component=component,
+        segment=terminator,
+        repetition=repetition if repetition and _separator_ok(repetition) and len(repetition) == 1 else None,
+    )
+    cursor.position = index
+    return Segment(number, elements), delimiters
+
+
+def _check_delimiters(number: int, element: str, component: str, terminator: str) -> None:
+    if terminator not in LINE_BREAKS and (terminator.isalnum() or terminator == " "):
+        raise ParseError(
+            f"segment {number} (ISA): expected a segment terminator after ISA16 {component!r}, found {terminator!r}"
+        )
+    if component.isalnum() or component.isspace():
+        raise ParseError(f"segment {number} (ISA) element ISA16: expected a component separator, found {component!r}")
+    if len({element, component, terminator}) < 3:
+        raise ParseError(
+            f"segment {number} (ISA): element separator {element!r}, component separator {component!r} and "
+            f"segment terminator {terminator!r} must all differ"
+        )
+
+
+def _skip_line_breaks(text: str, index: int) -> int:
+    while index < len(text) and text[index] in LINE_BREAKS:
+        index += 1
+    return index
+
+
+def _wrap_width(text: str, terminator: str) -> int | None:
+    """The column a hard-wrapped stream breaks at, or None when lines are not wrapped.
+
+    In a wrapped stream nearly every line that does not end with the terminator has the same length
+    (the break falls anywhere in a segment); in a file whose terminator went missing for a few
+    lines, those lines have any length.
+    """
+    lines = [line.rstrip("\r") for line in text.split("\n")][:-1]
+    lengths = Counter(len(line) for line in lines if line and not line.rstrip(" \t").endswith(terminator))
+    if not lengths:
+        return None
+    width, count = lengths.most_common(1)[0]
+    wrapped = count >= 2 and width >= 40 and count >= 0.8 * lengths.total()
+    return width if wrapped else None
+
+
+def _segments(cursor: _Cursor, delimiters: Delimiters):
+    """Yield the segments after the ISA until an IEA, the next ISA, or the end of the input."""
+    if delimiters.line_terminated:
+        yield from _line_segments(cursor, delimiters)
+    else:
+        yield from _terminated_segments(cursor, delimiters)
+
+
+def _line_segments(cursor: _Cursor, delimiters: Delimiters):
+    text = cursor.text
+    while cursor.position < len(text):
+        end = len(text)
+        for char in LINE_BREAKS:
+            found = text.find(char, cursor.position)
+            if found != -1:
+                end = min(end, found)
+        raw = text[cursor.position : end].strip(" \t")
+        if raw and _starts_interchange(raw, 0):
+            return
+        cursor.position = end + 1
+        if raw:
+            segment = _segment(cursor, raw, delimiters)
+            yield segment
+            if segment.id == "IEA":
+                return
+
+
+def _terminated_segments(cursor: _Cursor, delimiters: Delimiters):
+    """Split on the terminator; a line break is dropped, or ends a segment that lacks its terminator.
+
+    A break right after a terminator is layout. A break in a line of the wrap width is a wrap (the
+    stream was cut at 80 columns) and is removed, even inside an element. Otherwise, a break before
+    something that looks like a segment id ends a segment whose terminator is missing or changed.
+    """
+    text = cursor.text
+    special = re.compile(f"[{re.escape(delimiters.segment)}\r\n]")
+    width = cursor.wrap_widths.get(delimiters.segment, -1)
+    if width == -1:
+        width = cursor.wrap_widths[delimiters.segment] = _wrap_width(text, delimiters.segment)
+    line_start = text.rfind("\n", 0, cursor.position) + 1
+    pieces: list[str] = []
+    while cursor.position < len(text):
+        if not "".join(pieces).strip() and _starts_interchange(text, cursor.position):
+            return
+        match = special.search(text, cursor.position)
+        if match is None:
+            pieces.append(text[cursor.position :])
+            cursor.position = len(text)
+            break
+        pieces.append(text[cursor.position : match.start()])
+        char = match.group()
+        cursor.position = match.end()
+        if char == delimiters.segment:
+            raw = "".join(pieces).strip(" \t")
+            pieces = []
+            if raw:
+                segment = _segment(cursor, raw, delimiters)
+                yield segment
+                if segment.id == "IEA":
+                    return
+            continue
+        if char == "\r" and text.startswith("\n", cursor.position):
+            cursor.position += 1
+        line_length = match.start() - line_start
+        line_start = cursor.position
+        content = "".join(pieces)
+        if not content.strip(" \t") or line_length == width or not _looks_like_segment_start(text, cursor.position):
+            continue
+        pieces = []
+        raw = content.strip(" \t")
+        if raw[-1] in _STRAY_TERMINATORS:
+            raw = raw[:-1]
+        segment = _segment(cursor, raw, delimiters)
+        yield segment
+        if segment.id == "IEA":
+            return
+    raw = "".join(pieces).strip(" \t\r\n\x00\x1a")
+    if raw:
+        yield _segment(cursor, raw, delimiters)
+
+
+def _looks_like_segment_start(text: str, position: int) -> bool:
+    line = text[position : position + 40].lstrip(" \t")
+    head = re.match(r"[A-Z][A-Z0-9]{1,2}", line)
+    if not head:
+        return False
+    after = line[head.end() : head.end() + 1]
+    return after == "" or not after.isalnum()
+
+
+def _starts_interchange(text: str, position: int) -> bool:
+    return isa_start(text, position) is not None
+
+
+def _segment(cursor: _Cursor, raw: str, delimiters: Delimiters) -> Segment:
+    cursor.segment_number += 1
+    return Segment(cursor.segment_number, tuple(raw.split(delimiters.element)))
+
+
+def is_segment_id(value: str) -> bool:
+    return bool(_SEGMENT_ID.match(value))
+
+
+class _EnvelopeBuilder:
+    """Files segments into groups and sets; trailers are kept as read, checks come later."""
+
+    def __init__(self, interchange: Interchange) -> None:
+        self.interchange = interchange
+        self.group: Group | None = None
+        self.set: TransactionSet | None = None
+
+    def add(self, segment: Segment) -> None:
+        handler = {"GS": self._gs, "ST": self._st, "SE": self._se, "GE": self._ge, "IEA": self._iea}.get(segment.id)
+        if handler:
+            handler(segment)
+        elif self.set is not None:
+            self.set.segments.append(segment)
+            self.set.end = segment
+        else:
+            self.interchange.stray.append(segment.label())
+
+    def finish(self, segment: Segment | None = None) -> None:
+        self._close_set(segment)
+        self.group = None
+
+    def _gs(self, segment: Segment) -> None:
+        self.finish(segment)
+        self.group = Group(header=segment)
+        self.interchange.groups.append(self.group)
+
+    def _st(self, segment: Segment) -> None:
+        self._close_set(segment)
+        if self.group is None:
+            self.group = Group(header=None)
+            self.interchange.groups.append(self.group)
+        self.set = TransactionSet(header=segment, end=segment)
+        self.group.sets.append(self.set)
+
+    def _se(self, segment: Segment) -> None:
+        if self.set is None:
+            self.interchange.stray.append(segment.label())
+            return
+        self.set.trailer = segment
+        self.set = None
+
+    def _ge(self, segment: Segment) -> None:
+        self._close_set(segment)
+        if self.group is None or self.group.trailer is not None:
+            self.interchange.stray.append(segment.label())
+            return
+        self.group.trailer = segment
+        self.group = None
+
+    def _iea(self, segment: Segment) -> None:
+        self.finish(segment)
+        self.interchange.trailer = segment
+
+    def _close_set(self, segment: Segment | None) -> None:
+        if self.set is not None:
+            self.set.closed_by = segment
+        self.set = None

@@ -1,0 +1,55 @@
+from typing import Any
+
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
+
+from apps.ingest import polling, services
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+class ProcessMessage(Task):
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Retries exhausted: the message stays, as a failed dead letter with the last error."""
+        services.message_fail(args[0], f"gave up after {self.request.retries + 1} attempts: {exc!r}")
+
+
+@shared_task(
+    base=ProcessMessage,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_message_task(message_id: int) -> dict[str, Any] | None:
+    outcome = services.message_process(message_id)
+    if outcome is None:
+        return None
+    message = outcome.message
+    return {"status": message.status, "applied": outcome.applied, "duplicates": outcome.duplicates}
+
+
+@shared_task
+def requeue_stuck_messages_task() -> int:
+    return services.messages_requeue_stuck()
+
+
+@shared_task
+def poll_inboxes_task() -> int:
+    return services.inbox_poll()
+
+
+@shared_task
+def poll_carriers_task() -> int:
+    """Fan out: one task per active poll channel, so one slow carrier never delays the others."""
+    channel_ids = list(polling.pollable_channels().values_list("pk", flat=True))
+    for channel_id in channel_ids:
+        poll_carrier_channel_task.apply_async(args=[channel_id], queue="bulk")
+    return len(channel_ids)
+
+
+@shared_task
+def poll_carrier_channel_task(channel_id: int) -> dict[str, Any] | None:
+    channel = polling.pollable_channels().filter(pk=channel_id).first()
+    return polling.poll_carrier_channel(channel).as_dict() if channel else None

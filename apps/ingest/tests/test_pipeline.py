@@ -1,0 +1,98 @@
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError
+from django.utils import timezone
+
+from apps.ingest import services
+from apps.ingest.models import InboundMessage
+from apps.ingest.services import message_process, message_receive
+from apps.ingest.tasks import process_message_task
+from apps.timeline.models import Order
+
+from .conftest import as_body, order_created
+
+# Real commits: receivers queue processing on commit, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _receive(partner, body: bytes, **fields) -> InboundMessage:
+    message, _ = message_receive(body=body, source="api", partner=partner, format="json", enqueue=False, **fields)
+    return message
+
+
+def test_processing_twice_is_harmless(erp):
+    message = _receive(erp, as_body(order_created()))
+    assert message_process(message.pk).applied == 1
+    assert message_process(message.pk) is None
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.applied_count) == ("processed", 1, 1)
+
+
+def test_a_message_whose_format_cannot_be_told_is_a_dead_letter_with_a_reason(erp):
+    erp.channels.create(code="files", format="csv")  # two channels: the bytes must tell
+    message, _ = message_receive(body=b"hello, world", source="api", partner=erp, enqueue=False)
+    message_process(message.pk)
+    message.refresh_from_db()
+    assert message.status == "dead"
+    assert "could not tell the format" in message.error
+
+
+def test_a_dead_letter_replays_after_the_cause_is_fixed(erp):
+    message, _ = message_receive(body=as_body(order_created()), source="api", partner=erp, format="csv", enqueue=False)
+    message_process(message.pk)
+    message.refresh_from_db()
+    assert message.status == "dead"
+
+    InboundMessage.objects.filter(pk=message.pk).update(format="json")  # the channel's format corrected
+    call_command("replay", str(message.pk))
+
+    message.refresh_from_db()
+    assert message.status == "processed"
+    assert Order.objects.filter(number="SO-1").exists()
+
+
+def test_transient_errors_retry_then_leave_a_failed_dead_letter(erp, monkeypatch):
+    message = _receive(erp, as_body(order_created()))
+    calls = []
+
+    def flaky(message_id):
+        calls.append(message_id)
+        raise OperationalError("database is restarting")
+
+    monkeypatch.setattr(services, "message_process", flaky)
+    process_message_task.apply_async(args=[message.pk])  # in-process: retries run at once
+
+    assert len(calls) == process_message_task.max_retries + 1
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert "database is restarting" in message.error
+
+
+def test_the_sweeper_requeues_messages_stuck_in_received(erp):
+    message = _receive(erp, as_body(order_created()))
+    InboundMessage.objects.filter(pk=message.pk).update(received_at=timezone.now() - timedelta(hours=1))
+    fresh = _receive(erp, as_body(order_created("SO-2")))
+
+    call_command("sweep")
+
+    message.refresh_from_db()
+    fresh.refresh_from_db()
+    assert message.status == "processed"
+    assert fresh.status == "received"  # young messages are left to their own task
+
+
+def test_inbox_folders_are_polled_and_files_archived(erp, tmp_path, settings):
+    settings.INBOX_DIR = tmp_path
+    folder = tmp_path / "ERP" / "events"
+    folder.mkdir(parents=True)
+    (folder / "orders-1.json").write_bytes(as_body(order_created("SO-77")))
+
+    assert services.inbox_poll() == 1
+
+    assert not (folder / "orders-1.json").exists()
+    assert list((folder / "archive").rglob("orders-1.json"))
+    message = InboundMessage.objects.get()
+    assert (message.source, message.filename, message.status) == ("file", "orders-1.json", "processed")
+    assert Order.objects.filter(number="SO-77").exists()

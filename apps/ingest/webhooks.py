@@ -1,0 +1,47 @@
+"""Signed webhooks: ``POST /hooks/<partner>/<channel>/``.
+
+The sender signs ``timestamp + "." + body`` with HMAC-SHA256 and the channel's secret, and sends
+``X-Timestamp: <unix seconds>`` and ``X-Signature: sha256=<hex>``. We refuse a wrong signature,
+a timestamp more than the tolerance away from now, and a signature we have already seen.
+"""
+
+import hashlib
+import hmac
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from apps.partners.models import Channel
+
+
+class SignatureRejected(ValueError):
+    """The request is not provably from the partner; the message says which check failed."""
+
+
+def signature_for(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(
+    *, channel: Channel, timestamp: str, signature: str, body: bytes, now: float | None = None
+) -> None:
+    """Raise SignatureRejected unless the request is signed, fresh and not seen before."""
+    if not channel.webhook_secret:
+        raise SignatureRejected("this channel has no webhook secret configured")
+    if not timestamp or not signature:
+        raise SignatureRejected("X-Timestamp and X-Signature headers are required")
+    try:
+        sent_at = int(timestamp)
+    except ValueError as exc:
+        raise SignatureRejected("X-Timestamp must be unix seconds") from exc
+    tolerance = settings.WEBHOOK_TOLERANCE_SECONDS
+    if abs((now or time.time()) - sent_at) > tolerance:
+        raise SignatureRejected(f"X-Timestamp is more than {tolerance} seconds away from now")
+    expected = signature_for(channel.webhook_secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        raise SignatureRejected("X-Signature does not match the body")
+    # Remember the signature for as long as its timestamp would be accepted: a replay is refused.
+    if not cache.add(f"webhook-signature:{channel.pk}:{signature.strip()}", 1, timeout=2 * tolerance):
+        raise SignatureRejected("this signature was already used (replayed request)")
