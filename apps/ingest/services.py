@@ -140,7 +140,7 @@ def message_process(message_id: int) -> Outcome | None:
     """
     with transaction.atomic():
         message = (
-            InboundMessage.objects.select_for_update(skip_locked=True)
+            InboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("partner", "channel")
             .filter(pk=message_id, status=InboundMessage.Status.RECEIVED)
             .first()

@@ -139,9 +139,12 @@ def _zone_exists(name: str) -> bool:
 class _Run:
     context: ParseContext
     document: ParsedDocument
+    seen: set[str] = field(default_factory=set)
 
     def warn(self, message: str) -> None:
-        if message not in self.document.warnings:
+        """Each warning once, however many events or sets run into it."""
+        if message not in self.seen:
+            self.seen.add(message)
             self.document.warnings.append(message)
 
     def unsupported(self, message: str) -> None:

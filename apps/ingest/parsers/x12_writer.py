@@ -13,6 +13,8 @@ from apps.ingest.parsers.x12_reader import Delimiters
 DEFAULT_DELIMITERS = Delimiters(element="*", component=">", segment="~", repetition="^")
 # ISA11 became the repetition separator in 004020; before it, ISA11 is the standards id "U".
 REPETITION_FROM = "00402"
+# AK103 (the acknowledged group's version) exists from 005010.
+AK103_FROM = "005010"
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,10 @@ class GroupAck:
 
 def ack_997(ack: GroupAck, writer: X12Writer) -> OutboundSet:
     """The 997 body: AK1, an AK2/AK5 per set, AK9 (the partner's values cleaned of our delimiters)."""
-    body: list[list[str]] = [["AK1", writer.clean(ack.functional_id), writer.clean(ack.control_number)]]
+    ak1 = ["AK1", writer.clean(ack.functional_id), writer.clean(ack.control_number)]
+    if ack.version[:6] >= AK103_FROM:
+        ak1.append(writer.clean(ack.version)[:12])
+    body: list[list[str]] = [ak1]
     for set_ack in ack.sets:
         body.append(["AK2", writer.clean(set_ack.type), writer.clean(set_ack.control_number)])
         body.append(["AK5", set_ack.status, *set_ack.codes[:5]])

@@ -314,6 +314,6 @@ def test_the_writer_envelope_for_005010_and_its_guard_against_delimiters():
 def test_the_997_answers_each_group_of_a_multi_group_interchange():
     parsed = parse_text(document("850_940_945_multi_version.edi"))
 
-    assert [ack_segments(ack)[0] for ack in parsed.acknowledgments] == ["AK1*PO*505", "AK1*OW*506", "AK1*SW*507"]
+    assert [ack_segments(ack)[0] for ack in parsed.acknowledgments] == ["AK1*PO*505", "AK1*OW*506*005010", "AK1*SW*507"]
     versions = [read_interchanges(ack.body)[0][0].groups[0].header.get(8) for ack in parsed.acknowledgments]
     assert versions == ["004010", "005010", "004010VICS"]
