@@ -9,6 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_USER ?= demo
 DEMO_PASSWORD ?= control-tower-demo
+DEMO_RATE ?= 1
 
 .PHONY: demo test bench lint format migrate serve clean
 
@@ -30,8 +31,13 @@ demo: $(STAMP)
 	@echo ""
 	@echo "  Control Tower is starting at http://$(HOST):$(PORT)/"
 	@echo "  Sign in as $(DEMO_USER) / $(DEMO_PASSWORD)   (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "  Partner feeds are simulated in the background (X12, EDIFACT, CSV, webhooks, API)."
 	@echo ""
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & \
+	sleep 4; $(BIN)/python manage.py simulate --rate $(DEMO_RATE) --orders-per-batch 4 \
+		--base-url http://$(HOST):$(PORT) > var/simulate.log 2>&1 & \
+	wait
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

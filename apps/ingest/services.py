@@ -164,10 +164,11 @@ def message_fail(message_id: int, reason: str) -> None:
 
 
 def _process(message: InboundMessage) -> Outcome:
+    """What is learnt on the way (format, sender, channel) is kept even when a later step fails."""
     body = bytes(message.body)
-    fmt = _format_of(message, body)
-    partner = message.partner or _identify_sender(fmt, body)
-    channel = message.channel or _default_channel(partner, fmt)
+    message.format = fmt = _format_of(message, body)
+    message.partner = partner = message.partner or _identify_sender(fmt, body)
+    message.channel = channel = message.channel or _default_channel(partner, fmt)
     document = _parse(fmt, body, _context(partner, channel, message.received_at))
     events = [_with_source(event, partner, channel, message) for event in document.events]
 
@@ -181,7 +182,6 @@ def _process(message: InboundMessage) -> Outcome:
         rejected.update(result.rejected)
     _store_acknowledgments(message, partner, channel, document)
 
-    message.format, message.partner, message.channel = fmt, partner, channel
     message.warnings = [*document.warnings, *document.unsupported, *(f"{k}: {v}" for k, v in rejected.items())]
     message.unmapped_codes = sorted(set(document.unmapped_codes))
     message.events_count = len(events)
@@ -297,7 +297,7 @@ def _mark_dead(message: InboundMessage, reason: str) -> None:
     message.status = InboundMessage.Status.DEAD
     message.error = reason[:5000]
     message.processed_at = timezone.now()
-    message.save(update_fields=["status", "error", "attempts", "processed_at"])
+    message.save(update_fields=["status", "error", "attempts", "processed_at", "format", "partner", "channel"])
 
 
 # --- preview, replay, sweep -------------------------------------------------------------------
