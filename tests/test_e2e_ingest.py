@@ -5,27 +5,33 @@ processed exactly once in effect, and the timeline equals a clean single-pass ap
 events.
 """
 
-import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from rest_framework.test import APIClient
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_preview, messages_requeue_stuck
-from apps.partners.models import Channel, Partner
-from apps.partners.services import api_token_create
+from apps.ingest.simulator import Simulation, generate, send_in_process, simulation_setup
 from apps.timeline.events import EventSource
-from apps.timeline.models import Milestone, MilestoneReport, Order, ParkedEvent, Reference, Shipment
+from apps.timeline.models import (
+    InventoryPosition,
+    Milestone,
+    MilestoneReport,
+    Order,
+    ParkedEvent,
+    Reference,
+    Shipment,
+)
 from apps.timeline.services import apply_events
 from controltower.celery import app as celery_app
 from tests.snapshot import snapshot
@@ -38,8 +44,7 @@ pytestmark = [
         reason="needs REDIS_URL and a PostgreSQL DATABASE_URL (set by .ci/run)",
     ),
 ]
-MESSAGES = 2000
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
+ORDERS = 390  # about 2,000 messages
 
 
 def _database_url() -> str:
@@ -55,58 +60,10 @@ def _start_worker() -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _event(event_id: str, kind: str, hours: float, *refs: tuple[str, str], **fields) -> dict:
-    return {
-        "event_id": event_id,
-        "kind": kind,
-        "occurred_at": (T0 + timedelta(hours=hours)).isoformat(),
-        "references": [{"kind": k, "value": v} for k, v in refs],
-        **fields,
-    }
-
-
-def _stories(rng: random.Random) -> list[tuple[str, dict]]:
-    """(sender, body) pairs: ERP orders and invoices, warehouse ship notices, carrier scans."""
-    messages = []
-    for n in range(MESSAGES // 5):
-        so, sh, tracking = f"SO-{n}", f"SH-{n}", f"1Z{n:08d}"
-        order = {"customer": "ACME", "promised_at": (T0 + timedelta(days=4)).isoformat()}
-        messages += [
-            ("ERP", _event(f"c-{n}", "order.created", 0, ("order", so), ("po", f"PO-{n}"), order=order)),
-            (
-                "DC",
-                _event(f"m-{n}", "shipment.manifested", 5, ("shipment", sh), ("tracking", tracking), ("po", f"PO-{n}")),
-            ),
-            ("UPSN", _event(f"t-{n}", "shipment.in_transit", 9 + rng.random(), ("tracking", tracking))),
-            ("UPSN", _event(f"d-{n}", "shipment.delivered", 30 + rng.random(), ("tracking", tracking))),
-            ("ERP", _event(f"i-{n}", "invoice.generated", 40, ("invoice", f"INV-{n}"), ("order", so), amount="12.50")),
-        ]
-    # Faults: a late older scan, references that never match, and every tenth message sent twice.
-    messages += [("UPSN", _event(f"late-{n}", "shipment.in_transit", 2, ("tracking", f"1Z{n:08d}"))) for n in range(40)]
-    messages += [("UPSN", _event(f"lost-{n}", "shipment.in_transit", 3, ("tracking", f"9X{n:06d}"))) for n in range(20)]
-    messages += messages[::10]
-    rng.shuffle(messages)
-    return messages
-
-
 @pytest.fixture
-def senders(transactional_db) -> dict[str, APIClient]:
-    kinds = {"ERP": Partner.Kind.ERP, "DC": Partner.Kind.WAREHOUSE, "UPSN": Partner.Kind.CARRIER}
-    Partner.objects.create(code="ACME", name="Acme", kind=Partner.Kind.CUSTOMER)
-    clients = {}
-    for code, kind in kinds.items():
-        partner = Partner.objects.create(code=code, name=code, kind=kind)
-        Channel.objects.create(partner=partner, code="api", format=Channel.Format.JSON)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(partner=partner, name='e2e')[1]}")
-        clients[code] = client
-    return clients
-
-
-def _post_all(senders: dict[str, APIClient], messages: list[tuple[str, dict]]) -> None:
-    for code, event in messages:
-        response = senders[code].post("/api/v1/events/", json.dumps(event), content_type="application/json")
-        assert response.status_code in (200, 202), response.content
+def simulation(transactional_db) -> Simulation:
+    cache.clear()  # webhook signatures remembered by an earlier run would be refused as replays
+    return simulation_setup()
 
 
 def _received() -> int:
@@ -125,35 +82,39 @@ def _wait_until(condition, timeout: float, message: str) -> None:
 def _clean_single_pass_state() -> dict:
     """The state a single apply of every stored message's events gives, computed and rolled back."""
     events = []
-    for message in InboundMessage.objects.select_related("partner", "channel").order_by("pk"):
+    stored = InboundMessage.objects.exclude(status=InboundMessage.Status.DEAD).select_related("partner", "channel")
+    for message in stored.order_by("pk"):
         preview = message_preview(body=bytes(message.body), format=message.format, partner=message.partner)
         source = EventSource(partner=message.partner.code, channel=message.channel.code, message=message.pk)
         events += [event.model_copy(update={"source": source}) for event in preview.document.events]
     with transaction.atomic():
-        for model in (MilestoneReport, Milestone, ParkedEvent, Reference, Shipment, Order):
+        for model in (MilestoneReport, Milestone, ParkedEvent, Reference, Shipment, Order, InventoryPosition):
             model.objects.all().delete()
         apply_events(events)
         expected = snapshot()
         transaction.set_rollback(True)
-    return expected
+    return expected, {event.event_id for event in events}
 
 
-def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(senders, monkeypatch):
+def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(simulation, monkeypatch, settings, tmp_path):
+    settings.INBOX_DIR = tmp_path
     monkeypatch.setattr(celery_app.conf, "task_always_eager", False)
     celery_app.control.purge()
-    messages = _stories(random.Random(11))
+    messages = generate(seed=7, orders=ORDERS)
+    assert len(messages) >= 2000
+    assert {m.format for m in messages} >= {"json", "x12", "edifact", "csv", "easypost"}
     worker = _start_worker()
     try:
-        _post_all(senders, messages)
+        tally = send_in_process(messages, APIClient(), simulation)
         stored = InboundMessage.objects.count()
-        assert stored == len({json.dumps(event, sort_keys=True) for _, event in messages})
+        assert stored == tally.stored
         _wait_until(lambda: _received() < stored * 0.8, 240, "the first worker made no progress")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         assert 0 < _received() < stored, "the kill must land mid-stream"
 
         worker = _start_worker()
-        _wait_until(lambda: _settled(), 400, "the second worker did not drain the queue")
+        _wait_until(_settled, 600, "the second worker did not drain the queue")
         # A task the killed worker held is not redelivered before the broker's visibility timeout;
         # the periodic sweeper re-enqueues whatever is still waiting.
         messages_requeue_stuck(older_than=timedelta(0))
@@ -162,14 +123,15 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(senders, m
         worker.kill()
         worker.wait(timeout=30)
 
-    unprocessed = InboundMessage.objects.exclude(status=InboundMessage.Status.PROCESSED)
-    assert not unprocessed.exists(), list(unprocessed.values_list("status", "error")[:5])
-    assert InboundMessage.objects.filter(attempts__gt=1).count() == 0, "a message was applied twice"
-    applied = Milestone.objects.count() + MilestoneReport.objects.count() + ParkedEvent.objects.count()
-    assert applied == len({event["event_id"] for _, event in messages})
-    assert Order.objects.filter(stage="invoiced").count() == MESSAGES // 5
-    assert ParkedEvent.objects.count() == 20
-    assert snapshot() == _clean_single_pass_state()
+    dead = InboundMessage.objects.filter(status=InboundMessage.Status.DEAD)
+    malformed = {m.body for m in messages if m.fault in ("truncated_x12", "broken_json")}
+    assert {bytes(m.body) for m in dead} <= malformed
+    assert all(m.error for m in dead)
+    assert not InboundMessage.objects.filter(attempts__gt=1).exists(), "a message was processed twice"
+    expected, event_ids = _clean_single_pass_state()
+    recorded = Milestone.objects.count() + MilestoneReport.objects.count() + ParkedEvent.objects.count()
+    assert recorded == len(event_ids), "an event was lost or recorded twice"
+    assert snapshot() == expected
 
 
 def _settled() -> bool:
