@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import known_formats
-from apps.ingest.services import MessageRejected, message_receive
-from apps.partners.authentication import IsPartnerOrPerson, PartnerPrincipal
+from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, messages_replay
+from apps.partners.authentication import IsPartnerOrPerson, IsPerson, PartnerPrincipal
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventSource, EventValidationError, parse_events
 
@@ -258,3 +258,42 @@ class MessageDetailView(APIView):
         if isinstance(request.user, PartnerPrincipal):
             messages = messages.filter(partner=request.user.partner)
         return Response(MessageStatusSerializer(get_object_or_404(messages, pk=pk)).data)
+
+
+class CanReplay(IsPerson):
+    """Replaying dead letters is for people with the replay permission (integration admins)."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return super().has_permission(request, view) and request.user.has_perm("ingest.replay_inboundmessage")
+
+
+class ReplayInput(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=10_000)
+    all = serializers.BooleanField(default=False, help_text="Replay every dead letter (of `partner`, if given).")
+    partner = serializers.CharField(required=False)
+
+    def validate(self, data: dict) -> dict:
+        if not data.get("ids") and not data["all"]:
+            raise serializers.ValidationError("Give `ids`, or `all: true`.")
+        return data
+
+
+class MessageReplayView(APIView):
+    """Queue dead letters (failed, dead or partially processed messages) again after a fix."""
+
+    permission_classes = [CanReplay]
+
+    @extend_schema(
+        operation_id="messages_replay",
+        request=ReplayInput,
+        responses=inline_serializer("Replayed", {"replayed": serializers.IntegerField()}),
+    )
+    def post(self, request: Request) -> Response:
+        data = ReplayInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        messages = InboundMessage.objects.filter(status__in=REPLAYABLE)
+        if data.validated_data.get("ids"):
+            messages = messages.filter(pk__in=data.validated_data["ids"])
+        if data.validated_data.get("partner"):
+            messages = messages.filter(partner__code=data.validated_data["partner"])
+        return Response({"replayed": messages_replay(messages.values_list("pk", flat=True))})

@@ -96,3 +96,25 @@ def test_inbox_folders_are_polled_and_files_archived(erp, tmp_path, settings):
     message = InboundMessage.objects.get()
     assert (message.source, message.filename, message.status) == ("file", "orders-1.json", "processed")
     assert Order.objects.filter(number="SO-77").exists()
+
+
+def test_dead_letters_replay_through_the_api_for_people_allowed_to(erp, client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    message, _ = message_receive(body=as_body(order_created()), source="api", partner=erp, format="csv", enqueue=False)
+    message_process(message.pk)
+    InboundMessage.objects.filter(pk=message.pk).update(format="json")
+    url = "/api/v1/messages/replay/"
+
+    client.force_login(django_user_model.objects.create_user("agent"))
+    assert client.post(url, {"ids": [message.pk]}, content_type="application/json").status_code == 403
+
+    admin = django_user_model.objects.create_user("integration")
+    admin.user_permissions.add(Permission.objects.get(codename="replay_inboundmessage"))
+    client.force_login(admin)
+    assert client.post(url, {}, content_type="application/json").status_code == 400
+    response = client.post(url, {"all": True, "partner": "ERP"}, content_type="application/json")
+
+    assert response.json() == {"replayed": 1}
+    message.refresh_from_db()
+    assert message.status == "processed"
