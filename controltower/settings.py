@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.timeline",
     "apps.billing",
     "apps.ingest",
+    "apps.exceptions",
 ]
 
 MIDDLEWARE = [
@@ -135,6 +136,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "detect-exceptions": {
+        "task": "apps.exceptions.tasks.detect_exceptions_task",
+        "schedule": env.int("EXCEPTION_SWEEP_SECONDS", default=300),
+        "options": {"queue": "default"},
+    },
     "requeue-stuck-messages": {
         "task": "apps.ingest.tasks.requeue_stuck_messages_task",
         "schedule": env.int("STUCK_SWEEP_SECONDS", default=300),

@@ -114,7 +114,7 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
         result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
         if result.order_ids:
             ids = sorted(result.order_ids)
-            transaction.on_commit(lambda: _broadcast(ids))
+            transaction.on_commit(lambda: _react(ids))
     return result
 
 
@@ -154,10 +154,14 @@ def queue_for(kind: EventKind) -> str:
     return "default"
 
 
-def _broadcast(order_ids: list[int]) -> None:
+def _react(order_ids: list[int]) -> None:
+    """After commit: exception rules over the touched orders, and live pages told."""
+    from apps.exceptions.tasks import detect_for_orders_task
     from apps.timeline.realtime import broadcast_orders_changed
 
     broadcast_orders_changed(order_ids)
+    for start in range(0, len(order_ids), TASK_BATCH_SIZE):
+        detect_for_orders_task.apply_async(args=[order_ids[start : start + TASK_BATCH_SIZE]], queue="default")
 
 
 # --- dedupe and lookups -----------------------------------------------------------------------

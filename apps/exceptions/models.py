@@ -1,0 +1,155 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.partners.models import Partner
+from apps.timeline.models import Order, Shipment
+
+
+class Queue(models.TextChoices):
+    CUSTOMER_SERVICE = "customer_service", "Customer service"
+    FINANCE = "finance", "Finance"
+    SUPPLY_CHAIN = "supply_chain", "Supply chain"
+    INTEGRATION = "integration", "Integration"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class SubjectType(models.TextChoices):
+    ORDER = "order", "Order"
+    SHIPMENT = "shipment", "Shipment"
+    INVOICE = "invoice", "Invoice"
+    FREIGHT_CHARGE = "freight_charge", "Freight charge"
+    MESSAGE = "message", "Inbound message"
+    PARKED_EVENT = "parked_event", "Parked event"
+
+
+class ExceptionRule(models.Model):
+    """A condition that needs a person, configured in admin. ``code`` names its built-in detector."""
+
+    code = models.CharField(max_length=40, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    queue = models.CharField(max_length=20, choices=Queue.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.MEDIUM)
+    threshold = models.DurationField(
+        default=timedelta(0), help_text="How long the condition must last before a case opens (e.g. 24:00:00)."
+    )
+    sla = models.DurationField(
+        default=timedelta(days=1), help_text="Time to resolve: a case is due this long after it opens."
+    )
+    tolerance = models.DecimalField(
+        max_digits=6, decimal_places=4, null=True, blank=True, help_text="A fraction, e.g. 0.05 for 5 % above quote."
+    )
+    scope_customer = models.ForeignKey(
+        Partner,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        limit_choices_to={"kind": "customer"},
+    )
+    scope_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Carrier or warehouse."
+    )
+    scope_region = models.CharField(max_length=60, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["queue", "code"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ExceptionCase(models.Model):
+    """One thing that needs a person, about one subject; at most one open per (rule, subject)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Dismissed"
+
+    OPEN_STATUSES = (Status.OPEN, Status.ACKNOWLEDGED)
+
+    rule = models.ForeignKey(ExceptionRule, on_delete=models.PROTECT, related_name="cases")
+    queue = models.CharField(max_length=20, choices=Queue.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    subject_type = models.CharField(max_length=20, choices=SubjectType.choices)
+    subject_id = models.BigIntegerField()
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="cases")
+    shipment = models.ForeignKey(Shipment, null=True, blank=True, on_delete=models.CASCADE, related_name="cases")
+    partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases")
+    customer = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    region = models.CharField(max_length=60, blank=True)
+    summary = models.CharField(max_length=300)
+    amount_at_risk = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=40, blank=True, help_text="'auto' or the reason code given.")
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "subject_type", "subject_id"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="one_open_case_per_rule_and_subject",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["queue", "status", "opened_at"]),
+            models.Index(fields=["status", "due_at"]),
+            models.Index(fields=["subject_type", "subject_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.rule.code} {self.summary}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class CaseEvent(models.Model):
+    """The audit history of a case: who did what, when."""
+
+    class Action(models.TextChoices):
+        OPENED = "opened", "Opened"
+        AUTO_CLOSED = "auto_closed", "Closed automatically"
+        ASSIGNED = "assigned", "Assigned"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        COMMENTED = "commented", "Commented"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Dismissed"
+
+    case = models.ForeignKey(ExceptionCase, on_delete=models.CASCADE, related_name="history")
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    reason_code = models.CharField(max_length=40, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} #{self.case_id} at {self.at:%Y-%m-%d %H:%M}"

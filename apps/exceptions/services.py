@@ -1,0 +1,191 @@
+"""Opening, closing and working exception cases.
+
+``detect`` is idempotent: at most one open case per (rule, subject) — the database enforces it —
+and a case whose condition has cleared closes itself with resolution "auto".
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q, QuerySet, TextChoices
+from django.utils import timezone
+
+from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
+from apps.exceptions.rules import DETECTORS, Hit
+
+OPEN = ExceptionCase.OPEN_STATUSES
+
+
+class ReasonCode(TextChoices):
+    FIXED_AT_SOURCE = "fixed_at_source", "Fixed at the source"
+    CUSTOMER_INFORMED = "customer_informed", "Customer informed"
+    CARRIER_CLAIM = "carrier_claim", "Claim opened with the carrier"
+    INVOICED_MANUALLY = "invoiced_manually", "Invoiced manually"
+    NOT_AN_ISSUE = "not_an_issue", "Not an issue"
+    DUPLICATE = "duplicate", "Duplicate"
+    OTHER = "other", "Other (see note)"
+
+
+class CaseActionError(ValueError):
+    """An action that does not apply to this case (already closed, missing reason)."""
+
+
+@dataclass
+class DetectionReport:
+    opened: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+
+
+def builtin_rules_ensure(model: type[ExceptionRule] = ExceptionRule) -> int:
+    """Create the built-in rules that do not exist yet, with their default settings.
+
+    ``model`` lets the data migration pass its historical model.
+    """
+    existing = set(model.objects.values_list("code", flat=True))
+    missing = [
+        model(
+            code=d.code,
+            title=d.title,
+            queue=d.queue,
+            severity=d.severity,
+            threshold=d.threshold,
+            sla=d.sla,
+            tolerance=d.tolerance,
+        )
+        for d in DETECTORS.values()
+        if d.code not in existing
+    ]
+    model.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
+
+
+def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = None) -> DetectionReport:
+    """Evaluate every enabled rule, over everything (sweep) or over the orders an apply touched."""
+    now = now or timezone.now()
+    scope = set(order_ids) if order_ids is not None else None
+    report = DetectionReport()
+    for rule in ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS):
+        detector = DETECTORS[rule.code]
+        if scope is not None and not detector.order_scoped:
+            continue
+        with transaction.atomic():
+            hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
+            report.opened += _open(rule, detector.subject_type, hits, now)
+            report.closed += _close_cleared(rule, detector.subject_type, hits, scope, now)
+    return report
+
+
+def _open(rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], now: datetime) -> list[int]:
+    already = set(
+        ExceptionCase.objects.filter(rule=rule, status__in=OPEN, subject_id__in=hits).values_list(
+            "subject_id", flat=True
+        )
+    )
+    new = [hit for subject_id, hit in hits.items() if subject_id not in already]
+    if not new:
+        return []
+    ExceptionCase.objects.bulk_create(
+        [
+            ExceptionCase(
+                rule=rule,
+                queue=rule.queue,
+                severity=rule.severity,
+                subject_type=subject_type,
+                subject_id=hit.subject_id,
+                order_id=hit.order_id,
+                shipment_id=hit.shipment_id,
+                partner_id=hit.partner_id,
+                customer_id=hit.customer_id,
+                region=hit.region or "",
+                summary=hit.summary[:300],
+                amount_at_risk=hit.amount,
+                currency=hit.currency or "",
+                opened_at=now,
+                due_at=now + rule.sla,
+            )
+            for hit in new
+        ],
+        ignore_conflicts=True,  # a concurrent run opened it first: still one open case
+    )
+    opened = list(
+        ExceptionCase.objects.filter(
+            rule=rule, status__in=OPEN, subject_id__in=[hit.subject_id for hit in new], opened_at=now
+        ).values_list("id", flat=True)
+    )
+    CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, at=now, action=CaseEvent.Action.OPENED) for pk in opened])
+    return opened
+
+
+def _close_cleared(
+    rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], scope: set[int] | None, now: datetime
+) -> list[int]:
+    cases = ExceptionCase.objects.filter(rule=rule, status__in=OPEN).exclude(subject_id__in=hits)
+    if scope is not None:
+        cases = cases.filter(Q(order_id__in=scope) | Q(shipment__orders__in=scope))
+    cleared = list(cases.values_list("id", flat=True).distinct())
+    if not cleared:
+        return []
+    ExceptionCase.objects.filter(id__in=cleared).update(
+        status=ExceptionCase.Status.RESOLVED, resolution="auto", resolved_at=now
+    )
+    CaseEvent.objects.bulk_create(
+        [
+            CaseEvent(case_id=pk, at=now, action=CaseEvent.Action.AUTO_CLOSED, note="The condition cleared.")
+            for pk in cleared
+        ]
+    )
+    return cleared
+
+
+# --- people working cases ---------------------------------------------------------------------
+
+
+def _open_cases(cases: QuerySet[ExceptionCase]) -> list[ExceptionCase]:
+    return list(cases.select_for_update().filter(status__in=OPEN))
+
+
+@transaction.atomic
+def cases_assign(*, cases: QuerySet[ExceptionCase], assignee: AbstractBaseUser | None, actor: AbstractBaseUser) -> int:
+    now = timezone.now()
+    locked = _open_cases(cases)
+    ExceptionCase.objects.filter(id__in=[c.id for c in locked]).update(assignee=assignee)
+    note = f"to {assignee.get_username()}" if assignee else "unassigned"
+    CaseEvent.objects.bulk_create(
+        [CaseEvent(case=c, at=now, actor=actor, action=CaseEvent.Action.ASSIGNED, note=note) for c in locked]
+    )
+    return len(locked)
+
+
+@transaction.atomic
+def cases_comment(*, cases: QuerySet[ExceptionCase], actor: AbstractBaseUser, note: str) -> int:
+    if not note.strip():
+        raise CaseActionError("A comment needs some text.")
+    now = timezone.now()
+    rows = list(cases)
+    CaseEvent.objects.bulk_create(
+        [CaseEvent(case=c, at=now, actor=actor, action=CaseEvent.Action.COMMENTED, note=note.strip()) for c in rows]
+    )
+    return len(rows)
+
+
+@transaction.atomic
+def cases_close(
+    *, cases: QuerySet[ExceptionCase], actor: AbstractBaseUser, dismiss: bool, reason_code: str, note: str = ""
+) -> int:
+    """Resolve (the problem was handled) or dismiss (there was none) open cases, with a reason."""
+    if reason_code not in ReasonCode.values:
+        raise CaseActionError(f"Choose a reason: {', '.join(ReasonCode.values)}.")
+    now = timezone.now()
+    locked = _open_cases(cases)
+    status = ExceptionCase.Status.DISMISSED if dismiss else ExceptionCase.Status.RESOLVED
+    action = CaseEvent.Action.DISMISSED if dismiss else CaseEvent.Action.RESOLVED
+    ExceptionCase.objects.filter(id__in=[c.id for c in locked]).update(
+        status=status, resolution=reason_code, resolution_note=note, resolved_at=now
+    )
+    CaseEvent.objects.bulk_create(
+        [CaseEvent(case=c, at=now, actor=actor, action=action, reason_code=reason_code, note=note) for c in locked]
+    )
+    return len(locked)
