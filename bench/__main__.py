@@ -105,10 +105,96 @@ def cases() -> list[tuple[str, list[list[dict]]]]:
     ]
 
 
+def ship_notice(items: int, orders: int) -> bytes:
+    """One X12 856 for a full truck: ``items`` item lines spread over ``orders`` orders."""
+    body = ["ST*856*0001", "BSN*00*BENCH-ASN*20261101*0800*0001", "HL*1**S", "TD5**2*BNCH*M", "REF*2I*1ZBENCH0001"]
+    body.append("DTM*011*20261101*0800")
+    hl = 1
+    for order in range(orders):
+        hl += 1
+        order_hl = hl
+        body += [f"HL*{order_hl}*1*O", f"PRF*PO-{order}"]
+        for item in range(items // orders):
+            hl += 1
+            body += [f"HL*{hl}*{order_hl}*I", f"LIN*{item + 1}*SK*SKU-{item % 500}", "SN1**2*EA"]
+    body.append(f"SE*{len(body) + 1}*0001")
+    isa = "ISA*00*          *00*          *ZZ*BENCHWMS       *ZZ*CTRLTOWER      *261101*0800*U*00401*000000001*0*P*>"
+    segments = [isa, "GS*SH*BENCHWMS*CTRLTOWER*20261101*0800*1*X*004010", *body, "GE*1*1", "IEA*1*000000001"]
+    return ("~\n".join(segments) + "~\n").encode()
+
+
+def status_feed(rows: int) -> bytes:
+    lines = ["tracking,status,occurred_at"]
+    lines += [
+        f"1Z{n % 1000:08d},in transit,2026-11-0{1 + n % 5}T{n % 24:02d}:{n % 60:02d}:00+00:00" for n in range(rows)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def inventory_feed(rows: int) -> bytes:
+    lines = ["sku,quantity,occurred_at"] + [f"SKU-{n},{n % 97},2026-11-01T06:00:00+00:00" for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def measure_message(name: str, partner_code: str, fmt: str, body: bytes) -> dict:
+    from apps.ingest.models import InboundMessage
+    from apps.ingest.services import message_process, message_receive
+    from apps.partners.models import Partner
+
+    partner = Partner.objects.get(code=partner_code)
+    message, _ = message_receive(body=body, source="file", partner=partner, format=fmt, enqueue=False)
+    tracemalloc.start()
+    started = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        message_process(message.pk)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    message = InboundMessage.objects.get(pk=message.pk)
+    if message.status != "processed":
+        raise RuntimeError(f"{name}: {message.status} {message.error} {message.warnings[:3]}")
+    return {
+        "case": name,
+        "events": message.events_count,
+        "batches": 1,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(message.events_count / seconds),
+        "queries": len(queries),
+        "queries_per_batch": len(queries),
+        "peak_memory_mb": round(peak / 2**20, 1),
+    }
+
+
+def ingest_cases() -> list[dict]:
+    from apps.partners.models import Channel, Partner
+    from apps.partners.services import partner_upsert
+
+    partner_upsert(code="BNCHWMS", kind="warehouse", edi_ids=[("ZZ", "BENCHWMS")])
+    carrier, _ = partner_upsert(code="BNCH", kind="carrier")
+    Channel.objects.get_or_create(
+        partner=carrier,
+        code="status",
+        defaults={"format": "csv", "mapping_overrides": {"csv": {"feed": "shipment_status"}}},
+    )
+    warehouse = Partner.objects.get(code="BNCHWMS")
+    Channel.objects.get_or_create(
+        partner=warehouse,
+        code="stock",
+        defaults={"format": "csv", "mapping_overrides": {"csv": {"feed": "inventory_snapshot"}}},
+    )
+    Channel.objects.get_or_create(partner=warehouse, code="asn", defaults={"format": "x12"})
+    return [
+        measure_message("ingest: X12 856 with 10,000 item lines", "BNCHWMS", "x12", ship_notice(10_000, 50)),
+        measure_message("ingest: CSV status feed, 20,000 rows", "BNCH", "csv", status_feed(20_000)),
+        measure_message("ingest: CSV inventory snapshot, 100,000 rows", "BNCHWMS", "csv", inventory_feed(100_000)),
+    ]
+
+
 def main() -> int:
     reset_database()
     connection.force_debug_cursor = False
     results = [measure(name, batches) for name, batches in cases()]
+    results += ingest_cases()
     columns = list(results[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in results)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

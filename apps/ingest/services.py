@@ -9,7 +9,7 @@ transaction, so a worker killed half way leaves the message ``received`` for the
 import hashlib
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from apps.timeline.services import apply_events as apply_timeline_events
 logger = logging.getLogger(__name__)
 
 APPLY_BATCH_SIZE = 500
+APPLY_BATCH_LINES = 10_000
 STUCK_AFTER = timedelta(minutes=10)
 DOCUMENT_FORMATS = ("x12", "edifact", "csv", "json")
 REPLAYABLE = (InboundMessage.Status.DEAD, InboundMessage.Status.FAILED, InboundMessage.Status.PARTIALLY_PROCESSED)
@@ -131,7 +132,7 @@ class Outcome:
     parked: int = 0
 
 
-def message_process(message_id: int) -> Outcome | None:
+def message_process(message_id: int, *, keep_events: bool = False) -> Outcome | None:
     """Parse and apply one received message. Returns None when it is not waiting (done already,
     or another worker holds it): a redelivered task is harmless.
 
@@ -149,7 +150,7 @@ def message_process(message_id: int) -> Outcome | None:
             return None
         message.attempts += 1
         try:
-            outcome = _process(message)
+            outcome = _process(message, keep_events=keep_events)
         except PermanentFailure as exc:
             _mark_dead(message, str(exc))
             return Outcome(message=message)
@@ -163,31 +164,34 @@ def message_fail(message_id: int, reason: str) -> None:
     )
 
 
-def _process(message: InboundMessage) -> Outcome:
+def _process(message: InboundMessage, *, keep_events: bool) -> Outcome:
     """What is learnt on the way (format, sender, channel) is kept even when a later step fails."""
     body = bytes(message.body)
     message.format = fmt = _format_of(message, body)
     message.partner = partner = message.partner or _identify_sender(fmt, body)
     message.channel = channel = message.channel or _default_channel(partner, fmt)
-    document = _parse(fmt, body, _context(partner, channel, message.received_at))
-    events = [_with_source(event, partner, channel, message) for event in document.events]
+    document, parsed = _parse_stream(fmt, body, _context(partner, channel, message.received_at))
 
-    outcome = Outcome(message=message, events=events)
+    outcome = Outcome(message=message)
     rejected: dict[str, str] = {}
-    for start in range(0, len(events), APPLY_BATCH_SIZE):
-        result = apply_timeline_events(events[start : start + APPLY_BATCH_SIZE])
+    count = 0
+    for batch in _batches((_with_source(event, partner, channel, message) for event in parsed), APPLY_BATCH_SIZE):
+        result = apply_timeline_events(batch)
+        count += len(batch)
         outcome.applied += len(result.applied)
         outcome.duplicates += len(result.duplicates)
         outcome.parked += len(result.parked)
         rejected.update(result.rejected)
+        if keep_events:
+            outcome.events += batch
     _store_acknowledgments(message, partner, channel, document)
 
     message.warnings = [*document.warnings, *document.unsupported, *(f"{k}: {v}" for k, v in rejected.items())]
     message.unmapped_codes = sorted(set(document.unmapped_codes))
-    message.events_count = len(events)
+    message.events_count = count
     message.applied_count, message.duplicate_count = outcome.applied, outcome.duplicates
     message.parked_count = outcome.parked
-    partial = bool(document.unsupported or rejected) or (not events and document.warnings)
+    partial = bool(document.unsupported or rejected)
     message.status = InboundMessage.Status.PARTIALLY_PROCESSED if partial else InboundMessage.Status.PROCESSED
     message.error = ""
     message.processed_at = timezone.now()
@@ -251,6 +255,49 @@ def _context(partner: Partner, channel: Channel | None, received_at: datetime | 
         time_zone=partner.time_zone,
         received_at=received_at,
     )
+
+
+def _parse_stream(fmt: str, body: bytes, context: ParseContext) -> tuple[ParsedDocument, Iterable[CanonicalEvent]]:
+    """The document and its events; a parser that can stream (large CSV files) yields them one by
+    one, so a 100,000-row file is applied batch by batch in flat memory."""
+    stream = getattr(get_parser(fmt), "iter_parse", None)
+    if stream is None:
+        document = _parse(fmt, body, context)
+        return document, document.events
+    document = ParsedDocument()
+    return document, _guarded(stream(body, context, document), document, fmt, context)
+
+
+def _guarded(
+    events: Iterator[CanonicalEvent], document: ParsedDocument, fmt: str, context: ParseContext
+) -> Iterator[CanonicalEvent]:
+    """Parser failures met while streaming become dead letters, as they would before streaming."""
+    count = 0
+    try:
+        for count, event in enumerate(events, start=1):  # noqa: B007 - the count is read after the loop
+            yield event
+    except ParseError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    except Exception as exc:
+        logger.exception("parser %s failed on a message from %s", fmt, context.partner)
+        raise PermanentFailure(f"internal error in the {fmt} parser: {exc!r}") from exc
+    if not count:
+        problems = "; ".join(document.warnings[:5]) or "the document holds no rows"
+        raise PermanentFailure(f"nothing could be read: {problems}")
+
+
+def _batches(events: Iterable[CanonicalEvent], size: int) -> Iterator[list[CanonicalEvent]]:
+    """Batches of at most ``size`` events and about APPLY_BATCH_LINES lines, for flat memory."""
+    batch: list[CanonicalEvent] = []
+    lines = 0
+    for event in events:
+        batch.append(event)
+        lines += len(event.lines)
+        if len(batch) >= size or lines >= APPLY_BATCH_LINES:
+            yield batch
+            batch, lines = [], 0
+    if batch:
+        yield batch
 
 
 def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:

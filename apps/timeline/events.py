@@ -159,7 +159,8 @@ class CanonicalEvent(_Strict):
     occurred_at: AwareDatetime
     source: EventSource = Field(default_factory=EventSource)
     references: list[EventReference] = Field(default_factory=list, max_length=200)
-    lines: list[EventLine] = Field(default_factory=list, max_length=5000)
+    # A ship notice for a full truck of small parcels runs to thousands of lines.
+    lines: list[EventLine] = Field(default_factory=list, max_length=20_000)
     location: EventLocation | None = None
     amount: Decimal | None = Field(default=None, max_digits=16, decimal_places=4)
     currency: str | None = Field(default=None, min_length=3, max_length=3)

@@ -236,7 +236,7 @@ class Milestone(models.Model):
     amount = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     estimated_delivery_at = models.DateTimeField(null=True, blank=True)
-    payload = models.JSONField(help_text="The canonical event as applied.")
+    payload = models.JSONField(help_text="The canonical event as applied, without its lines (see lines).")
 
     class Meta:
         ordering = ["occurred_at", "event_id"]

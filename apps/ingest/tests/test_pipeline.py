@@ -118,3 +118,31 @@ def test_dead_letters_replay_through_the_api_for_people_allowed_to(erp, client, 
     assert response.json() == {"replayed": 1}
     message.refresh_from_db()
     assert message.status == "processed"
+
+
+RELEASE_FEED = {"csv": {"feed": "order_release", "columns": {"occurred_at": "Released"}}}
+
+
+def test_a_csv_feed_streams_through_the_pipeline_and_bad_rows_become_warnings(erp):
+    body = b"Order,PO,Released\nSO-1,PO-1,2026-11-20 08:00\nSO-2,PO-2,not a time\n"
+    message_process(_receive(erp, as_body(order_created("SO-1"))).pk)
+    erp.channels.update(format="csv", mapping_overrides=RELEASE_FEED)
+    message, _ = message_receive(body=body, source="file", partner=erp, format="csv", enqueue=False)
+
+    outcome = message_process(message.pk)
+
+    message.refresh_from_db()
+    assert (message.status, message.events_count, outcome.applied) == ("processed", 1, 1)
+    assert any("line 3" in warning for warning in message.warnings)
+    assert Order.objects.get(number="SO-1").released_at is not None
+
+
+def test_a_csv_feed_with_no_readable_row_is_a_dead_letter(erp):
+    erp.channels.update(format="csv", mapping_overrides=RELEASE_FEED)
+    message, _ = message_receive(
+        body=b"Order,PO,Released\nSO-2,PO-2,not a time\n", source="file", partner=erp, format="csv", enqueue=False
+    )
+    message_process(message.pk)
+    message.refresh_from_db()
+    assert message.status == "dead"
+    assert message.error.startswith("nothing could be read: line 2")

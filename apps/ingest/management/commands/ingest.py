@@ -50,7 +50,8 @@ class Command(BaseCommand):
             )
         except MessageRejected as exc:
             return {"file": str(path), "id": None, "status": "refused", "duplicate": False, "error": str(exc)}
-        outcome = message_process(message.pk) if options["sync"] and created else None
+        processed_here = options["sync"] and created
+        outcome = message_process(message.pk, keep_events=options["json"]) if processed_here else None
         message.refresh_from_db()
         report = {
             "file": str(path),
