@@ -136,6 +136,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "invoice-sweep": {
+        "task": "apps.billing.tasks.invoice_sweep_task",
+        "schedule": env.int("INVOICE_SWEEP_SECONDS", default=900),
+        "options": {"queue": "default"},
+    },
     "detect-exceptions": {
         "task": "apps.exceptions.tasks.detect_exceptions_task",
         "schedule": env.int("EXCEPTION_SWEEP_SECONDS", default=300),

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q
 
-from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.timeline.models import (
@@ -350,3 +350,15 @@ class OutboundMessageFactory(factory.django.DjangoModelFactory):
     control_number = factory.Sequence(lambda n: f"{n:09d}")
     ack_status = "accepted"
     body = "ISA*00*...~"
+
+
+class InvoiceRuleFactory(factory.django.DjangoModelFactory):
+    """A customer invoiced on proof of delivery, once the order is complete."""
+
+    class Meta:
+        model = InvoiceRule
+
+    customer = factory.SubFactory(PartnerFactory, kind=Partner.Kind.CUSTOMER)
+    trigger = InvoiceRule.Trigger.PROOF_OF_DELIVERY
+    granularity = InvoiceRule.Granularity.WHEN_COMPLETE
+    quantity_tolerance = Decimal("0.02")

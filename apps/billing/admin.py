@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.timeline.admin import ReadMostlyAdmin
 
 
@@ -41,3 +41,14 @@ class ReturnAuthorizationAdmin(ReadMostlyAdmin):
     list_select_related = ("order",)
     search_fields = ("number", "order__number")
     date_hierarchy = "authorized_at"
+
+
+@admin.register(InvoiceRule)
+class InvoiceRuleAdmin(admin.ModelAdmin):
+    """Per customer: when its orders are invoiced, per shipment or when complete, and the tolerance."""
+
+    list_display = ("customer", "trigger", "granularity", "quantity_tolerance", "enabled")
+    list_filter = ("trigger", "granularity", "enabled")
+    list_select_related = ("customer",)
+    search_fields = ("customer__code", "customer__name")
+    autocomplete_fields = ("customer",)

@@ -84,3 +84,35 @@ class ReturnAuthorization(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class InvoiceRule(models.Model):
+    """When a customer's orders are invoiced: the condition, the granularity and the tolerance."""
+
+    class Trigger(models.TextChoices):
+        SHIP_CONFIRMATION = "ship_confirmation", "On ship confirmation"
+        PROOF_OF_DELIVERY = "proof_of_delivery", "On proof of delivery"
+        POD_AND_FREIGHT_VALIDATED = "pod_and_freight_validated", "On proof of delivery with freight validated"
+
+    class Granularity(models.TextChoices):
+        PER_SHIPMENT = "per_shipment", "One invoice per shipment"
+        WHEN_COMPLETE = "when_complete", "One invoice when the order is complete"
+
+    customer = models.OneToOneField(
+        Partner, on_delete=models.CASCADE, related_name="invoice_rule", limit_choices_to={"kind": "customer"}
+    )
+    trigger = models.CharField(max_length=30, choices=Trigger.choices, default=Trigger.PROOF_OF_DELIVERY)
+    granularity = models.CharField(max_length=20, choices=Granularity.choices, default=Granularity.WHEN_COMPLETE)
+    quantity_tolerance = models.DecimalField(
+        max_digits=6,
+        decimal_places=4,
+        default=0,
+        help_text="Accepted difference between shipped and ordered quantity, as a fraction (0.02 = 2 %).",
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["customer__code"]
+
+    def __str__(self) -> str:
+        return f"{self.customer.code}: {self.get_trigger_display()}, {self.get_granularity_display().lower()}"

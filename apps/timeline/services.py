@@ -155,13 +155,16 @@ def queue_for(kind: EventKind) -> str:
 
 
 def _react(order_ids: list[int]) -> None:
-    """After commit: exception rules over the touched orders, and live pages told."""
+    """After commit: invoice rules and exception rules over the touched orders; live pages told."""
+    from apps.billing.tasks import evaluate_invoice_rules_task
     from apps.exceptions.tasks import detect_for_orders_task
     from apps.timeline.realtime import broadcast_orders_changed
 
     broadcast_orders_changed(order_ids)
     for start in range(0, len(order_ids), TASK_BATCH_SIZE):
-        detect_for_orders_task.apply_async(args=[order_ids[start : start + TASK_BATCH_SIZE]], queue="default")
+        chunk = order_ids[start : start + TASK_BATCH_SIZE]
+        evaluate_invoice_rules_task.apply_async(args=[chunk], queue="critical")
+        detect_for_orders_task.apply_async(args=[chunk], queue="default")
 
 
 # --- dedupe and lookups -----------------------------------------------------------------------

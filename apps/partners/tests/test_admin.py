@@ -9,7 +9,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.partners.models import ApiToken, Channel, Partner
 from apps.timeline.events import EventSource, parse_events
@@ -85,6 +85,7 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     ApiToken: lambda _: factories.ApiTokenFactory(),
     InboundMessage: lambda _: factories.InboundMessageFactory(),
     OutboundMessage: lambda _: factories.OutboundMessageFactory(),
+    InvoiceRule: lambda _: factories.InvoiceRuleFactory(),
 }
 MODELS = list(BUILDERS)
 # Models whose change page lists related rows inline.
