@@ -62,6 +62,10 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["generated_at", "id"]
         indexes = [models.Index(fields=["status"])]
+        permissions = [
+            ("release_invoice", "Can release a held invoice"),
+            ("trigger_invoice", "Can invoice an order by hand"),
+        ]
 
     def __str__(self) -> str:
         return self.number

@@ -437,6 +437,14 @@ def partners_upsert() -> int:
     return len(PARTNERS)
 
 
+ROLE_USERS = {
+    "Customer Service": "cs",
+    "Finance": "finance",
+    "Supply Chain": "supply",
+    "Integration Admin": "integration",
+}
+
+
 def demo_user_upsert(*, username: str, password: str) -> AbstractBaseUser:
     """Create or update the demo login: an active superuser with this password."""
     user, _ = get_user_model().objects.get_or_create(username=username)
@@ -444,6 +452,22 @@ def demo_user_upsert(*, username: str, password: str) -> AbstractBaseUser:
     user.set_password(password)
     user.save()
     return user
+
+
+def demo_role_users_upsert(*, prefix: str, password: str) -> list[AbstractBaseUser]:
+    """One demo login per role (``demo-finance``, ...), each in its role's group only."""
+    from apps.exceptions.roles import roles_ensure
+
+    groups = roles_ensure()
+    users = []
+    for role, suffix in ROLE_USERS.items():
+        user, _ = get_user_model().objects.get_or_create(username=f"{prefix}-{suffix}")
+        user.is_active, user.is_staff, user.is_superuser = True, role == "Integration Admin", False
+        user.set_password(password)
+        user.save()
+        user.groups.set([groups[role]])
+        users.append(user)
+    return users
 
 
 # --- reference numbers that look like the real thing -------------------------------------------

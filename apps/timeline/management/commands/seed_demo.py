@@ -2,7 +2,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.timeline.demo import DEFAULT_ORDERS, DEFAULT_SEED, MIN_ORDERS, demo_user_upsert, seed_demo
+from apps.timeline.demo import (
+    DEFAULT_ORDERS,
+    DEFAULT_SEED,
+    MIN_ORDERS,
+    demo_role_users_upsert,
+    demo_user_upsert,
+    seed_demo,
+)
 
 
 class Command(BaseCommand):
@@ -29,6 +36,7 @@ class Command(BaseCommand):
         summary = seed_demo(orders=orders, seed=seed, progress=options["verbosity"] > 0)
         if user and password:
             demo_user_upsert(username=user, password=password)
+            roles = demo_role_users_upsert(prefix=user, password=password)
         self.stdout.write(
             f"Partners {summary.partners}, orders {summary.orders}, shipments {summary.shipments}, "
             f"milestones {summary.milestones}, parked {summary.parked}"
@@ -40,3 +48,4 @@ class Command(BaseCommand):
         self.stdout.write("Stages: " + ", ".join(f"{stage} {count}" for stage, count in summary.stages.items()))
         if user:
             self.stdout.write(self.style.SUCCESS(f"Demo login: {user}"))
+            self.stdout.write("Role logins: " + ", ".join(role.get_username() for role in roles))

@@ -1,0 +1,51 @@
+"""The roles people work in, as Django groups with their permissions.
+
+Everyone signed in reads timelines and works the cases of the queues; beyond that, only Finance
+releases holds and invoices by hand, and only Integration Admin replays messages and configures
+partners, channels and tokens.
+"""
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+READ = ["view_partner", "view_channel", "view_order", "view_shipment", "view_milestone", "view_invoice"]
+WORK_CASES = ["view_exceptioncase", "change_exceptioncase", "view_exceptionrule"]
+ROLES: dict[str, list[str]] = {
+    "Customer Service": [*READ, *WORK_CASES],
+    "Finance": [*READ, *WORK_CASES, "view_freightcharge", "release_invoice", "trigger_invoice", "view_invoicerule"],
+    "Supply Chain": [*READ, *WORK_CASES, "view_inventoryposition", "change_exceptionrule"],
+    "Integration Admin": [
+        *READ,
+        *WORK_CASES,
+        "view_inboundmessage",
+        "view_outboundmessage",
+        "replay_inboundmessage",
+        "view_parkedevent",
+        *(
+            f"{action}_{model}"
+            for action in ("add", "change", "delete")
+            for model in ("partner", "channel", "ediidentifier", "apitoken")
+        ),
+        "view_apitoken",
+        "view_ediidentifier",
+    ],
+}
+PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions")
+
+
+@transaction.atomic
+def roles_ensure() -> dict[str, Group]:
+    """Create the role groups, or bring their permissions back to the definition."""
+    wanted = {codename for codenames in ROLES.values() for codename in codenames}
+    permissions = {
+        p.codename: p for p in Permission.objects.filter(codename__in=wanted, content_type__app_label__in=PROJECT_APPS)
+    }
+    missing = wanted - set(permissions)
+    if missing:
+        raise LookupError(f"permissions not found (run migrate first): {', '.join(sorted(missing))}")
+    groups = {}
+    for name, codenames in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set([permissions[codename] for codename in codenames])
+        groups[name] = group
+    return groups
