@@ -8,6 +8,7 @@ With no variables set, the project runs on one machine with no servers: a SQLite
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -136,6 +137,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "daily-digest": {
+        "task": "apps.exceptions.tasks.daily_digest_task",
+        "schedule": crontab(hour=env.int("DIGEST_HOUR_UTC", default=6), minute=0),
+        "options": {"queue": "default"},
+    },
     "invoice-sweep": {
         "task": "apps.billing.tasks.invoice_sweep_task",
         "schedule": env.int("INVOICE_SWEEP_SECONDS", default=900),
@@ -174,6 +180,11 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- Email: the console in the demo; set EMAIL_URL (smtp+tls://user:pass@host:587) in production ---
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Control Tower <control-tower@localhost>")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

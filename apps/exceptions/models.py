@@ -153,3 +153,16 @@ class CaseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} #{self.case_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class NotificationPreference(models.Model):
+    """How a person hears about cases in their queues (their role groups decide the queues)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    daily_digest = models.BooleanField(default=True, help_text="Each morning: new and overdue cases of my queues.")
+    critical_immediately = models.BooleanField(default=False, help_text="An email as soon as a critical case opens.")
+
+    def __str__(self) -> str:
+        return f"Notifications for {self.user}"
