@@ -103,6 +103,11 @@ class ExceptionCase(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=40, blank=True, help_text="'auto' or the reason code given.")
     resolution_note = models.TextField(blank=True)
+    condition_cleared_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="For a case closed by hand: when its condition cleared. Until then no new case opens for it.",
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
 
 from apps.billing.models import FreightCharge, Invoice
-from apps.exceptions.models import ExceptionRule, Queue, Severity, SubjectType
+from apps.exceptions.models import ExceptionCase, ExceptionRule, Queue, Severity, SubjectType
 from apps.ingest.models import InboundMessage
-from apps.timeline.models import Order, ParkedEvent, Shipment
+from apps.timeline.events import EventKind
+from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
 OrderIds = set[int] | None
 
@@ -46,6 +47,9 @@ class Detector:
     sla: timedelta
     find: Callable[[ExceptionRule, datetime, OrderIds], Iterable[Hit]]
     tolerance: Decimal | None = None
+    # A case closed by hand holds back a new one until the condition clears; a detector that
+    # tells new trouble from handled trouble itself (damage never "clears") opts out.
+    hold_after_manual_close: bool = True
 
     @property
     def order_scoped(self) -> bool:
@@ -101,52 +105,72 @@ def _order_hits(orders: QuerySet[Order], describe: Callable[[dict], str]) -> lis
 
 
 def _shipment_hits(shipments: QuerySet[Shipment], describe: Callable[[dict], str]) -> list[Hit]:
-    rows = shipments.annotate(order_total=Sum("orders__total_amount")).values(
-        "id", "number", "tracking_number", "carrier_id", "order_total"
-    )
-    rows = list(rows)
-    firsts = _first_orders({row["id"] for row in rows})
-    orders = {
-        order["id"]: order
-        for order in Order.objects.filter(id__in=set(firsts.values())).values("id", "customer_id", "region", "currency")
-    }
+    rows = list(shipments.values("id", "number", "tracking_number", "carrier_id"))
+    goods = _orders_of_shipments({row["id"] for row in rows})
     hits = []
     for row in rows:
-        order = orders.get(firsts.get(row["id"]), {})
+        order = goods.get(row["id"], _NO_ORDER)
         hits.append(
             Hit(
                 subject_id=row["id"],
                 summary=describe(row),
-                order_id=order.get("id"),
+                order_id=order["id"],
                 shipment_id=row["id"],
                 partner_id=row["carrier_id"],
-                customer_id=order.get("customer_id"),
-                region=order.get("region", ""),
-                amount=row["order_total"],
-                currency=order.get("currency", ""),
+                customer_id=order["customer_id"],
+                region=order["region"],
+                amount=order["total"],
+                currency=order["currency"],
             )
         )
     return hits
 
 
-def _first_orders(shipment_ids: set[int]) -> dict[int, int]:
-    """Each shipment's first order (lowest id): the order a shipment's case is filed under."""
-    links = Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids).order_by("shipment_id", "-order_id")
-    return dict(links.values_list("shipment_id", "order_id"))
+_NO_ORDER: dict = {"id": None, "customer_id": None, "region": "", "currency": "", "total": None}
+
+
+def _orders_of_shipments(shipment_ids: set[int]) -> dict[int, dict]:
+    """Per shipment: its first order (lowest id; the order its case is filed under), with that
+    order's customer, region and currency, and ``total``, the value of every order it carries.
+
+    One query over the shipment-order links, whatever filters chose the shipments: summing
+    through the detector's own joins would count only the orders those joins kept, or count
+    each order once per other joined row.
+    """
+    links = (
+        Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids)
+        .order_by("shipment_id", "order_id")
+        .values_list(
+            "shipment_id", "order_id", "order__customer_id", "order__region", "order__currency", "order__total_amount"
+        )
+    )
+    orders: dict[int, dict] = {}
+    for shipment_id, order_id, customer_id, region, currency, total in links:
+        first = orders.setdefault(
+            shipment_id,
+            {"id": order_id, "customer_id": customer_id, "region": region, "currency": currency, "total": None},
+        )
+        if total is not None:
+            first["total"] = (first["total"] or Decimal(0)) + total
+    return orders
 
 
 # --- orders -----------------------------------------------------------------------------------
 
 
 def released_not_picked(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    # A warehouse that reports packing but not picking has picked all the same.
     orders = _orders(rule, order_ids).filter(
-        released_at__lte=now - rule.threshold, picked_at__isnull=True, shipped_at__isnull=True
+        released_at__lte=now - rule.threshold, picked_at__isnull=True, packed_at__isnull=True, shipped_at__isnull=True
     )
     return _order_hits(orders, lambda o: f"Order {o['number']} released but not picked")
 
 
 def picked_not_shipped(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    orders = _orders(rule, order_ids).filter(picked_at__lte=now - rule.threshold, shipped_at__isnull=True)
+    cutoff = now - rule.threshold
+    orders = _orders(rule, order_ids).filter(
+        Q(picked_at__lte=cutoff) | Q(picked_at__isnull=True, packed_at__lte=cutoff), shipped_at__isnull=True
+    )
     return _order_hits(orders, lambda o: f"Order {o['number']} picked but not shipped")
 
 
@@ -156,7 +180,12 @@ def late_against_promise(rule: ExceptionRule, now: datetime, order_ids: OrderIds
 
 
 def delivered_not_invoiced(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    orders = _orders(rule, order_ids).filter(delivered_at__lte=now - rule.threshold, invoiced_at__isnull=True)
+    # Any invoice counts, whatever its first event was: one held at once, or only ever posted.
+    orders = (
+        _orders(rule, order_ids)
+        .filter(delivered_at__lte=now - rule.threshold, invoiced_at__isnull=True, posted_at__isnull=True)
+        .exclude(Exists(Invoice.objects.filter(order_id=OuterRef("pk"))))
+    )
     return _order_hits(orders, lambda o: f"Order {o['number']} delivered but not invoiced")
 
 
@@ -171,30 +200,67 @@ def manifested_without_tracking(rule: ExceptionRule, now: datetime, order_ids: O
 
 
 def tracking_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    # The last time we heard of it: the latest of the three, whichever are known (GREATEST is
+    # NULL on SQLite as soon as one argument is, so each argument falls back on the others).
+    a, t, m = "last_carrier_event_at", "tracking_assigned_at", "manifested_at"
     shipments = (
         _shipments(rule, order_ids)
         .exclude(tracking_number="")
         .filter(delivered_at__isnull=True)
-        .annotate(last_heard=Coalesce("last_carrier_event_at", "tracking_assigned_at", "manifested_at"))
+        .annotate(last_heard=Greatest(Coalesce(a, t, m), Coalesce(t, m, a), Coalesce(m, a, t)))
         .filter(last_heard__lte=now - rule.threshold)
     )
     return _shipment_hits(shipments, lambda s: f"No carrier news for shipment {s['number']} ({s['tracking_number']})")
 
 
 def at_risk(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    shipments = _shipments(rule, order_ids).filter(
-        delivered_at__isnull=True, orders__promised_at__lt=F("estimated_delivery_at")
+    # The condition holds since the current estimate was given: the latest milestone carrying one
+    # (the projection keeps that estimate).
+    estimated_since = Subquery(
+        Milestone.objects.filter(shipment_id=OuterRef("pk"), estimated_delivery_at__isnull=False)
+        .order_by("-occurred_at", "-event_id")
+        .values("occurred_at")[:1]
+    )
+    shipments = (
+        _shipments(rule, order_ids)
+        .filter(delivered_at__isnull=True, orders__promised_at__lt=F("estimated_delivery_at"))
+        .annotate(estimated_since=estimated_since)
+        .filter(estimated_since__lte=now - rule.threshold)
     )
     return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} expected after the promised date")
 
 
 def delivery_attempt_failed(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    shipments = _shipments(rule, order_ids).filter(delivery_attempted_at__isnull=False, delivered_at__isnull=True)
+    shipments = _shipments(rule, order_ids).filter(
+        delivery_attempted_at__lte=now - rule.threshold, delivered_at__isnull=True
+    )
     return _shipment_hits(shipments, lambda s: f"Delivery of shipment {s['number']} failed")
 
 
 def damaged_or_refused(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    shipments = _shipments(rule, order_ids).filter(Q(damaged_at__isnull=False) | Q(refused_at__isnull=False))
+    """Damage and refusal never clear by themselves, so a person closes the case. A shipment
+    closed by hand stays closed until a new damage or refusal is recorded after the closing
+    (recorded, not occurred: a late report of an older incident is news to the person)."""
+    reported_at = Subquery(
+        Milestone.objects.filter(
+            shipment_id=OuterRef("pk"), kind__in=[EventKind.SHIPMENT_DAMAGED, EventKind.SHIPMENT_REFUSED]
+        )
+        .order_by("-recorded_at")
+        .values("recorded_at")[:1]
+    )
+    handled = ExceptionCase.objects.filter(
+        rule=rule,
+        subject_type=SubjectType.SHIPMENT,
+        subject_id=OuterRef("pk"),
+        status__in=[ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED],
+        resolved_at__gte=OuterRef("reported_at"),
+    ).exclude(resolution="auto")
+    shipments = (
+        _shipments(rule, order_ids)
+        .filter(Q(damaged_at__lte=now - rule.threshold) | Q(refused_at__lte=now - rule.threshold))
+        .annotate(reported_at=reported_at)
+        .exclude(Exists(handled))
+    )
     return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} damaged or refused")
 
 
@@ -225,21 +291,28 @@ def invoice_held(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> lis
     ]
 
 
-def _freight_hits(charges: QuerySet[FreightCharge], describe: Callable[[dict], str]) -> list[Hit]:
+def _freight_hits(
+    charges: QuerySet[FreightCharge], describe: Callable[[dict], str], amount: Callable[[dict], Decimal | None]
+) -> list[Hit]:
     rows = list(charges.values("id", "number", "amount", "quoted_amount", "currency", "carrier_id", "shipment_id"))
-    firsts = _first_orders({row["shipment_id"] for row in rows})
-    return [
-        Hit(
-            subject_id=row["id"],
-            summary=describe(row),
-            order_id=firsts.get(row["shipment_id"]),
-            shipment_id=row["shipment_id"],
-            partner_id=row["carrier_id"],
-            amount=row["amount"],
-            currency=row["currency"],
+    orders = _orders_of_shipments({row["shipment_id"] for row in rows})
+    hits = []
+    for row in rows:
+        order = orders.get(row["shipment_id"], _NO_ORDER)
+        hits.append(
+            Hit(
+                subject_id=row["id"],
+                summary=describe(row),
+                order_id=order["id"],
+                shipment_id=row["shipment_id"],
+                partner_id=row["carrier_id"],
+                customer_id=order["customer_id"],
+                region=order["region"],
+                amount=amount(row),
+                currency=row["currency"],
+            )
         )
-        for row in rows
-    ]
+    return hits
 
 
 def _charges(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[FreightCharge]:
@@ -248,18 +321,31 @@ def _charges(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[FreightCharge
 
 def freight_unsettled(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
     charges = _charges(rule, order_ids).filter(posted_at__lte=now - rule.threshold, settled_at__isnull=True)
-    return _freight_hits(charges, lambda c: f"Freight charge {c['number']} not settled")
+    return _freight_hits(charges, lambda c: f"Freight charge {c['number']} not settled", lambda c: c["amount"])
 
 
 def freight_disputed_or_over_quote(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    cutoff = now - rule.threshold
     factor = 1 + (rule.tolerance or Decimal(0))
-    over_quote = Q(quoted_amount__isnull=False, amount__gt=F("quoted_amount") * factor)
-    charges = (
-        _charges(rule, order_ids)
-        .filter(settled_at__isnull=True)
-        .filter(Q(status=FreightCharge.Status.DISPUTED) | over_quote)
-    )
-    return _freight_hits(charges, lambda c: f"Freight charge {c['number']} disputed or above its quote")
+    over_quote = Q(quoted_amount__isnull=False, amount__gt=F("quoted_amount") * factor, posted_at__lte=cutoff)
+    disputed = Q(status=FreightCharge.Status.DISPUTED, disputed_at__lte=cutoff)
+    charges = _charges(rule, order_ids).filter(settled_at__isnull=True).filter(disputed | over_quote)
+    return _freight_hits(charges, _describe_freight_issue, _freight_excess)
+
+
+def _freight_excess(charge: dict) -> Decimal | None:
+    """Above its quote, the excess is what is at stake; otherwise the whole disputed charge."""
+    amount, quoted = charge["amount"], charge["quoted_amount"]
+    if amount is not None and quoted is not None and amount > quoted:
+        return amount - quoted
+    return amount
+
+
+def _describe_freight_issue(charge: dict) -> str:
+    amount, quoted = charge["amount"], charge["quoted_amount"]
+    if amount is not None and quoted is not None and amount > quoted:
+        return f"Freight charge {charge['number']} is {amount:.2f} against a quote of {quoted:.2f}"
+    return f"Freight charge {charge['number']} disputed"
 
 
 # --- integration ------------------------------------------------------------------------------
@@ -280,8 +366,9 @@ def parked_too_long(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> 
 
 
 def dead_letter(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    messages = InboundMessage.objects.filter(
-        status__in=[InboundMessage.Status.DEAD, InboundMessage.Status.FAILED], processed_at__lte=now - rule.threshold
+    # A dead letter is dated by when it failed; one marked dead without that, by its arrival.
+    messages = InboundMessage.objects.annotate(failed_at=Coalesce("processed_at", "received_at")).filter(
+        status__in=[InboundMessage.Status.DEAD, InboundMessage.Status.FAILED], failed_at__lte=now - rule.threshold
     )
     if rule.scope_partner_id:
         messages = messages.filter(partner_id=rule.scope_partner_id)
@@ -379,6 +466,7 @@ DETECTORS: dict[str, Detector] = {
             0 * H,
             D,
             damaged_or_refused,
+            hold_after_manual_close=False,
         ),
         Detector(
             "delivered_not_invoiced",

@@ -14,9 +14,11 @@ from django.db.models import Q, QuerySet, TextChoices
 from django.utils import timezone
 
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
-from apps.exceptions.rules import DETECTORS, Hit
+from apps.exceptions.realtime import broadcast_cases_changed_on_commit
+from apps.exceptions.rules import DETECTORS, Detector, Hit
 
 OPEN = ExceptionCase.OPEN_STATUSES
+CLOSED_BY_PEOPLE = (ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED)
 
 
 class ReasonCode(TextChoices):
@@ -73,16 +75,29 @@ def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = Non
             continue
         with transaction.atomic():
             hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
-            report.opened += _open(rule, detector.subject_type, hits, now)
+            report.opened += _open(rule, detector, hits, now)
             report.closed += _close_cleared(rule, detector.subject_type, hits, scope, now)
+    changed = report.opened + report.closed
+    if changed:
+        broadcast_cases_changed_on_commit(ExceptionCase.objects.filter(id__in=changed).values_list("queue", flat=True))
+        transaction.on_commit(lambda: _notify_critical(report.opened))
     return report
 
 
-def _open(rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], now: datetime) -> list[int]:
+def _notify_critical(case_ids: list[int]) -> None:
+    from apps.exceptions.tasks import critical_cases_notify_task
+
+    if case_ids:
+        critical_cases_notify_task.apply_async(args=[case_ids], queue="default")
+
+
+def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: datetime) -> list[int]:
+    """Open a case per new hit; a case a person closed holds back a new one until its condition clears."""
+    handled = Q(status__in=OPEN)
+    if detector.hold_after_manual_close:
+        handled |= Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True) & ~Q(resolution="auto")
     already = set(
-        ExceptionCase.objects.filter(rule=rule, status__in=OPEN, subject_id__in=hits).values_list(
-            "subject_id", flat=True
-        )
+        ExceptionCase.objects.filter(handled, rule=rule, subject_id__in=hits).values_list("subject_id", flat=True)
     )
     new = [hit for subject_id, hit in hits.items() if subject_id not in already]
     if not new:
@@ -93,7 +108,7 @@ def _open(rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], now: dat
                 rule=rule,
                 queue=rule.queue,
                 severity=rule.severity,
-                subject_type=subject_type,
+                subject_type=detector.subject_type,
                 subject_id=hit.subject_id,
                 order_id=hit.order_id,
                 shipment_id=hit.shipment_id,
@@ -122,9 +137,11 @@ def _open(rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], now: dat
 def _close_cleared(
     rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], scope: set[int] | None, now: datetime
 ) -> list[int]:
-    cases = ExceptionCase.objects.filter(rule=rule, status__in=OPEN).exclude(subject_id__in=hits)
-    if scope is not None:
-        cases = cases.filter(Q(order_id__in=scope) | Q(shipment__orders__in=scope))
+    in_scope = Q() if scope is None else Q(order_id__in=scope) | Q(shipment__orders__in=scope)
+    ExceptionCase.objects.filter(
+        in_scope, rule=rule, status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True
+    ).exclude(subject_id__in=hits).exclude(resolution="auto").update(condition_cleared_at=now)
+    cases = ExceptionCase.objects.filter(in_scope, rule=rule, status__in=OPEN).exclude(subject_id__in=hits)
     cleared = list(cases.values_list("id", flat=True).distinct())
     if not cleared:
         return []
@@ -187,5 +204,20 @@ def cases_close(
     )
     CaseEvent.objects.bulk_create(
         [CaseEvent(case=c, at=now, actor=actor, action=action, reason_code=reason_code, note=note) for c in locked]
+    )
+    return len(locked)
+
+
+# --- acknowledging (added for the work queues) -------------------------------------------------
+
+
+@transaction.atomic
+def cases_acknowledge(*, cases: QuerySet[ExceptionCase], actor: AbstractBaseUser) -> int:
+    """Mark open cases as seen and being worked; closed or already acknowledged ones are left alone."""
+    now = timezone.now()
+    locked = [c for c in _open_cases(cases) if c.status == ExceptionCase.Status.OPEN]
+    ExceptionCase.objects.filter(id__in=[c.id for c in locked]).update(status=ExceptionCase.Status.ACKNOWLEDGED)
+    CaseEvent.objects.bulk_create(
+        [CaseEvent(case=c, at=now, actor=actor, action=CaseEvent.Action.ACKNOWLEDGED) for c in locked]
     )
     return len(locked)

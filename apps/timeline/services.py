@@ -14,7 +14,7 @@ from itertools import chain
 from typing import NamedTuple
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections
@@ -119,14 +119,19 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
 
 
 def retry_parked_events(*, limit: int = 5000) -> ApplyResult:
-    """Re-apply parked events; catches a reference that appeared while the event was being parked."""
-    parked = list(ParkedEvent.objects.order_by("parked_at")[:limit])
-    if not parked:
+    """Apply parked events whose references match by now.
+
+    Catches a reference that appeared while the event was being parked (two transactions
+    crossing). Events that still match nothing stay parked, with their original parking time.
+    """
+    known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
+    ids = set(ParkedReference.objects.filter(Exists(known)).values_list("parked_event_id", flat=True)[:limit])
+    if not ids:
         return ApplyResult()
-    events = [load_stored_event(row.payload) for row in parked]
     with transaction.atomic():
-        ParkedEvent.objects.filter(pk__in=[row.pk for row in parked]).delete()
-        return apply_events(events)
+        rows = list(ParkedEvent.objects.select_for_update().filter(pk__in=ids))
+        ParkedEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
+        return apply_events([load_stored_event(row.payload) for row in rows])
 
 
 def enqueue_events(events: Sequence[CanonicalEvent]) -> None:

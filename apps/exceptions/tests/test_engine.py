@@ -72,3 +72,17 @@ def test_closing_by_hand_needs_a_reason_and_is_audited(rules, django_user_model)
     assert (case.status, case.resolution) == ("dismissed", "not_an_issue")
     event = case.history.get(action=CaseEvent.Action.DISMISSED)
     assert (event.actor, event.note) == (user, "Pre-order")
+
+
+def test_a_case_closed_by_hand_is_not_reopened_while_its_condition_lasts(rules, django_user_model):
+    apply_events(
+        parse_events(
+            [_event("c", "order.created", 50, ("order", "SO-1")), _event("r", "order.released", 30, ("order", "SO-1"))]
+        )
+    )
+    detect()
+    user = django_user_model.objects.create_user("planner")
+    cases_close(cases=ExceptionCase.objects.all(), actor=user, dismiss=True, reason_code="not_an_issue")
+
+    assert detect().opened == []
+    assert ExceptionCase.objects.count() == 1

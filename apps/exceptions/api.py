@@ -1,0 +1,95 @@
+"""``/api/v1/cases/``: list and read exception cases, and work them (people only, never partners)."""
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.exceptions.forms import CaseAction
+from apps.exceptions.models import ExceptionCase
+from apps.exceptions.realtime import broadcast_cases_changed_on_commit
+from apps.exceptions.selectors import case_api_list, case_history
+from apps.exceptions.serializers import (
+    CaseActionSerializer,
+    CaseDetailSerializer,
+    CaseQuerySerializer,
+    CaseSerializer,
+)
+from apps.exceptions.services import CaseActionError, cases_acknowledge, cases_assign, cases_close, cases_comment
+from apps.exceptions.views import permitted_cases
+
+
+class CaseListView(generics.ListAPIView):
+    """Exception cases, newest first, filtered by queue, status and rule code."""
+
+    serializer_class = CaseSerializer
+    filter_backends: list = []
+
+    @extend_schema(parameters=[CaseQuerySerializer])
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[ExceptionCase]:
+        query = CaseQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return case_api_list(cases=permitted_cases(self.request.user), **query.validated_data)
+
+
+def _case(request: Request, pk: int) -> ExceptionCase:
+    return get_object_or_404(case_history(case_api_list(cases=permitted_cases(request.user))), pk=pk)
+
+
+class CaseDetailView(APIView):
+    """One case with its history."""
+
+    @extend_schema(responses=CaseDetailSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(CaseDetailSerializer(_case(request, pk)).data)
+
+
+class CaseActionView(APIView):
+    """Work one case: assign it to yourself, acknowledge, comment, resolve or dismiss (with a reason)."""
+
+    @extend_schema(
+        request=CaseActionSerializer,
+        responses={
+            200: CaseDetailSerializer,
+            400: OpenApiResponse(description="Invalid action, or a missing reason or note."),
+            404: OpenApiResponse(description="No such case."),
+            409: OpenApiResponse(description="The action does not apply: the case is already closed."),
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        case = _case(request, pk)
+        body = CaseActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        action = data["action"]
+        cases = permitted_cases(request.user, work=True).filter(pk=case.pk)
+        try:
+            if action == CaseAction.ASSIGN_TO_ME:
+                done = cases_assign(cases=cases, assignee=request.user, actor=request.user)
+            elif action == CaseAction.ACKNOWLEDGE:
+                done = cases_acknowledge(cases=cases, actor=request.user)
+            elif action == CaseAction.COMMENT:
+                done = cases_comment(cases=cases, actor=request.user, note=data["note"])
+            else:
+                done = cases_close(
+                    cases=cases,
+                    actor=request.user,
+                    dismiss=action == CaseAction.DISMISS,
+                    reason_code=data["reason_code"],
+                    note=data.get("note", ""),
+                )
+        except CaseActionError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        if not done:
+            return Response(
+                {"detail": f"Case #{case.pk} is {case.get_status_display().lower()}: nothing to {action}."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        broadcast_cases_changed_on_commit([case.queue])
+        return Response(CaseDetailSerializer(_case(request, pk)).data)

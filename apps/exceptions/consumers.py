@@ -1,0 +1,43 @@
+from urllib.parse import parse_qsl, urlencode
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from apps.exceptions.models import Queue
+from apps.exceptions.realtime import queue_group
+from apps.exceptions.selectors import MINE
+
+
+class QueueConsumer(AsyncWebsocketConsumer):
+    """Pushes a refresh trigger to an open queue page when cases of its queue change.
+
+    ``/ws/queues/<queue>/?<the page's query string>``: the refresh re-reads the page with the same
+    filters. "My cases" may span every queue, so it listens to all of them.
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.queue = self.scope["url_route"]["kwargs"]["queue"]
+        if self.queue != MINE and self.queue not in Queue.values:
+            await self.close(code=4404)
+            return
+        self.groups_joined = [queue_group(q) for q in (Queue.values if self.queue == MINE else [self.queue])]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        query = parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self.query = urlencode(query[:50])
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def cases_changed(self, event: dict) -> None:
+        url = reverse("case-queue", args=[self.queue])
+        if self.query:
+            url = f"{url}?{self.query}"
+        await self.send(text_data=render_to_string("exceptions/_live_refresh.html", {"url": url}))

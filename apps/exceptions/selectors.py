@@ -1,0 +1,150 @@
+"""Reads of exception cases: the work queues, one case with its history, the open counts.
+
+Every function runs a fixed number of queries, whatever the number of cases listed.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import BooleanField, Case, Count, F, Prefetch, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from apps.exceptions.models import CaseEvent, ExceptionCase, Queue
+from apps.partners.models import Partner
+from apps.timeline.models import Milestone
+from apps.timeline.selectors import OrderTimeline, order_timeline
+
+MINE = "mine"
+OPEN = ExceptionCase.OPEN_STATUSES
+SORT_AGE = "age"
+SORT_AMOUNT = "amount"
+LAST_MILESTONES = 5
+
+
+def _listed(cases: QuerySet[ExceptionCase], now: datetime) -> QuerySet[ExceptionCase]:
+    """What a queue row shows, in one query: related names and whether the case is overdue."""
+    return cases.select_related("rule", "order", "shipment", "partner", "customer", "assignee").annotate(
+        is_overdue=Case(
+            When(Q(status__in=OPEN, due_at__lt=now), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+
+
+def case_list(
+    *,
+    cases: QuerySet[ExceptionCase] | None = None,
+    queue: str = "",
+    assignee: AbstractBaseUser | None = None,
+    rule_id: int | None = None,
+    partner: Partner | None = None,
+    customer: Partner | None = None,
+    region: str = "",
+    statuses: Iterable[str] = OPEN,
+    older_than_hours: int | None = None,
+    min_amount: Decimal | None = None,
+    search: str = "",
+    sort: str = SORT_AGE,
+    now: datetime | None = None,
+) -> QuerySet[ExceptionCase]:
+    """The cases of one queue (or assigned to one person), filtered and sorted, each with ``is_overdue``.
+
+    ``cases`` narrows the starting set (what the person may see). Age sort: oldest first; amount
+    sort: largest amount at risk first, cases without an amount last.
+    """
+    now = now or timezone.now()
+    cases = cases if cases is not None else ExceptionCase.objects.all()
+    if queue:
+        cases = cases.filter(queue=queue)
+    if assignee is not None:
+        cases = cases.filter(assignee=assignee)
+    statuses = list(statuses)
+    if statuses:
+        cases = cases.filter(status__in=statuses)
+    if rule_id:
+        cases = cases.filter(rule_id=rule_id)
+    if partner is not None:
+        cases = cases.filter(partner=partner)
+    if customer is not None:
+        cases = cases.filter(customer=customer)
+    if region:
+        cases = cases.filter(region__iexact=region)
+    if older_than_hours is not None:
+        cases = cases.filter(opened_at__lte=now - timedelta(hours=older_than_hours))
+    if min_amount is not None:
+        cases = cases.filter(amount_at_risk__gte=min_amount)
+    if search:
+        cases = cases.filter(
+            Q(summary__icontains=search) | Q(order__number__icontains=search) | Q(shipment__number__icontains=search)
+        )
+    if sort == SORT_AMOUNT:
+        ordering = [F("amount_at_risk").desc(nulls_last=True), "opened_at", "id"]
+    else:
+        ordering = ["opened_at", "id"]
+    return _listed(cases, now).order_by(*ordering)
+
+
+def cases_by_ids(ids: Iterable[int], *, now: datetime | None = None) -> list[ExceptionCase]:
+    """Cases as a queue row shows them (after an action re-renders them)."""
+    return list(_listed(ExceptionCase.objects.filter(id__in=list(ids)), now or timezone.now()).order_by("id"))
+
+
+def open_counts(*, user: AbstractBaseUser | None = None) -> dict[str, int]:
+    """Open (and acknowledged) cases per queue, plus ``mine`` for ``user``: one query."""
+    aggregates = {queue: Count("id", filter=Q(queue=queue)) for queue in Queue.values}
+    if user is not None and user.pk is not None:
+        aggregates[MINE] = Count("id", filter=Q(assignee_id=user.pk))
+    counts = ExceptionCase.objects.filter(status__in=OPEN).aggregate(**aggregates)
+    counts.setdefault(MINE, 0)
+    return {key: value or 0 for key, value in counts.items()}
+
+
+@dataclass(frozen=True)
+class CaseDetail:
+    """A case expanded in its queue: its history and, when it is about an order, the order's timeline."""
+
+    case: ExceptionCase
+    history: list[CaseEvent]
+    timeline: OrderTimeline | None
+
+    @property
+    def last_milestones(self) -> list[Milestone]:
+        if self.timeline is None:
+            return []
+        return list(reversed(self.timeline.milestones[-LAST_MILESTONES:]))
+
+
+def case_history(cases: QuerySet[ExceptionCase]) -> QuerySet[ExceptionCase]:
+    return cases.prefetch_related(Prefetch("history", queryset=CaseEvent.objects.select_related("actor")))
+
+
+def case_detail(case_id: int, *, cases: QuerySet[ExceptionCase] | None = None) -> CaseDetail | None:
+    """One case with its history (actors included) and its order's timeline; None when not found."""
+    cases = cases if cases is not None else ExceptionCase.objects.all()
+    case = case_history(_listed(cases.filter(id=case_id), timezone.now())).first()
+    if case is None:
+        return None
+    timeline = order_timeline(case.order_id) if case.order_id else None
+    return CaseDetail(case=case, history=list(case.history.all()), timeline=timeline)
+
+
+def case_api_list(
+    *, cases: QuerySet[ExceptionCase] | None = None, queue: str = "", status: str = "", rule: str = ""
+) -> QuerySet[ExceptionCase]:
+    """Cases for the API, newest first, with their subject's references prefetched."""
+    cases = cases if cases is not None else ExceptionCase.objects.all()
+    if queue:
+        cases = cases.filter(queue=queue)
+    if status:
+        cases = cases.filter(status=status)
+    if rule:
+        cases = cases.filter(rule__code=rule)
+    return (
+        cases.select_related("rule", "order", "shipment", "assignee")
+        .prefetch_related("order__references", "shipment__references")
+        .order_by("-opened_at", "-id")
+    )
