@@ -1,5 +1,6 @@
 """``/api/v1/cases/``: list and read exception cases, and work them (people only, never partners)."""
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -8,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.exceptions.forms import CaseAction
 from apps.exceptions.models import ExceptionCase
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.selectors import case_api_list, case_history
@@ -18,7 +18,7 @@ from apps.exceptions.serializers import (
     CaseQuerySerializer,
     CaseSerializer,
 )
-from apps.exceptions.services import CaseActionError, cases_acknowledge, cases_assign, cases_close, cases_comment
+from apps.exceptions.services import CaseActionError, cases_act
 from apps.exceptions.views import permitted_cases
 
 
@@ -69,21 +69,16 @@ class CaseActionView(APIView):
         data = body.validated_data
         action = data["action"]
         cases = permitted_cases(request.user, work=True).filter(pk=case.pk)
+        if not cases.exists():
+            raise PermissionDenied(f"Case #{case.pk} is in a queue your role does not work.")
         try:
-            if action == CaseAction.ASSIGN_TO_ME:
-                done = cases_assign(cases=cases, assignee=request.user, actor=request.user)
-            elif action == CaseAction.ACKNOWLEDGE:
-                done = cases_acknowledge(cases=cases, actor=request.user)
-            elif action == CaseAction.COMMENT:
-                done = cases_comment(cases=cases, actor=request.user, note=data["note"])
-            else:
-                done = cases_close(
-                    cases=cases,
-                    actor=request.user,
-                    dismiss=action == CaseAction.DISMISS,
-                    reason_code=data["reason_code"],
-                    note=data.get("note", ""),
-                )
+            done = cases_act(
+                action=action,
+                cases=cases,
+                actor=request.user,
+                reason_code=data.get("reason_code", ""),
+                note=data.get("note", ""),
+            )
         except CaseActionError as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         if not done:

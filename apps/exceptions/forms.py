@@ -1,11 +1,10 @@
 """Forms of the work queues: the filters (a query string) and the actions on one or many cases."""
 
 from django import forms
-from django.db.models import TextChoices
 
 from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.exceptions.selectors import SORT_AGE, SORT_AMOUNT
-from apps.exceptions.services import ReasonCode
+from apps.exceptions.services import CaseAction, ReasonCode
 from apps.partners.models import Partner
 
 DEFAULT_STATUSES = list(ExceptionCase.OPEN_STATUSES)
@@ -58,14 +57,6 @@ class CaseFilterForm(forms.Form):
             "min_amount": data.get("min_amount"),
             "sort": data.get("sort") or SORT_AGE,
         }
-
-
-class CaseAction(TextChoices):
-    ASSIGN_TO_ME = "assign_to_me", "Assign to me"
-    ACKNOWLEDGE = "acknowledge", "Acknowledge"
-    COMMENT = "comment", "Comment"
-    RESOLVE = "resolve", "Resolve"
-    DISMISS = "dismiss", "Dismiss"
 
 
 CLOSING_ACTIONS = (CaseAction.RESOLVE, CaseAction.DISMISS)

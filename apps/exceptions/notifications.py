@@ -17,13 +17,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.exceptions.models import ExceptionCase, NotificationPreference, Queue, Severity
+from apps.exceptions.roles import QUEUES_BY_ROLE
 
-QUEUES_BY_ROLE = {
-    "Customer Service": Queue.CUSTOMER_SERVICE,
-    "Finance": Queue.FINANCE,
-    "Supply Chain": Queue.SUPPLY_CHAIN,
-    "Integration Admin": Queue.INTEGRATION,
-}
 DIGEST_PERIOD = timedelta(days=1)
 DIGEST_LIMIT = 50
 

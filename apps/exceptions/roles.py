@@ -5,7 +5,7 @@ releases holds and invoices by hand, and only Integration Admin replays messages
 partners, channels and tokens.
 """
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.db import transaction
 
 READ = ["view_partner", "view_channel", "view_order", "view_shipment", "view_milestone", "view_invoice"]
@@ -49,3 +49,20 @@ def roles_ensure() -> dict[str, Group]:
         group.permissions.set([permissions[codename] for codename in codenames])
         groups[name] = group
     return groups
+
+
+QUEUES_BY_ROLE = {
+    "Customer Service": "customer_service",
+    "Finance": "finance",
+    "Supply Chain": "supply_chain",
+    "Integration Admin": "integration",
+}
+
+
+def queues_of(user: AbstractBaseUser | AnonymousUser) -> set[str]:
+    """The queues a person works: their roles' queues; a superuser works them all."""
+    if not user.is_authenticated:
+        return set()
+    if user.is_superuser:
+        return set(QUEUES_BY_ROLE.values())
+    return {QUEUES_BY_ROLE[group.name] for group in user.groups.all() if group.name in QUEUES_BY_ROLE}

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q, QuerySet, TextChoices
 from django.utils import timezone
 
-from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
+from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.rules import DETECTORS, Detector, Hit
 
@@ -29,6 +30,23 @@ class ReasonCode(TextChoices):
     NOT_AN_ISSUE = "not_an_issue", "Not an issue"
     DUPLICATE = "duplicate", "Duplicate"
     OTHER = "other", "Other (see note)"
+
+
+class CaseAction(TextChoices):
+    ASSIGN_TO_ME = "assign_to_me", "Assign to me"
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    COMMENT = "comment", "Comment"
+    RESOLVE = "resolve", "Resolve"
+    DISMISS = "dismiss", "Dismiss"
+    RELEASE_HOLD = "release_hold", "Release the invoice hold"
+    TRIGGER_INVOICE = "trigger_invoice", "Invoice now"
+
+
+# Money moves only for people allowed to move it (the Finance role).
+ACTION_PERMISSIONS = {
+    CaseAction.RELEASE_HOLD: "billing.release_invoice",
+    CaseAction.TRIGGER_INVOICE: "billing.trigger_invoice",
+}
 
 
 class CaseActionError(ValueError):
@@ -221,3 +239,63 @@ def cases_acknowledge(*, cases: QuerySet[ExceptionCase], actor: AbstractBaseUser
         [CaseEvent(case=c, at=now, actor=actor, action=CaseEvent.Action.ACKNOWLEDGED) for c in locked]
     )
     return len(locked)
+
+
+# --- one entry point for every action, from the pages and the API -----------------------------
+
+
+def cases_act(
+    *, action: str, cases: QuerySet[ExceptionCase], actor: AbstractBaseUser, reason_code: str = "", note: str = ""
+) -> int:
+    """Do ``action`` on ``cases``; returns how many it changed.
+
+    Raises ``PermissionDenied`` when the actor's role does not allow the action, and
+    ``CaseActionError`` when the input does not fit it (no reason to close, no comment text).
+    """
+    permission = ACTION_PERMISSIONS.get(action)
+    if permission and not actor.has_perm(permission):
+        raise PermissionDenied(f"Only Finance may {CaseAction(action).label.lower()}.")
+    if action == CaseAction.ASSIGN_TO_ME:
+        return cases_assign(cases=cases, assignee=actor, actor=actor)
+    if action == CaseAction.ACKNOWLEDGE:
+        return cases_acknowledge(cases=cases, actor=actor)
+    if action == CaseAction.COMMENT:
+        return cases_comment(cases=cases, actor=actor, note=note)
+    if action == CaseAction.RELEASE_HOLD:
+        return _release_holds(cases, actor, note)
+    if action == CaseAction.TRIGGER_INVOICE:
+        return _trigger_invoices(cases, actor)
+    return cases_close(
+        cases=cases, actor=actor, dismiss=action == CaseAction.DISMISS, reason_code=reason_code, note=note
+    )
+
+
+@transaction.atomic
+def _release_holds(cases: QuerySet[ExceptionCase], actor: AbstractBaseUser, note: str) -> int:
+    from apps.billing.models import Invoice
+    from apps.billing.services import invoice_release
+
+    held = dict(cases.filter(status__in=OPEN, subject_type=SubjectType.INVOICE).values_list("pk", "subject_id"))
+    invoices = list(Invoice.objects.filter(pk__in=held.values(), status=Invoice.Status.HELD).select_related("order"))
+    for invoice in invoices:
+        invoice_release(invoice=invoice, actor=actor, note=note)
+    return _close_what_cleared({invoice.order_id for invoice in invoices}, set(held))
+
+
+@transaction.atomic
+def _trigger_invoices(cases: QuerySet[ExceptionCase], actor: AbstractBaseUser) -> int:
+    from apps.billing.services import invoice_trigger
+    from apps.timeline.models import Order
+
+    waiting = dict(cases.filter(status__in=OPEN, order__isnull=False).values_list("pk", "order_id"))
+    orders = list(Order.objects.filter(pk__in=waiting.values(), invoiced_at__isnull=True))
+    for order in orders:
+        invoice_trigger(order=order, actor=actor)
+    return _close_what_cleared({order.pk for order in orders}, set(waiting))
+
+
+def _close_what_cleared(order_ids: set[int], case_ids: set[int]) -> int:
+    """Run the rules over the orders just changed, so their cases close now, not after commit."""
+    if not order_ids:
+        return 0
+    return len(set(detect(order_ids=order_ids).closed) & case_ids)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -22,15 +23,9 @@ from django_htmx.middleware import HtmxDetails
 from apps.exceptions.forms import DEFAULT_STATUSES, CaseAction, CaseActionForm, CaseFilterForm
 from apps.exceptions.models import ExceptionCase, Queue
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
+from apps.exceptions.roles import queues_of
 from apps.exceptions.selectors import MINE, case_detail, case_list, cases_by_ids
-from apps.exceptions.services import (
-    CaseActionError,
-    ReasonCode,
-    cases_acknowledge,
-    cases_assign,
-    cases_close,
-    cases_comment,
-)
+from apps.exceptions.services import CaseActionError, ReasonCode, cases_act
 
 CASES_PER_PAGE = 50
 EXPORT_CHUNK = 500
@@ -41,6 +36,8 @@ DONE = {
     CaseAction.COMMENT: "Commented on",
     CaseAction.RESOLVE: "Resolved",
     CaseAction.DISMISS: "Dismissed",
+    CaseAction.RELEASE_HOLD: "Released the invoice hold of",
+    CaseAction.TRIGGER_INVOICE: "Invoiced the orders of",
 }
 
 
@@ -52,13 +49,21 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def permitted_cases(user: AbstractBaseUser | AnonymousUser, *, work: bool = False) -> QuerySet[ExceptionCase]:
-    """The cases ``user`` may see (``work=False``) or act on (``work=True``).
-
-    For now every signed-in person may see and work every case; per-queue roles go here.
-    """
+    """The cases ``user`` may see (``work=False``: all of them) or act on (the queues of their roles)."""
     if not user.is_authenticated:
         return ExceptionCase.objects.none()
+    if work:
+        return ExceptionCase.objects.filter(queue__in=queues_of(user))
     return ExceptionCase.objects.all()
+
+
+def _abilities(user: AbstractBaseUser) -> dict[str, object]:
+    """What the templates may offer: buttons only for what the person's role allows."""
+    return {
+        "my_queues": queues_of(user),
+        "can_release": user.has_perm("billing.release_invoice"),
+        "can_trigger": user.has_perm("billing.trigger_invoice"),
+    }
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -96,6 +101,7 @@ def queue_view(request: HtmxHttpRequest, queue: str) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {
+        **_abilities(request.user),
         "queue": queue,
         "queue_label": QUEUE_LABELS[queue],
         "form": form,
@@ -194,22 +200,18 @@ def case_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     detail = case_detail(pk, cases=permitted_cases(request.user))
     if detail is None:
         raise Http404("No such case.")
-    context = {"detail": detail, "case": detail.case, "now": timezone.now(), "reason_codes": ReasonCode.choices}
+    context = {
+        **_abilities(request.user),
+        "detail": detail,
+        "case": detail.case,
+        "now": timezone.now(),
+        "reason_codes": ReasonCode.choices,
+    }
     template = "exceptions/case_detail.html#detail" if request.htmx else "exceptions/case_detail.html"
     return render(request, template, context)
 
 
 # --- actions -------------------------------------------------------------------------------------
-
-
-def _perform(action: str, cases: QuerySet[ExceptionCase], user: AbstractBaseUser, reason: str, note: str) -> int:
-    if action == CaseAction.ASSIGN_TO_ME:
-        return cases_assign(cases=cases, assignee=user, actor=user)
-    if action == CaseAction.ACKNOWLEDGE:
-        return cases_acknowledge(cases=cases, actor=user)
-    if action == CaseAction.COMMENT:
-        return cases_comment(cases=cases, actor=user, note=note)
-    return cases_close(cases=cases, actor=user, dismiss=action == CaseAction.DISMISS, reason_code=reason, note=note)
 
 
 def _plural(count: int) -> str:
@@ -241,11 +243,19 @@ def case_actions(request: HtmxHttpRequest) -> HttpResponse:
         cases = permitted_cases(request.user, work=True).filter(id__in=ids)
         found = set(cases.values_list("id", flat=True))
         missing = sorted(set(ids) - found)
+        if missing and permitted_cases(request.user).filter(id__in=missing).exists():
+            raise PermissionDenied("These cases are in a queue your role does not work.")
         if missing:
             errors.append(f"No such case: {', '.join(f'#{pk}' for pk in missing)}.")
         else:
             try:
-                done = _perform(data["action"], cases, request.user, data["reason_code"], data["note"])
+                done = cases_act(
+                    action=data["action"],
+                    cases=cases,
+                    actor=request.user,
+                    reason_code=data["reason_code"],
+                    note=data["note"],
+                )
             except CaseActionError as error:
                 errors.append(str(error))
             else:
@@ -269,6 +279,7 @@ def case_actions(request: HtmxHttpRequest) -> HttpResponse:
         detail = case_detail(rows[0].pk)
     queue = request.POST.get("queue", "")
     context = {
+        **_abilities(request.user),
         "errors": errors,
         "message": message,
         "rows": rows,

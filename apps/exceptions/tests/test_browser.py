@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.exceptions.models import ExceptionCase, ExceptionRule
+from apps.exceptions.roles import roles_ensure
 from apps.exceptions.tests.test_views import make_case
 from apps.partners.models import Partner
 
@@ -42,7 +43,8 @@ def browser(monkeypatch):
 def finance_cases(transactional_db):
     acme = Partner.objects.create(code="ACME", name="Acme Retail", kind=Partner.Kind.CUSTOMER)
     rule = ExceptionRule.objects.create(code="delivered_not_invoiced", title="Delivered, not invoiced", queue="finance")
-    get_user_model().objects.create_user("agent", password=PASSWORD)
+    agent = get_user_model().objects.create_user("agent", password=PASSWORD)
+    agent.groups.add(roles_ensure()["Finance"])
     return [
         make_case(rule, "SO-7001", hours_ago=30, customer=acme, amount_at_risk=Decimal("120")),
         make_case(rule, "SO-7002", hours_ago=5, customer=acme, amount_at_risk=Decimal("80")),

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
+from apps.exceptions.roles import roles_ensure
 from apps.exceptions.selectors import open_counts
 from apps.partners.models import Partner
 from apps.timeline.models import Order
@@ -68,7 +69,10 @@ def make_case(rule: ExceptionRule, number: str, *, hours_ago: float = 10, **fiel
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="agent")
+    """Someone in every role, so every queue is theirs to work (the role matrix has its own tests)."""
+    agent = django_user_model.objects.create_user(username="agent")
+    agent.groups.set(roles_ensure().values())
+    return agent
 
 
 @pytest.fixture
