@@ -1,4 +1,4 @@
-"""A real Chromium at phone width: open the finance queue, expand a case, resolve it with a reason."""
+"""A real Chromium: resolve a case at phone width; finance filters a queue and invoices in bulk."""
 
 import os
 import re
@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.billing.models import Invoice
 from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.exceptions.roles import roles_ensure
 from apps.exceptions.tests.test_views import make_case
@@ -88,3 +89,76 @@ def test_resolving_a_case_at_phone_width(browser, live_server, finance_cases):
         "invoiced_manually",
         "Invoice sent by hand",
     )
+
+
+@pytest.fixture
+def delivered_not_invoiced(transactional_db):
+    """Three orders delivered two days ago and never invoiced, and one case the filter must hide."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.exceptions.services import builtin_rules_ensure, detect
+    from apps.timeline.events import parse_events
+    from apps.timeline.services import apply_events
+
+    builtin_rules_ensure()
+
+    def event(event_id: str, kind: str, hours_ago: int, *refs: tuple[str, str], **fields: object) -> dict:
+        at = (timezone.now() - timedelta(hours=hours_ago)).isoformat()
+        references = [{"kind": kind_, "value": value} for kind_, value in refs]
+        return {"event_id": event_id, "kind": kind, "occurred_at": at, "references": references, **fields}
+
+    events = []
+    for n in (1, 2, 3):
+        order, tracking = ("order", f"SO-90{n}"), ("tracking", f"1Z90{n}")
+        events += [
+            event(f"c{n}", "order.created", 90, order, lines=[{"sku": "A", "quantity": "1", "unit_price": "40"}]),
+            event(f"m{n}", "shipment.manifested", 80, ("shipment", f"SH-90{n}"), tracking, order),
+            event(f"d{n}", "shipment.delivered", 50, tracking),
+        ]
+    held = ("invoice", "INV-4")
+    events += [
+        event("c4", "order.created", 90, ("order", "SO-904")),
+        event("i4", "invoice.generated", 60, held, ("order", "SO-904")),
+        event("h4", "invoice.held", 59, held),
+    ]
+    apply_events(parse_events(events))
+    detect()
+    finance = get_user_model().objects.create_user("fin", password=PASSWORD)
+    finance.groups.add(roles_ensure()["Finance"])
+    return ExceptionRule.objects.get(code="delivered_not_invoiced")
+
+
+def test_finance_filters_delivered_not_invoiced_and_bulk_invoices(browser, live_server, delivered_not_invoiced):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/queues/finance/")
+    page.fill("input[name=username]", "fin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url("**/queues/finance/")
+    assert "Invoice INV-4 held" in page.inner_text("#queue-list")
+
+    page.locator("summary", has_text="Filters").click()
+    page.select_option("select[name=rule]", str(delivered_not_invoiced.pk))
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**rule=*")
+    listed = page.inner_text("#queue-list")
+    assert "INV-4" not in listed
+    assert all(f"SO-90{n}" in listed for n in (1, 2, 3))
+
+    for checkbox in page.locator("#queue-list input[name=case][type=checkbox]").all():
+        checkbox.check()
+    page.select_option("#bulk-action", "trigger_invoice")
+    page.locator("#bulk-form").get_by_role("button", name="Apply").click()
+
+    page.locator("#queue-status", has_text="Invoiced the orders of 3 cases.").wait_for()
+    for case in ExceptionCase.objects.filter(rule=delivered_not_invoiced):
+        page.locator(f"#case-{case.pk}").wait_for(state="detached")
+        assert (case.status, case.resolution) == ("resolved", "auto")
+    assert sorted(Invoice.objects.values_list("number", flat=True)) == [
+        "INV-4",
+        "INV-SO-901",
+        "INV-SO-902",
+        "INV-SO-903",
+    ]
