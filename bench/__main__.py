@@ -20,6 +20,9 @@ DB_FILE = OUT / "bench.sqlite3"
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{DB_FILE}")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controltower.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.pop("REDIS_URL", None)
 
 import django  # noqa: E402
@@ -190,11 +193,74 @@ def ingest_cases() -> list[dict]:
     ]
 
 
+def queue_cases(count: int) -> list[dict]:
+    """The finance queue with ``count`` open cases: the first page, a filtered page, a late page."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from apps.exceptions.models import ExceptionCase, ExceptionRule
+
+    rule, _ = ExceptionRule.objects.get_or_create(
+        code="bench_rule", defaults={"title": "Bench rule", "queue": "finance"}
+    )
+    now = timezone.now()
+    ExceptionCase.objects.bulk_create(
+        (
+            ExceptionCase(
+                rule=rule,
+                queue="finance",
+                severity="medium",
+                subject_type="order",
+                subject_id=n,
+                summary=f"Bench case {n}",
+                amount_at_risk=n % 1000,
+                opened_at=now,
+                due_at=now,
+            )
+            for n in range(count)
+        ),
+        batch_size=2000,
+    )
+    user = get_user_model().objects.create_superuser("bench", password=None)
+    client = Client()
+    client.force_login(user)
+    results = []
+    for name, params in (
+        ("first page", {}),
+        ("filtered (min amount 900, largest first)", {"min_amount": "900", "sort": "amount"}),
+        ("page 150", {"page": "150"}),
+    ):
+        tracemalloc.start()
+        started = time.perf_counter()
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/queues/finance/", params)
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if response.status_code != 200:
+            raise RuntimeError(f"queue page {name}: {response.status_code}")
+        results.append(
+            {
+                "case": f"queue of {count:,} open cases: {name}",
+                "events": 0,
+                "batches": 1,
+                "seconds": round(seconds, 3),
+                "events_per_second": 0,
+                "queries": len(queries),
+                "queries_per_batch": len(queries),
+                "peak_memory_mb": round(peak / 2**20, 1),
+            }
+        )
+    return results
+
+
 def main() -> int:
     reset_database()
     connection.force_debug_cursor = False
     results = [measure(name, batches) for name, batches in cases()]
     results += ingest_cases()
+    results += queue_cases(10_000)
     columns = list(results[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in results)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

@@ -244,14 +244,6 @@ def _resolve(refs: list[EventReference], strength: Sequence[ReferenceKind], batc
     return min(candidates)[2] if candidates else None
 
 
-def _resolve_order(event: CanonicalEvent, batch: _Batch) -> int | None:
-    return _resolve(event.references_of(ORDER_REFERENCE_KINDS), ORDER_REFERENCE_STRENGTH, batch, "order_id")
-
-
-def _resolve_shipment(event: CanonicalEvent, batch: _Batch) -> int | None:
-    return _resolve(event.references_of(SHIPMENT_REFERENCE_KINDS), SHIPMENT_REFERENCE_STRENGTH, batch, "shipment_id")
-
-
 def _number(refs: list[EventReference], strength: Sequence[ReferenceKind]) -> str:
     return min((strength.index(ref.kind), ref.value) for ref in refs)[1]
 
@@ -265,8 +257,8 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
     _load_references(all_keys, batch)
     before = {key: frozenset(targets) for key, targets in batch.references.items()}
 
-    _create_orders(events, batch, result)
-    _create_shipments(events, batch, result)
+    result.created_orders += _create(ORDERS, events, batch)
+    result.created_shipments += _create(SHIPMENTS, events, batch)
     _attach_references(events, batch)
 
     milestones, parked, links, claims = [], [], set(), set()
@@ -310,66 +302,76 @@ def _subject(event: CanonicalEvent, batch: _Batch) -> tuple[int | None, int | No
     family = event.kind.family
     if family in SHIPMENT_FAMILIES:
         if event.references_of(SHIPMENT_REFERENCE_KINDS):
-            return None, _resolve_shipment(event, batch)
+            return None, SHIPMENTS.resolve(event, batch)
         if family == "freight":
             return None, None
-    return _resolve_order(event, batch), None
+    return ORDERS.resolve(event, batch), None
 
 
-def _create_orders(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
-    """``order.created`` is authoritative: it creates the order its references name."""
+@dataclass(frozen=True)
+class _Subject:
+    """Orders and shipments are created and referenced the same way; this says which is which."""
+
+    model: type[Order] | type[Shipment]
+    created_by: EventKind
+    families: frozenset[str]
+    reference_kinds: frozenset[ReferenceKind]
+    strength: Sequence[ReferenceKind]
+    field: str
+
+    def resolve(self, event: CanonicalEvent, batch: "_Batch") -> int | None:
+        return _resolve(event.references_of(self.reference_kinds), self.strength, batch, self.field)
+
+    def reference(self, ref: EventReference, subject_id: int) -> Reference:
+        return Reference(kind=ref.kind.value, value=ref.value, **{self.field: subject_id})
+
+
+ORDERS = _Subject(
+    Order, EventKind.ORDER_CREATED, ORDER_FAMILIES, ORDER_REFERENCE_KINDS, ORDER_REFERENCE_STRENGTH, "order_id"
+)
+SHIPMENTS = _Subject(
+    Shipment,
+    EventKind.SHIPMENT_MANIFESTED,
+    SHIPMENT_FAMILIES,
+    SHIPMENT_REFERENCE_KINDS,
+    SHIPMENT_REFERENCE_STRENGTH,
+    "shipment_id",
+)
+
+
+def _create(subject: _Subject, events: list[CanonicalEvent], batch: _Batch) -> int:
+    """``order.created`` and ``shipment.manifested`` are authoritative: they create what they name.
+
+    Returns how many were created.
+    """
     numbers: dict[str, CanonicalEvent] = {}
     for event in events:
-        refs = event.references_of(ORDER_REFERENCE_KINDS)
-        if event.kind == EventKind.ORDER_CREATED and refs and _resolve_order(event, batch) is None:
-            numbers.setdefault(_number(refs, ORDER_REFERENCE_STRENGTH), event)
+        refs = event.references_of(subject.reference_kinds)
+        if event.kind == subject.created_by and refs and subject.resolve(event, batch) is None:
+            numbers.setdefault(_number(refs, subject.strength), event)
     if not numbers:
-        return
-    existing = set(Order.objects.filter(number__in=numbers).values_list("number", flat=True))
-    Order.objects.bulk_create([Order(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
+        return 0
+    manager = subject.model.objects
+    existing = set(manager.filter(number__in=numbers).values_list("number", flat=True))
+    manager.bulk_create([subject.model(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
     rows = []
-    for number, order_id in Order.objects.filter(number__in=numbers).values_list("number", "id"):
-        result.created_orders += number not in existing
-        refs = numbers[number].references_of(ORDER_REFERENCE_KINDS)
-        rows += [Reference(kind=ref.kind.value, value=ref.value, order_id=order_id) for ref in refs]
+    for number, subject_id in manager.filter(number__in=numbers).values_list("number", "id"):
+        rows += [subject.reference(ref, subject_id) for ref in numbers[number].references_of(subject.reference_kinds)]
     _insert_references(rows, batch)
-
-
-def _create_shipments(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
-    """``shipment.manifested`` is authoritative: it creates the shipment its references name."""
-    numbers: dict[str, CanonicalEvent] = {}
-    for event in events:
-        refs = event.references_of(SHIPMENT_REFERENCE_KINDS)
-        if event.kind == EventKind.SHIPMENT_MANIFESTED and refs and _resolve_shipment(event, batch) is None:
-            numbers.setdefault(_number(refs, SHIPMENT_REFERENCE_STRENGTH), event)
-    if not numbers:
-        return
-    existing = set(Shipment.objects.filter(number__in=numbers).values_list("number", flat=True))
-    Shipment.objects.bulk_create([Shipment(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
-    rows = []
-    for number, shipment_id in Shipment.objects.filter(number__in=numbers).values_list("number", "id"):
-        result.created_shipments += number not in existing
-        refs = numbers[number].references_of(SHIPMENT_REFERENCE_KINDS)
-        rows += [Reference(kind=ref.kind.value, value=ref.value, shipment_id=shipment_id) for ref in refs]
-    _insert_references(rows, batch)
+    return len(set(numbers) - existing)
 
 
 def _attach_references(events: list[CanonicalEvent], batch: _Batch) -> None:
     """New references an event brings join the order or shipment it resolved to."""
     rows = []
     for event in events:
-        family = event.kind.family
-        if family in ORDER_FAMILIES and (order_id := _resolve_order(event, batch)):
+        subject = next((s for s in (ORDERS, SHIPMENTS) if event.kind.family in s.families), None)
+        subject_id = subject.resolve(event, batch) if subject else None
+        if subject_id:
             rows += [
-                Reference(kind=ref.kind.value, value=ref.value, order_id=order_id)
-                for ref in event.references_of(ORDER_REFERENCE_KINDS)
-                if not any(target.order_id == order_id for target in batch.targets(ref))
-            ]
-        elif family in SHIPMENT_FAMILIES and (shipment_id := _resolve_shipment(event, batch)):
-            rows += [
-                Reference(kind=ref.kind.value, value=ref.value, shipment_id=shipment_id)
-                for ref in event.references_of(SHIPMENT_REFERENCE_KINDS)
-                if not any(target.shipment_id == shipment_id for target in batch.targets(ref))
+                subject.reference(ref, subject_id)
+                for ref in event.references_of(subject.reference_kinds)
+                if not any(getattr(target, subject.field) == subject_id for target in batch.targets(ref))
             ]
     _insert_references(rows, batch)
 
