@@ -2,7 +2,7 @@
 
 from django import forms
 
-from apps.exceptions.models import ExceptionCase, ExceptionRule
+from apps.exceptions.models import ExceptionCase, ExceptionRule, NotificationPreference
 from apps.exceptions.selectors import SORT_AGE, SORT_AMOUNT
 from apps.exceptions.services import CaseAction, ReasonCode
 from apps.partners.models import Partner
@@ -98,3 +98,9 @@ class CaseActionForm(forms.Form):
         if action == CaseAction.COMMENT and not data.get("note"):
             self.add_error("note", NOTE_REQUIRED)
         return data
+
+
+class NotificationPreferenceForm(forms.ModelForm):
+    class Meta:
+        model = NotificationPreference
+        fields = ("daily_digest", "critical_immediately")

@@ -8,4 +8,5 @@ urlpatterns = [
     path("queues/<str:queue>/export.csv", views.queue_export, name="case-queue-export"),
     path("cases/<int:pk>/", views.case_detail_view, name="case-detail"),
     path("cases/actions/", views.case_actions, name="case-actions"),
+    path("settings/notifications/", views.notification_settings, name="notification-settings"),
 ]

@@ -20,8 +20,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from apps.exceptions.forms import DEFAULT_STATUSES, CaseAction, CaseActionForm, CaseFilterForm
+from apps.exceptions.forms import (
+    DEFAULT_STATUSES,
+    CaseAction,
+    CaseActionForm,
+    CaseFilterForm,
+    NotificationPreferenceForm,
+)
 from apps.exceptions.models import ExceptionCase, Queue
+from apps.exceptions.notifications import preference_for
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.roles import queues_of
 from apps.exceptions.selectors import MINE, case_detail, case_list, cases_by_ids
@@ -290,3 +297,15 @@ def case_actions(request: HtmxHttpRequest) -> HttpResponse:
         "reason_codes": ReasonCode.choices,
     }
     return render(request, "exceptions/_action_result.html", context)
+
+
+@login_required
+def notification_settings(request: HttpRequest) -> HttpResponse:
+    """Each person chooses how they hear about their queues: a daily digest, critical cases at once."""
+    form = NotificationPreferenceForm(request.POST or None, instance=preference_for(request.user))
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Notification settings saved.")
+        return redirect("notification-settings")
+    queues = sorted(QUEUE_LABELS[q] for q in queues_of(request.user))
+    return render(request, "exceptions/notifications.html", {"form": form, "queues": queues})

@@ -72,3 +72,17 @@ def test_critical_cases_email_only_people_who_opted_in(people):
     [message] = mail.outbox
     assert message.to == ["fiona@example.com"]
     assert message.subject == "Critical: Case 1 in finance"
+
+
+def test_people_choose_their_notifications(client, people):
+    client.force_login(people["fiona"])
+    page = client.get("/settings/notifications/").content.decode()
+    assert "Your queues: Finance." in page
+    response = client.post("/settings/notifications/", {"critical_immediately": "on"})
+    assert response.status_code == 302
+    preference = NotificationPreference.objects.get(user=people["fiona"])
+    assert (preference.daily_digest, preference.critical_immediately) == (False, True)
+
+
+def test_notification_settings_need_a_sign_in(client, db):
+    assert client.get("/settings/notifications/").status_code == 302
