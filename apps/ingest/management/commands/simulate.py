@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from apps.exceptions.services import detect
 from apps.ingest import services, simulator
 
 
@@ -62,8 +63,10 @@ class Command(BaseCommand):
         start = timezone.now() - simulator.STORY_SPAN
         messages = simulator.generate(seed, options["orders_per_batch"], not options["no_faults"], start)
         tally = simulator.send_http(messages, base_url, simulation, options["rate"], inbox_dir=inbox, until=until)
-        # The same job Celery beat runs: take the files just dropped into the pipeline.
+        # The jobs Celery beat runs, for a demo that has no beat: take the files just dropped into
+        # the pipeline, and sweep the rules (dead letters and parked events open cases only there).
         stored_files = services.inbox_poll(inbox)
+        detect()
         faults = simulator.stream_summary(messages)["faults"]
         planned = ", ".join(f"{count} {name}" for name, count in sorted(faults.items())) or "no faults"
         self.stdout.write(
