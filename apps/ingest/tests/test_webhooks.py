@@ -40,7 +40,7 @@ def test_a_body_changed_after_signing_is_refused(client, carrier):
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("age", [301, -301, 3600])
+@pytest.mark.parametrize("age", [330, -330, 3600])  # clear of the 300 s edge, whatever the clock does meanwhile
 def test_a_timestamp_more_than_five_minutes_away_is_refused(client, carrier, age):
     response = _post(client, as_body(order_created()), timestamp=int(time.time()) - age)
     assert response.status_code == 401
