@@ -5,16 +5,11 @@ processed exactly once in effect, and the timeline equals a clean single-pass ap
 events.
 """
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from rest_framework.test import APIClient
@@ -35,29 +30,10 @@ from apps.timeline.models import (
 from apps.timeline.services import apply_events
 from controltower.celery import app as celery_app
 from tests.snapshot import snapshot
+from tests.support import needs_services, start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [
-    pytest.mark.worker,
-    pytest.mark.skipif(
-        not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-        reason="needs REDIS_URL and a PostgreSQL DATABASE_URL (set by .ci/run)",
-    ),
-]
+pytestmark = [pytest.mark.worker, needs_services]
 ORDERS = 390  # about 2,000 messages
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _start_worker() -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
-    command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", "--pool=solo", "--loglevel=WARNING"]
-    command += ["--queues=critical,default,bulk", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -103,7 +79,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(simulation
     messages = generate(seed=7, orders=ORDERS)
     assert len(messages) >= 2000
     assert {m.format for m in messages} >= {"json", "x12", "edifact", "csv", "easypost"}
-    worker = _start_worker()
+    worker = start_worker()
     try:
         tally = send_in_process(messages, APIClient(), simulation)
         stored = InboundMessage.objects.count()
@@ -113,7 +89,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(simulation
         worker.wait(timeout=30)
         assert 0 < _received() < stored, "the kill must land mid-stream"
 
-        worker = _start_worker()
+        worker = start_worker()
         _wait_until(_settled, 600, "the second worker did not drain the queue")
         # A task the killed worker held is not redelivered before the broker's visibility timeout;
         # the periodic sweeper re-enqueues whatever is still waiting.

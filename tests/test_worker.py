@@ -1,45 +1,24 @@
 """A real Celery worker process, a real Redis broker and a real PostgreSQL database."""
 
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 
 from apps.timeline.models import Order, Shipment
 from apps.timeline.services import enqueue_events
 from controltower.celery import app as celery_app
 from tests.stories import events, manifested, order_created
+from tests.support import needs_services, start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
-needs_services = pytest.mark.skipif(
-    not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-    reason="needs REDIS_URL and a PostgreSQL DATABASE_URL (set by .ci/run)",
-)
 pytestmark = [pytest.mark.worker, needs_services]
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
 def worker(transactional_db):
     celery_app.control.purge()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
-    command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", "--pool=solo", "--loglevel=INFO"]
-    command += ["--queues=critical,default,bulk", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_worker(capture=True)
     yield process
     process.terminate()
     try:

@@ -1,8 +1,6 @@
 """A real Chromium: resolve a case at phone width; finance filters a queue and invoices in bulk."""
 
-import os
 import re
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -13,31 +11,13 @@ from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.exceptions.roles import roles_ensure
 from apps.exceptions.tests.test_views import make_case
 from apps.partners.models import Partner
+from tests.support import needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM and os.environ.get("REQUIRE_BROWSER"):
-    raise RuntimeError("REQUIRE_BROWSER is set but no chromium is installed")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (installed by .ci/run)"),
+    needs_chromium,
 ]
 PASSWORD = "browser-test-password"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls around it are plain
-    # synchronous calls, which Django would otherwise refuse.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

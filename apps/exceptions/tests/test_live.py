@@ -5,7 +5,6 @@ Redis (a shared channel layer): both are set by .ci/run.
 """
 
 import os
-import shutil
 import threading
 from datetime import timedelta
 
@@ -21,8 +20,7 @@ from apps.exceptions.roles import roles_ensure
 from apps.exceptions.services import builtin_rules_ensure
 from apps.timeline.events import parse_events
 from apps.timeline.services import apply_events
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.support import CHROMIUM, CHROMIUM_ARGS, HAS_SERVICES
 
 
 def _event(event_id: str, kind: str, hours_ago: int, *refs: tuple[str, str]) -> dict:
@@ -51,7 +49,7 @@ def _invoice_held_elsewhere() -> None:
 
 @pytest.mark.browser
 @pytest.mark.skipif(
-    not (CHROMIUM and settings.REDIS_URL and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")),
+    not (CHROMIUM and HAS_SERVICES),
     reason="needs chromium, Redis and PostgreSQL (set by .ci/run)",
 )
 class LiveQueueTest(ChannelsLiveServerTestCase):
@@ -85,9 +83,7 @@ class LiveQueueTest(ChannelsLiveServerTestCase):
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-            )
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context()
             context.add_cookies([{"name": "sessionid", "value": self._session(), "url": self.live_server_url}])
             page = context.new_page()

@@ -1,9 +1,11 @@
 """Human labels for event kinds, reference kinds and locations, shared by the pages and the CLI."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import template
+from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -111,3 +113,11 @@ def when(value: datetime | None) -> SafeString | str:
     if value is None:
         return "—"
     return format_html('<time datetime="{}">{}</time>', timezone.localtime(value).isoformat(), local_time(value))
+
+
+@register.filter
+def money(amount: Decimal | None, currency: str = "") -> str:
+    """``1,234.50 EUR``; a dash when there is no amount."""
+    if amount is None:
+        return "—"
+    return f"{floatformat(amount, '2g')} {currency}".strip()

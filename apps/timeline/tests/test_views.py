@@ -235,3 +235,12 @@ def test_staff_see_the_admin_link_and_everyone_a_sign_out_form(client, django_us
 
     client.force_login(django_user_model.objects.create_user(username="boss", is_staff=True))
     assert 'href="/admin/"' in text(client.get("/search/"))
+
+
+def test_money_shows_amount_and_currency_or_a_dash():
+    from decimal import Decimal
+
+    from apps.timeline.templatetags.timeline_format import money
+
+    assert money(Decimal("1234.5"), "EUR") == "1,234.50 EUR"
+    assert money(None, "EUR") == "—"
