@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.ingest",
     "apps.exceptions",
+    "apps.dashboards",
 ]
 
 MIDDLEWARE = [
@@ -181,6 +182,12 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- Dashboards and monitoring ----------------------------------------------------------------------
+# KPI days are calendar days in this zone (an order shipped at 23:30 in Paris counts for that day).
+KPI_TIME_ZONE = env.str("KPI_TIME_ZONE", default=TIME_ZONE)
+# When set, /metrics asks for "Authorization: Bearer <token>"; unset, it is open (keep it internal).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Email: the console in the demo; set EMAIL_URL (smtp+tls://user:pass@host:587) in production ---
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

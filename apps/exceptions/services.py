@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet, TextChoices
 from django.utils import timezone
 
+from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.rules import DETECTORS, Detector, Hit
@@ -95,6 +96,7 @@ def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = Non
             hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
             report.opened += _open(rule, detector, hits, now)
             report.closed += _close_cleared(rule, detector.subject_type, hits, scope, now)
+    kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
         broadcast_cases_changed_on_commit(ExceptionCase.objects.filter(id__in=changed).values_list("queue", flat=True))
@@ -223,6 +225,7 @@ def cases_close(
     CaseEvent.objects.bulk_create(
         [CaseEvent(case=c, at=now, actor=actor, action=action, reason_code=reason_code, note=note) for c in locked]
     )
+    kpis_refresh_later(case_ids=[c.id for c in locked])
     return len(locked)
 
 

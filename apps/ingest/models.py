@@ -41,6 +41,11 @@ class InboundMessage(models.Model):
     applied_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     parked_count = models.PositiveIntegerField(default=0)
+    unmapped_count = models.PositiveIntegerField(default=0, help_text="Events with a status code we could not map.")
+    resent_count = models.PositiveIntegerField(default=0, help_text="Times the same message was sent again.")
+    source_time = models.DateTimeField(
+        null=True, blank=True, help_text="The latest source time among its events: how fresh its news was."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

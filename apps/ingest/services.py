@@ -16,13 +16,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
 from apps.partners.models import Channel, EdiIdentifier, Partner
-from apps.timeline.events import CanonicalEvent, EventSource
+from apps.timeline.events import CanonicalEvent, EventKind, EventSource
 from apps.timeline.services import apply_events as apply_timeline_events
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def message_receive(
     digest = hashlib.sha256(body).hexdigest()
     existing = _existing_message(partner, idempotency_key, digest)
     if existing:
-        return existing, False
+        return _resent(existing), False
     try:
         with transaction.atomic():
             message = InboundMessage.objects.create(
@@ -91,7 +92,7 @@ def message_receive(
         existing = _existing_message(partner, idempotency_key, digest)
         if existing is None:
             raise
-        return existing, False
+        return _resent(existing), False
     if enqueue:
         transaction.on_commit(lambda: enqueue_processing([message]))
     return message, True
@@ -102,6 +103,13 @@ def _existing_message(partner: Partner | None, key: str | None, digest: str) -> 
     if key:
         same |= Q(partner=partner, idempotency_key=key)
     return InboundMessage.objects.filter(same).order_by("id").first()
+
+
+def _resent(message: InboundMessage) -> InboundMessage:
+    """Count a resend: the health page shows partners that send the same thing again and again."""
+    InboundMessage.objects.filter(pk=message.pk).update(resent_count=F("resent_count") + 1)
+    message.resent_count += 1
+    return message
 
 
 def enqueue_processing(messages: Iterable[InboundMessage]) -> None:
@@ -149,6 +157,7 @@ def message_process(message_id: int, *, keep_events: bool = False) -> Outcome | 
         if message is None:
             return None
         message.attempts += 1
+        kpis_refresh_later(message_ids=[message_id])
         try:
             outcome = _process(message, keep_events=keep_events)
         except PermanentFailure as exc:
@@ -159,9 +168,11 @@ def message_process(message_id: int, *, keep_events: bool = False) -> Outcome | 
 
 def message_fail(message_id: int, reason: str) -> None:
     """Retries are exhausted: keep the message as a failed dead letter with the last error."""
-    InboundMessage.objects.filter(pk=message_id, status=InboundMessage.Status.RECEIVED).update(
+    failed = InboundMessage.objects.filter(pk=message_id, status=InboundMessage.Status.RECEIVED).update(
         status=InboundMessage.Status.FAILED, error=reason[:5000], processed_at=timezone.now()
     )
+    if failed:
+        kpis_refresh_later(message_ids=[message_id])
 
 
 def _process(message: InboundMessage, *, keep_events: bool) -> Outcome:
@@ -174,10 +185,14 @@ def _process(message: InboundMessage, *, keep_events: bool) -> Outcome:
 
     outcome = Outcome(message=message)
     rejected: dict[str, str] = {}
-    count = 0
+    count = unmapped = 0
+    source_time: datetime | None = None
     for batch in _batches((_with_source(event, partner, channel, message) for event in parsed), APPLY_BATCH_SIZE):
         result = apply_timeline_events(batch)
         count += len(batch)
+        unmapped += sum(event.kind == EventKind.SHIPMENT_STATUS_UNMAPPED for event in batch)
+        latest = max(event.occurred_at for event in batch)
+        source_time = max(source_time, latest) if source_time else latest
         outcome.applied += len(result.applied)
         outcome.duplicates += len(result.duplicates)
         outcome.parked += len(result.parked)
@@ -188,7 +203,7 @@ def _process(message: InboundMessage, *, keep_events: bool) -> Outcome:
 
     message.warnings = [*document.warnings, *document.unsupported, *(f"{k}: {v}" for k, v in rejected.items())]
     message.unmapped_codes = sorted(set(document.unmapped_codes))
-    message.events_count = count
+    message.events_count, message.unmapped_count, message.source_time = count, unmapped, source_time
     message.applied_count, message.duplicate_count = outcome.applied, outcome.duplicates
     message.parked_count = outcome.parked
     partial = bool(document.unsupported or rejected)

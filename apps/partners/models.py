@@ -91,6 +91,11 @@ class Channel(models.Model):
         blank=True,
         help_text="Shared secret for HMAC-SHA256 webhook signatures (X-Signature over timestamp + '.' + body).",
     )
+    expected_cadence = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="How often this channel normally sends (e.g. 01:00:00); quieter than that is flagged.",
+    )
     mapping_overrides = models.JSONField(
         default=dict,
         blank=True,

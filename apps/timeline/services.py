@@ -160,8 +160,9 @@ def queue_for(kind: EventKind) -> str:
 
 
 def _react(order_ids: list[int]) -> None:
-    """After commit: invoice rules and exception rules over the touched orders; live pages told."""
+    """After commit: invoice rules, exception rules and KPIs over the touched orders; live pages told."""
     from apps.billing.tasks import evaluate_invoice_rules_task
+    from apps.dashboards.tasks import kpis_refresh_task
     from apps.exceptions.tasks import detect_for_orders_task
     from apps.timeline.realtime import broadcast_orders_changed
 
@@ -170,6 +171,7 @@ def _react(order_ids: list[int]) -> None:
         chunk = order_ids[start : start + TASK_BATCH_SIZE]
         evaluate_invoice_rules_task.apply_async(args=[chunk], queue="critical")
         detect_for_orders_task.apply_async(args=[chunk], queue="default")
+        kpis_refresh_task.apply_async(kwargs={"order_ids": chunk, "message_ids": [], "case_ids": []}, queue="bulk")
 
 
 # --- dedupe and lookups -----------------------------------------------------------------------
