@@ -15,6 +15,7 @@ from django.contrib.auth.models import Permission
 from django.db.models import Q
 
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
+from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.timeline.models import (
@@ -362,3 +363,32 @@ class InvoiceRuleFactory(factory.django.DjangoModelFactory):
     trigger = InvoiceRule.Trigger.PROOF_OF_DELIVERY
     granularity = InvoiceRule.Granularity.WHEN_COMPLETE
     quantity_tolerance = Decimal("0.02")
+
+
+class ExceptionRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ExceptionRule
+        django_get_or_create = ("code",)
+
+    code = "delivered_not_invoiced"
+    title = "Delivered, not invoiced"
+    queue = "finance"
+    severity = "high"
+
+
+class ExceptionCaseFactory(factory.django.DjangoModelFactory):
+    """An open case about an order, opened a few hours ago and due tomorrow."""
+
+    class Meta:
+        model = ExceptionCase
+
+    rule = factory.SubFactory(ExceptionRuleFactory)
+    queue = factory.SelfAttribute("rule.queue")
+    severity = factory.SelfAttribute("rule.severity")
+    order = factory.SubFactory(OrderFactory)
+    subject_type = "order"
+    subject_id = factory.SelfAttribute("order.id")
+    customer = factory.SelfAttribute("order.customer")
+    summary = factory.LazyAttribute(lambda o: f"{o.order.number}: {o.rule.title}")
+    opened_at = factory.Faker("date_time_between", start_date="-3d", end_date="-1h", tzinfo=UTC)
+    due_at = factory.LazyAttribute(lambda o: o.opened_at + timedelta(days=1))

@@ -28,6 +28,8 @@ def empty() -> list[int]:
 
 def add(histogram: list[int], other: Sequence[int], sign: int = 1) -> list[int]:
     """``histogram`` plus (or minus) ``other``, element by element; either may be empty."""
+    if not any(other):
+        return list(histogram)
     merged = list(histogram) or empty()
     for index, count in enumerate(other):
         merged[index] += sign * count

@@ -11,7 +11,7 @@ always sees what earlier refreshes committed, and two refreshes of the same day 
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
@@ -96,7 +97,12 @@ class Totals:
 
     @property
     def empty(self) -> bool:
-        return self.count == 0 and self.hits == 0 and not any(self.histogram)
+        """Nothing counted (every fact counts for at least one)."""
+        return self.count == 0
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.empty and self.hits == 0 and self.seconds_sum == 0 and not any(self.histogram)
 
 
 @dataclass
@@ -161,32 +167,34 @@ def kpis_refresh_later(
         transaction.on_commit(lambda: kpis_refresh_task.apply_async(kwargs=kwargs, queue="bulk"))
 
 
-def rollups_rebuild(*, progress: Iterator | None = None) -> int:
+def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:
     """Recompute every fact and every rollup from the timeline, messages and cases.
 
-    For after a change of definitions, or to prove the incremental rollups right. Returns the
-    number of rollup rows.
+    For after a change of definitions, or to repair by hand. Returns the number of rollup rows.
     """
     with transaction.atomic():
         _lock()
         Fact.objects.all().delete()
         Rollup.objects.all().delete()
+        totals: dict[tuple, Totals] = defaultdict(Totals)
         for subjects in _all_subjects():
-            Fact.objects.bulk_create(_fact_models(_facts(subjects)), batch_size=CHUNK)
-            if progress is not None:
-                next(progress, None)
-        totals = rollups_from_facts()
+            facts = _facts(subjects)
+            Fact.objects.bulk_create(_fact_models(facts), batch_size=CHUNK)
+            _add_up(facts, totals)
+            if progress:
+                progress(sum(len(ids) for ids in subjects.values()))
+        totals = _without_empty(totals)
         Rollup.objects.bulk_create(_rollup_models(totals), batch_size=CHUNK)
         transaction.on_commit(_broadcast)
     return len(totals)
 
 
-def rollups_from_facts() -> dict[tuple, Totals]:
-    """The rollups as the stored facts add up to, computed from scratch."""
+def rollups_recomputed() -> dict[tuple, Totals]:
+    """What the rollups would be if computed from scratch now; writes nothing."""
     totals: dict[tuple, Totals] = defaultdict(Totals)
-    for fact in _fact_rows(Fact.objects.all()):
-        totals[fact.bucket].add(fact)
-    return {bucket: total for bucket, total in totals.items() if not total.empty}
+    for subjects in _all_subjects():
+        _add_up(_facts(subjects), totals)
+    return _without_empty(totals)
 
 
 def rollups_stored() -> dict[tuple, Totals]:
@@ -196,6 +204,20 @@ def rollups_stored() -> dict[tuple, Totals]:
         )
         for r in Rollup.objects.all()
     }
+
+
+def subjects_count() -> int:
+    """How many subjects a rebuild goes through (for its progress bar)."""
+    return sum(queryset.count() for queryset in _subject_querysets().values())
+
+
+def _add_up(facts: Iterable[FactRow], totals: dict[tuple, Totals]) -> None:
+    for fact in facts:
+        totals[fact.bucket].add(fact)
+
+
+def _without_empty(totals: dict[tuple, Totals]) -> dict[tuple, Totals]:
+    return {bucket: total for bucket, total in totals.items() if not total.empty}
 
 
 def _lock() -> None:
@@ -210,15 +232,18 @@ def _broadcast() -> None:
     broadcast_kpis_changed()
 
 
-def _all_subjects() -> Iterator[dict[str, set[int]]]:
-    sources = {
+def _subject_querysets() -> dict[str, QuerySet]:
+    return {
         "order": Order.objects.all(),
         "shipment": Shipment.objects.all(),
         "freight_charge": FreightCharge.objects.all(),
         "message": InboundMessage.objects.filter(status__in=FINAL_MESSAGE_STATUSES),
         "case": ExceptionCase.objects.filter(resolved_at__isnull=False),
     }
-    for subject_type, queryset in sources.items():
+
+
+def _all_subjects() -> Iterator[dict[str, set[int]]]:
+    for subject_type, queryset in _subject_querysets().items():
         ids: list[int] = []
         for pk in queryset.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=CHUNK):
             ids.append(pk)
@@ -240,7 +265,7 @@ def _stored_facts(subjects: dict[str, set[int]]) -> list[FactRow]:
     return rows
 
 
-def _fact_rows(queryset) -> Iterator[FactRow]:
+def _fact_rows(queryset: QuerySet[Fact]) -> Iterator[FactRow]:
     fields = (
         "metric",
         "subject_type",
@@ -282,7 +307,7 @@ def _fact_models(facts: Iterable[FactRow]) -> Iterator[Fact]:
 
 
 def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
-    deltas = {bucket: delta for bucket, delta in deltas.items() if not delta.empty}
+    deltas = {bucket: delta for bucket, delta in deltas.items() if not delta.changes_nothing}
     if not deltas:
         return 0
     metrics = {bucket[0] for bucket in deltas}
@@ -539,7 +564,9 @@ def _freight_facts(freight_ids: set[int]) -> list[FactRow]:
     orders = _first_orders({c["shipment_id"] for c in charges})
     facts = []
     for c in charges:
-        order_id, customer_id, region = orders.get(c["shipment_id"], (None, None, ""))
+        if c["shipment_id"] not in orders:
+            continue  # like its shipment, a charge counts once the shipment is linked to an order
+        order_id, customer_id, region = orders[c["shipment_id"]]
         facts.append(
             FactRow(
                 M.FREIGHT_SETTLEMENT,
