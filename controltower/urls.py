@@ -3,12 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.dashboards.metrics import metrics_view
 from apps.ingest import views as ingest_views
 from controltower import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -20,4 +22,6 @@ urlpatterns = [
     path("hooks/<str:partner>/<str:channel>/", ingest_views.webhook, name="webhook"),
     path("", include("apps.timeline.urls")),
     path("", include("apps.exceptions.urls")),
+    path("", include("apps.dashboards.urls")),
+    path("", include("apps.dashboards.integration_urls")),
 ]

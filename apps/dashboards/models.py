@@ -75,7 +75,9 @@ class Rollup(models.Model):
     count = models.PositiveIntegerField(default=0)
     hits = models.PositiveIntegerField(default=0)
     seconds_sum = models.FloatField(default=0)
-    histogram = models.JSONField(default=list, blank=True, help_text="Counts per duration bucket (see kpis.BUCKETS).")
+    histogram = models.JSONField(
+        default=list, blank=True, help_text="Counts per duration bucket (see histogram.BUCKETS)."
+    )
 
     class Meta:
         ordering = ["metric", "day"]

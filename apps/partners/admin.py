@@ -44,6 +44,7 @@ class ChannelForm(forms.ModelForm):
             "direction",
             "priority",
             "active",
+            "expected_cadence",
             "webhook_secret",
             "mapping_overrides",
         )
@@ -94,7 +95,7 @@ class PartnerAdmin(admin.ModelAdmin):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
-    list_display = ("code", "partner", "name", "format", "direction", "priority", "active")
+    list_display = ("code", "partner", "name", "format", "direction", "priority", "expected_cadence", "active")
     list_filter = ("format", "direction", "active", "priority", "partner__kind")
     list_select_related = ("partner",)
     search_fields = ("code", "name", "partner__code", "partner__name")
