@@ -256,12 +256,88 @@ def queue_cases(count: int) -> list[dict]:
     return results
 
 
+def _row(case: str, seconds: float, queries: int, peak: int, *, events: int = 0, batches: int = 1) -> dict:
+    return {
+        "case": case,
+        "events": events,
+        "batches": batches,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(events / seconds) if events else 0,
+        "queries": queries,
+        "queries_per_batch": round(queries / batches, 1),
+        "peak_memory_mb": round(peak / 2**20, 1),
+    }
+
+
+def kpi_cases(days: int = 90, combinations: int = 20) -> list[dict]:
+    """KPI refresh over every order applied so far, then the dashboard over a large rollup table."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from apps.dashboards.models import Metric, Rollup
+    from apps.dashboards.services import kpis_refresh
+    from apps.partners.models import Partner
+    from apps.timeline.models import Order
+
+    ids = list(Order.objects.values_list("id", flat=True))
+    chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
+    tracemalloc.start()
+    started = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        for chunk in chunks:
+            kpis_refresh(order_ids=chunk)
+    seconds, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    results = [
+        _row(f"KPI refresh of {len(ids):,} orders (500 a task)", seconds, len(queries), peak, batches=len(chunks))
+    ]
+
+    carriers = [Partner.objects.create(code=f"BCAR{n}", name="Bench carrier", kind="carrier") for n in range(10)]
+    customers = [Partner.objects.create(code=f"BCUS{n}", name="Bench customer", kind="customer") for n in range(10)]
+    first = T0.date() - timedelta(days=days)
+    Rollup.objects.bulk_create(
+        (
+            Rollup(
+                metric=metric,
+                day=first + timedelta(days=day),
+                partner=carriers[n % 10],
+                customer=customers[(n * 3) % 10],
+                region=f"R{n % 4}",
+                count=10,
+                hits=7,
+                seconds_sum=36000.0,
+                histogram=[0] * 12 + [10] + [0] * 10,
+            )
+            for metric in Metric.values
+            for day in range(days)
+            for n in range(combinations)
+        ),
+        batch_size=5000,
+    )
+    rows = Rollup.objects.count()
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("bench-kpi", password=None))
+    period = {"period": "custom", "start": str(first), "end": str(T0.date())}
+    for name, params in (("all partners", {}), ("one carrier, by week", {"partner": "BCAR3", "grain": "week"})):
+        tracemalloc.start()
+        started = time.perf_counter()
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/dashboards/", {**period, **params})
+        seconds, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if response.status_code != 200:
+            raise RuntimeError(f"dashboard {name}: {response.status_code}")
+        results.append(_row(f"SLA dashboard, {days} days of {rows:,} rollup rows: {name}", seconds, len(queries), peak))
+    return results
+
+
 def main() -> int:
     reset_database()
     connection.force_debug_cursor = False
     results = [measure(name, batches) for name, batches in cases()]
     results += ingest_cases()
     results += queue_cases(10_000)
+    results += kpi_cases()
     columns = list(results[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in results)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

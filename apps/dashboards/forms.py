@@ -16,6 +16,7 @@ class KpiFilterForm(forms.Form):
     period = forms.ChoiceField(
         choices=[("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"), ("custom", "From – to")],
         required=False,
+        initial="30",
     )
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
@@ -33,7 +34,9 @@ class KpiFilterForm(forms.Form):
         to_field_name="code",
     )
     region = forms.CharField(required=False, max_length=60)
-    compare = forms.ChoiceField(choices=Metric.choices, required=False, label="Compare partners on")
+    compare = forms.ChoiceField(
+        choices=Metric.choices, required=False, label="Compare partners on", initial=Metric.OTIF
+    )
 
     def __init__(self, *args, today: date, regions: list[str] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)

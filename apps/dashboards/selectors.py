@@ -6,7 +6,7 @@ facts behind a figure, a page at a time.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -77,12 +77,17 @@ class KpiValue:
     seconds_sum: float = 0.0
     histogram: list[int] = field(default_factory=list)
 
-    def add(self, count: int, hits: int, seconds_sum: float, counts: list[int]) -> None:
+    def add(self, count: int, hits: int, seconds_sum: float, counts: Sequence[int] = ()) -> None:
+        """Add a rollup row's sums (in place: a period may hold tens of thousands of rows)."""
         self.count += count
         self.hits += hits
         self.seconds_sum += seconds_sum
         if counts:
-            self.histogram = histogram.add(self.histogram, counts)
+            if not self.histogram:
+                self.histogram = histogram.empty()
+            for index, number in enumerate(counts):
+                if number:
+                    self.histogram[index] += number
 
     @property
     def is_duration(self) -> bool:
@@ -126,12 +131,12 @@ def kpi_board(kpi_filter: KpiFilter, partners: dict[int, Partner]) -> Board:
     trends: dict[str, dict[date, KpiValue]] = defaultdict(dict)
     per_partner: dict[str, dict[int, KpiValue]] = defaultdict(dict)
     rows = kpi_filter.rollups().values_list("metric", "day", "partner_id", "count", "hits", "seconds_sum", "histogram")
-    for metric, day, partner_id, *totals in rows:
-        tiles[metric].add(*totals)
+    for metric, day, partner_id, count, hits, seconds_sum, counts in rows:
+        tiles[metric].add(count, hits, seconds_sum, counts)
         period = period_of(day, kpi_filter.grain)
-        trends[metric].setdefault(period, KpiValue(metric)).add(*totals)
+        trends[metric].setdefault(period, KpiValue(metric)).add(count, hits, seconds_sum)  # no percentiles
         if partner_id:
-            per_partner[metric].setdefault(partner_id, KpiValue(metric)).add(*totals)
+            per_partner[metric].setdefault(partner_id, KpiValue(metric)).add(count, hits, seconds_sum, counts)
     periods = kpi_filter.periods()
     return Board(
         kpi_filter=kpi_filter,

@@ -10,6 +10,7 @@ One writer at a time: a refresh takes a transaction-level lock before it reads a
 always sees what earlier refreshes committed, and two refreshes of the same day never race.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -94,6 +95,15 @@ class Totals:
         if fact.seconds is not None:
             self.seconds_sum += sign * fact.seconds
             self.histogram = histogram.add(self.histogram, histogram.of([fact.seconds]), sign)
+
+    def matches(self, other: "Totals | None") -> bool:
+        """The same, up to the rounding of adding and subtracting fractional seconds."""
+        return (
+            other is not None
+            and (self.count, self.hits) == (other.count, other.hits)
+            and list(self.histogram or histogram.empty()) == list(other.histogram or histogram.empty())
+            and math.isclose(self.seconds_sum, other.seconds_sum, rel_tol=1e-9, abs_tol=1e-6)
+        )
 
     @property
     def empty(self) -> bool:
@@ -195,6 +205,15 @@ def rollups_recomputed() -> dict[tuple, Totals]:
     for subjects in _all_subjects():
         _add_up(_facts(subjects), totals)
     return _without_empty(totals)
+
+
+def rollups_differing() -> list[tuple]:
+    """The rollup rows that differ from a recomputation from scratch (none, unless something is wrong)."""
+    stored, expected = rollups_stored(), rollups_recomputed()
+    return sorted(
+        (key for key in stored.keys() | expected.keys() if not expected.get(key, Totals()).matches(stored.get(key))),
+        key=str,
+    )
 
 
 def rollups_stored() -> dict[tuple, Totals]:

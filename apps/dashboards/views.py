@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from apps.dashboards import charts
@@ -101,8 +102,10 @@ def sla_dashboard(request: HttpRequest) -> HttpResponse:
         **_partner_chart(board, compare, links),
         **_ageing_chart(kpi_filter),
     }
-    template = "dashboards/sla.html#dashboard" if request.htmx else "dashboards/sla.html"
-    return render(request, template, context)
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, "dashboards/sla.html#dashboard" if partial else "dashboards/sla.html", context)
+    patch_vary_headers(response, ["HX-Request"])  # the same URL answers with the page or its fragment
+    return response
 
 
 @login_required

@@ -67,6 +67,7 @@ class InboundMessage(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["partner", "status"]),
+            models.Index(fields=["channel", "received_at"], name="message_channel_recent"),
         ]
 
     def __str__(self) -> str:

@@ -245,6 +245,7 @@ class Milestone(models.Model):
             models.Index(fields=["shipment", "occurred_at"]),
             models.Index(fields=["kind", "occurred_at"]),
             models.Index(fields=["source_partner", "recorded_at"]),
+            models.Index(fields=["source_message_id"], name="milestone_source_message"),
         ]
 
     def __str__(self) -> str:
@@ -271,6 +272,7 @@ class MilestoneReport(models.Model):
 
     class Meta:
         ordering = ["event_id"]
+        indexes = [models.Index(fields=["source_message_id"], name="report_source_message")]
 
     def __str__(self) -> str:
         return f"{self.event_id} also reports {self.milestone_id}"

@@ -124,3 +124,17 @@ def test_an_open_dashboard_is_told_to_refresh_with_its_own_filters(settings):
     message = async_to_sync(scenario)()
     assert 'hx-get="/dashboards/?partner=UPSX&amp;period=7"' in message
     assert 'hx-target="#dashboard"' in message
+
+
+def test_going_back_in_history_gets_the_whole_page(agent, story):
+    headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
+    response = agent.get(reverse("sla-dashboard"), PERIOD, **headers)
+    assert "<html" in response.content.decode()
+    assert "HX-Request" in response["Vary"]
+
+
+def test_a_fresh_visit_shows_the_filters_the_figures_use(agent, story):
+    html = agent.get(reverse("sla-dashboard")).content.decode()
+    assert '<option value="30" selected>Last 30 days</option>' in html
+    assert '<option value="otif" selected>On time in full</option>' in html
+    assert "On time in full by partner" in html
