@@ -145,7 +145,13 @@ def kpi_drill(request: HttpRequest) -> HttpResponse:
 
 def _filter_form(request: HttpRequest) -> KpiFilterForm:
     regions = Rollup.objects.exclude(region="").order_by("region").values_list("region", flat=True).distinct()
-    return KpiFilterForm(request.GET or None, today=kpi_day(timezone.now()), regions=list(regions))
+    data = request.GET.copy() if request.GET else None
+    if data is not None:
+        # Fields left out of the address keep the defaults the page shows.
+        data.setdefault("compare", M.OTIF)
+        if not (data.get("start") or data.get("end")):
+            data.setdefault("period", "30")
+    return KpiFilterForm(data, today=kpi_day(timezone.now()), regions=list(regions))
 
 
 class _Links:

@@ -138,3 +138,9 @@ def test_a_fresh_visit_shows_the_filters_the_figures_use(agent, story):
     assert '<option value="30" selected>Last 30 days</option>' in html
     assert '<option value="otif" selected>On time in full</option>' in html
     assert "On time in full by partner" in html
+
+
+def test_filters_left_out_of_the_address_keep_their_defaults(agent, story):
+    html = agent.get(reverse("sla-dashboard"), {"partner": "UPSX"}).content.decode()
+    assert '<option value="30" selected>Last 30 days</option>' in html
+    assert '<option value="otif" selected>On time in full</option>' in html
