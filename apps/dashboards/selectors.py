@@ -179,13 +179,7 @@ class QueueAgeing:
 
 def case_ageing(kpi_filter: KpiFilter, now: datetime) -> list[QueueAgeing]:
     """Open cases per queue by age, as they stand now (the period does not apply; dimensions do)."""
-    cases = ExceptionCase.objects.filter(status__in=ExceptionCase.OPEN_STATUSES)
-    if kpi_filter.partner_id:
-        cases = cases.filter(partner_id=kpi_filter.partner_id)
-    if kpi_filter.customer_id:
-        cases = cases.filter(customer_id=kpi_filter.customer_id)
-    if kpi_filter.region:
-        cases = cases.filter(region=kpi_filter.region)
+    cases = _dimensions(ExceptionCase.objects.filter(status__in=ExceptionCase.OPEN_STATUSES), kpi_filter)
     counts = {f"age{index}": Count("id", filter=_age_filter(index, now)) for index in range(len(AGE_BUCKETS))}
     rows = {
         row["queue"]: row

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
 
+from apps.dashboards.models import Fact
 from apps.ingest import services
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive
@@ -146,3 +147,30 @@ def test_a_csv_feed_with_no_readable_row_is_a_dead_letter(erp):
     message.refresh_from_db()
     assert message.status == "dead"
     assert message.error.startswith("nothing could be read: line 2")
+
+
+def test_a_processed_message_feeds_the_kpis_and_counts_resends(erp):
+    body = as_body(
+        order_created(occurred_at="2026-11-20T08:00:00+00:00"),
+        order_created("SO-2", occurred_at="2026-11-20T09:30:00+00:00"),
+        {
+            "event_id": "scan-1",
+            "kind": "shipment.status_unmapped",
+            "occurred_at": "2026-11-20T09:00:00+00:00",
+            "references": [{"kind": "order", "value": "SO-1"}],
+            "attributes": {"status_code": "X9"},
+        },
+    )
+    message = _receive(erp, body)
+    again = _receive(erp, body)
+    message_process(message.pk)  # real commits: the KPI refresh runs once processing commits
+
+    message.refresh_from_db()
+    assert again.pk == message.pk
+    assert message.resent_count == 1
+    assert message.unmapped_count == 1
+    assert message.source_time.isoformat() == "2026-11-20T09:30:00+00:00"
+    facts = dict(Fact.objects.filter(subject_type="message", subject_id=message.pk).values_list("metric", "hits"))
+    assert facts["failed_messages"] == 0
+    assert facts["unmapped_statuses"] == 1
+    assert {"apply_lag", "source_lag", "duplicate_events"} <= set(facts)
