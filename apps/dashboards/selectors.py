@@ -6,7 +6,7 @@ facts behind a figure, a page at a time.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -155,19 +155,6 @@ def kpi_board(kpi_filter: KpiFilter, partners: dict[int, Partner]) -> Board:
     )
 
 
-def filter_choices() -> dict[str, list]:
-    """The partners (carriers and warehouses), customers and regions to filter by."""
-    partners = list(
-        Partner.objects.filter(kind__in=[Partner.Kind.CARRIER, Partner.Kind.WAREHOUSE, Partner.Kind.CUSTOMER])
-    )
-    regions = Rollup.objects.exclude(region="").order_by("region").values_list("region", flat=True).distinct()
-    return {
-        "partners": [p for p in partners if p.kind != Partner.Kind.CUSTOMER],
-        "customers": [p for p in partners if p.kind == Partner.Kind.CUSTOMER],
-        "regions": list(regions),
-    }
-
-
 @dataclass
 class QueueAgeing:
     queue: str
@@ -222,6 +209,5 @@ def drilldown(kpi_filter: KpiFilter, metric: str, *, day: date | None = None, mi
     return facts.select_related("order", "partner", "customer").order_by(*ordering)
 
 
-def partners_by_id(ids: Iterable[int] | None = None) -> dict[int, Partner]:
-    queryset = Partner.objects.all() if ids is None else Partner.objects.filter(id__in=ids)
-    return {partner.id: partner for partner in queryset}
+def partners_by_id() -> dict[int, Partner]:
+    return {partner.id: partner for partner in Partner.objects.all()}
