@@ -94,7 +94,9 @@ class Totals:
         self.hits += sign * fact.hits
         if fact.seconds is not None:
             self.seconds_sum += sign * fact.seconds
-            self.histogram = histogram.add(self.histogram, histogram.of([fact.seconds]), sign)
+            if not self.histogram:
+                self.histogram = histogram.empty()
+            self.histogram[histogram.bucket_of(fact.seconds)] += sign
 
     def matches(self, other: "Totals | None") -> bool:
         """The same, up to the rounding of adding and subtracting fractional seconds."""

@@ -16,7 +16,7 @@ from django.db.models import Q
 
 from apps.exceptions.models import ExceptionCase, SubjectType
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, get_parser
+from apps.ingest.parsers import ParsedDocument
 from apps.ingest.services import REPLAYABLE, message_preview
 from apps.timeline.events import CanonicalEvent
 from apps.timeline.models import Milestone, MilestoneReport, Order, ParkedEvent
@@ -272,29 +272,15 @@ class ParsedEvents:
 
 
 def _reparse(message: InboundMessage) -> tuple[ParsedDocument | None, str]:
-    """Parse the stored bytes again, with the context processing used; nothing is stored.
-
-    A message whose format or sender was never found goes through ``message_preview``, which
-    finds them (or says why it cannot) as processing would.
-    """
-    body = bytes(message.body)
-    partner, channel = message.partner, message.channel
-    if partner is None or message.format in ("", "auto"):
-        preview = message_preview(body=body, format=message.format or "auto", partner=partner)
-        return preview.document, preview.error
-    context = ParseContext(
-        partner=partner.code,
-        channel=channel.code if channel else None,
-        mapping=(channel.mapping_overrides if channel else None) or {},
-        time_zone=partner.time_zone,
+    """Parse the stored bytes again, with the channel and time processing used; nothing is stored."""
+    preview = message_preview(
+        body=bytes(message.body),
+        format=message.format or "auto",
+        partner=message.partner,
+        channel=message.channel,
         received_at=message.received_at,
     )
-    try:
-        return get_parser(message.format).parse(body, context), ""
-    except ParseError as exc:
-        return None, str(exc)
-    except Exception as exc:  # a parser bug is shown on the page, as it is kept on a dead letter
-        return None, f"internal error in the {message.format} parser: {exc!r}"
+    return preview.document, preview.error
 
 
 def parsed_events(message: InboundMessage) -> ParsedEvents:

@@ -375,13 +375,22 @@ class Preview:
     error: str = ""
 
 
-def message_preview(*, body: bytes, format: str = "auto", partner: Partner | None = None) -> Preview:
+def message_preview(
+    *,
+    body: bytes,
+    format: str = "auto",
+    partner: Partner | None = None,
+    channel: Channel | None = None,
+    received_at: datetime | None = None,
+) -> Preview:
+    """Parse without storing or applying; with the channel and time a stored message came with, its
+    events are the ones processing made."""
     try:
-        fmt = _resolve_format(format, _only_channel(partner), body)
+        fmt = _resolve_format(format, channel or _only_channel(partner), body)
         sender = partner or _identify_sender(fmt, body)
     except PermanentFailure as exc:
         return Preview(format=None if format == "auto" else format, partner=partner and partner.code, error=str(exc))
-    context = _context(sender, _default_channel(sender, fmt))
+    context = _context(sender, channel or _default_channel(sender, fmt), received_at)
     try:
         return Preview(format=fmt, partner=sender.code, document=_parse(fmt, body, context))
     except PermanentFailure as exc:
