@@ -4,6 +4,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,10 +35,39 @@ def database_url() -> str:
 
 
 def start_worker(*, capture: bool = False) -> subprocess.Popen:
-    """A real Celery worker on every queue, against the test database and Redis."""
+    """A real Celery worker on every queue, against the test database and Redis.
+
+    With ``capture`` the worker logs to a file (see ``worker_output``): a pipe nobody reads fills
+    up after 64 KB of log lines and blocks the worker mid-task.
+    """
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
     command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", "--pool=solo"]
-    command += ["--loglevel=INFO" if capture else "--loglevel=WARNING", "--queues=critical,default,bulk"]
+    command += ["--loglevel=INFO" if capture else "--loglevel=WARNING", "--queues=critical,default,bulk,outbound"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    output = subprocess.PIPE if capture else subprocess.DEVNULL
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    log = tempfile.TemporaryFile(mode="w+") if capture else subprocess.DEVNULL  # noqa: SIM115 (lives with the worker)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log = log
+    return process
+
+
+def worker_output(worker: subprocess.Popen, tail: int = 3000) -> str:
+    """The last lines a worker started with ``capture`` logged."""
+    if worker.log is subprocess.DEVNULL:
+        return "(not captured)"
+    worker.log.flush()
+    worker.log.seek(0)
+    return worker.log.read()[-tail:]
+
+
+def wait_for(condition: Callable[[], bool], worker: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail with the worker's output if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if worker.poll() is not None:
+            pytest.fail(f"worker exited: {worker_output(worker)}")
+        time.sleep(0.3)
+    worker.terminate()
+    worker.wait(timeout=20)
+    pytest.fail(f"not done within {timeout}s; worker said: {worker_output(worker)}")
