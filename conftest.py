@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -33,3 +34,14 @@ def browser(monkeypatch):
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator:
+    """A subscriber's endpoint on loopback (see tests/receiver.py)."""
+    from tests.receiver import start_receiver
+
+    endpoint, server = start_receiver()
+    yield endpoint
+    server.shutdown()
+    server.server_close()

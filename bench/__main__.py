@@ -331,10 +331,60 @@ def kpi_cases(days: int = 90, combinations: int = 20) -> list[dict]:
     return results
 
 
+def outbound_cases(orders: int = 1000) -> list[dict]:
+    """The outbox's cost inside apply, then sending to a receiver on loopback, one delivery at a time."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from apps.outbound.models import Delivery, Subscription
+    from apps.outbound.services import delivery_send
+    from apps.partners.models import Partner
+    from controltower.celery import app as celery_app
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    erp = Partner.objects.create(code="BENCH-ERP", name="Bench ERP", kind=Partner.Kind.ERP)
+    for name, kinds in (("shipments", ["shipment.*"]), ("orders", ["order.*"]), ("all", ["*"])):
+        Subscription.objects.create(partner=erp, name=name, target_url=url, event_kinds=kinds)
+    # Deliveries are queued, not sent, while the outbox is measured: the sending is measured next.
+    celery_app.conf.task_always_eager = False
+    try:
+        events = [e for n in range(10_000, 10_000 + orders) for e in story(n)]
+        batches = [events[i : i + 500] for i in range(0, len(events), 500)]
+        results = [measure(f"{len(events) // 1000}k events, outbox to 3 subscriptions", batches)]
+    finally:
+        celery_app.conf.task_always_eager = True
+    ids = list(Delivery.objects.order_by("pk").values_list("pk", flat=True)[:1000])
+    tracemalloc.start()
+    started = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        for pk in ids:
+            delivery_send(pk)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    server.shutdown()
+    results.append(
+        _row(f"send {len(ids)} deliveries to loopback", seconds, len(queries), peak, events=len(ids), batches=len(ids))
+    )
+    return results
+
+
 def main() -> int:
     reset_database()
     connection.force_debug_cursor = False
     results = [measure(name, batches) for name, batches in cases()]
+    results += outbound_cases()
     results += ingest_cases()
     results += queue_cases(10_000)
     results += kpi_cases()

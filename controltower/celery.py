@@ -8,5 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controltower.settings")
 app = Celery("controltower")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Critical: ship confirmations, deliveries, invoice-relevant events. Bulk: status refreshes.
-app.conf.task_queues = (Queue("critical"), Queue("default"), Queue("bulk"))
+# Outbound: sending to subscribers, so a slow receiver never holds up ingestion.
+app.conf.task_queues = (Queue("critical"), Queue("default"), Queue("bulk"), Queue("outbound"))
 app.autodiscover_tasks()

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.ingest",
     "apps.exceptions",
     "apps.dashboards",
+    "apps.outbound",
 ]
 
 MIDDLEWARE = [
@@ -169,6 +170,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("INBOX_POLL_SECONDS", default=60),
         "options": {"queue": "bulk"},
     },
+    "outbound-sweep": {
+        "task": "apps.outbound.tasks.outbound_sweep_task",
+        "schedule": env.int("OUTBOUND_SWEEP_SECONDS", default=15),
+        "options": {"queue": "outbound"},
+    },
     "retry-parked-events": {
         "task": "apps.timeline.tasks.retry_parked_events_task",
         "schedule": env.int("PARKED_RETRY_SECONDS", default=300),
@@ -182,6 +188,23 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- Outbound: deliveries to subscribers ------------------------------------------------------------
+# Retries wait base * 2^(attempt - 1) seconds (capped), with jitter; beat sends what is due.
+OUTBOUND_RETRY_BASE_SECONDS = env.float("OUTBOUND_RETRY_BASE_SECONDS", default=30)
+OUTBOUND_RETRY_MAX_SECONDS = env.float("OUTBOUND_RETRY_MAX_SECONDS", default=3600)
+# After this many consecutive failures an endpoint's breaker opens for the cooldown (doubling
+# with each consecutive opening, up to the retry cap), then lets one probe through.
+OUTBOUND_BREAKER_THRESHOLD = env.int("OUTBOUND_BREAKER_THRESHOLD", default=5)
+OUTBOUND_BREAKER_COOLDOWN_SECONDS = env.float("OUTBOUND_BREAKER_COOLDOWN_SECONDS", default=60)
+# A sender that has not finished within its timeout plus this grace is presumed dead.
+OUTBOUND_CLAIM_GRACE_SECONDS = env.float("OUTBOUND_CLAIM_GRACE_SECONDS", default=30)
+# Per-channel outbox folders (<OUTBOX_DIR>/<partner>/<channel>/) for an SFTP relay to pick up.
+OUTBOX_DIR = env.path("OUTBOX_DIR", default=VAR_DIR / "outbox")
+# Our interchange id on outbound X12 (ISA05:ISA06 and GS02).
+EDI_SENDER_ID = env.str("EDI_SENDER_ID", default="ZZ:CONTROLTOWER")
+# Customer tracking links stay valid this long unless revoked.
+TRACKING_LINK_DAYS = env.int("TRACKING_LINK_DAYS", default=30)
 
 # --- Dashboards and monitoring ----------------------------------------------------------------------
 # KPI days are calendar days in this zone (an order shipped at 23:30 in Paris counts for that day).

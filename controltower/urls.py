@@ -24,4 +24,6 @@ urlpatterns = [
     path("", include("apps.exceptions.urls")),
     path("", include("apps.dashboards.urls")),
     path("", include("apps.dashboards.integration_urls")),
+    path("", include("apps.outbound.tracking_urls")),
+    path("", include("apps.outbound.urls")),
 ]

@@ -17,6 +17,14 @@ from django.db.models import Q
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.outbound.models import (
+    CustomerNotificationSettings,
+    Delivery,
+    NotificationTemplate,
+    OutboundEvent,
+    Subscription,
+    TrackingLink,
+)
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.timeline.models import (
     InventoryPosition,
@@ -392,3 +400,70 @@ class ExceptionCaseFactory(factory.django.DjangoModelFactory):
     summary = factory.LazyAttribute(lambda o: f"{o.order.number}: {o.rule.title}")
     opened_at = factory.Faker("date_time_between", start_date="-3d", end_date="-1h", tzinfo=UTC)
     due_at = factory.LazyAttribute(lambda o: o.opened_at + timedelta(days=1))
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    """An ERP receiving every shipment event as canonical JSON."""
+
+    class Meta:
+        model = Subscription
+        skip_postgeneration_save = True
+
+    partner = factory.SubFactory(PartnerFactory, kind=Partner.Kind.ERP)
+    name = factory.Sequence(lambda n: f"Receiver {n}")
+    target_url = "http://127.0.0.1:9/hooks/events"
+    event_kinds = factory.LazyFunction(lambda: ["shipment.*"])
+    secret = factory.Sequence(lambda n: f"subscription-secret-{n}")
+
+    @factory.post_generation
+    def customers(self, create: bool, extracted: list | None, **kwargs: Any) -> None:
+        if create and extracted:
+            self.customers.set(extracted)
+
+
+class OutboundEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OutboundEvent
+
+    event_id = factory.Sequence(lambda n: f"published-{n}")
+    kind = "shipment.delivered"
+    occurred_at = factory.Faker("date_time_between", start_date="-3d", end_date="-1h", tzinfo=UTC)
+    payload = factory.LazyAttribute(lambda o: {"event_id": o.event_id, "kind": o.kind, "schema_version": 1})
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """A delivery waiting to be sent."""
+
+    class Meta:
+        model = Delivery
+
+    subscription = factory.SubFactory(SubscriptionFactory)
+    event = factory.SubFactory(OutboundEventFactory)
+    kind = factory.SelfAttribute("event.kind")
+    next_attempt_at = factory.Faker("date_time_between", start_date="-1h", end_date="now", tzinfo=UTC)
+
+
+class NotificationTemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NotificationTemplate
+
+    milestone = "delivered"
+    subject = "Order {{ order_number }} delivered"
+    body = "Hello {{ customer_name }}, your order {{ order_number }} was delivered. Track it: {{ tracking_url }}"
+
+
+class CustomerNotificationSettingsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CustomerNotificationSettings
+
+    customer = factory.SubFactory(PartnerFactory, kind=Partner.Kind.CUSTOMER)
+    recipients = "logistics@customer.example, buyer@customer.example"
+    milestones = factory.LazyFunction(lambda: ["shipped", "delivered"])
+
+
+class TrackingLinkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TrackingLink
+
+    order = factory.SubFactory(OrderFactory)
+    expires_at = factory.Faker("date_time_between", start_date="+1d", end_date="+30d", tzinfo=UTC)

@@ -10,8 +10,10 @@ from django.db import transaction
 
 READ = ["view_partner", "view_channel", "view_order", "view_shipment", "view_milestone", "view_invoice"]
 WORK_CASES = ["view_exceptioncase", "change_exceptioncase", "view_exceptionrule"]
+# Shareable, read-only tracking links to an order's timeline, handed to the customer.
+SHARE_LINKS = ["view_trackinglink", "add_trackinglink", "change_trackinglink"]
 ROLES: dict[str, list[str]] = {
-    "Customer Service": [*READ, *WORK_CASES],
+    "Customer Service": [*READ, *WORK_CASES, *SHARE_LINKS],
     "Finance": [*READ, *WORK_CASES, "view_freightcharge", "release_invoice", "trigger_invoice", "view_invoicerule"],
     "Supply Chain": [*READ, *WORK_CASES, "view_inventoryposition", "change_exceptionrule"],
     "Integration Admin": [
@@ -28,9 +30,24 @@ ROLES: dict[str, list[str]] = {
         ),
         "view_apitoken",
         "view_ediidentifier",
+        # Outbound: subscriptions, their delivery log and circuit breakers, replaying dead deliveries.
+        *(f"{action}_subscription" for action in ("view", "add", "change", "delete")),
+        "view_delivery",
+        "view_deliveryattempt",
+        "view_endpoint",
+        "view_outboundevent",
+        "replay_delivery",
+        # Customer e-mails: who is told about which milestones, and in which words.
+        "view_customernotification",
+        *(
+            f"{action}_{model}"
+            for action in ("view", "add", "change")
+            for model in ("customernotificationsettings", "notificationtemplate")
+        ),
+        *SHARE_LINKS,
     ],
 }
-PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions")
+PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound")
 
 
 @transaction.atomic

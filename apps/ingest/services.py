@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
+from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.timeline.events import CanonicalEvent, EventKind, EventSource
 from apps.timeline.services import apply_events as apply_timeline_events
@@ -353,6 +354,8 @@ def _store_acknowledgments(
         ],
         ignore_conflicts=True,
     )
+    if document.acknowledgments:
+        acknowledgments_publish(inbound_id=message.pk)
 
 
 def _mark_dead(message: InboundMessage, reason: str) -> None:

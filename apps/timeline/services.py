@@ -16,6 +16,7 @@ from typing import NamedTuple
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
+from apps.outbound.services import events_publish
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections
 from apps.timeline.events import (
@@ -90,6 +91,7 @@ class _Batch:
     partners: dict[str, Partner]
     channels: dict[tuple[str, str], Channel]
     references: dict[RefKey, set[Target]] = field(default_factory=dict)
+    recorded: list[Milestone] = field(default_factory=list)
 
     def targets(self, ref: EventReference) -> set[Target]:
         return self.references.get((ref.kind.value, ref.value), set())
@@ -111,6 +113,7 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
             pending = _unpark(new_keys, batch, result)
         result.order_ids |= projections.orders_of_shipments(result.shipment_ids)
         projections.recompute(order_ids=result.order_ids, shipment_ids=result.shipment_ids)
+        events_publish(batch.recorded)
         result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
         if result.order_ids:
             ids = sorted(result.order_ids)
@@ -284,7 +287,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
             if event.kind.family == "shipment":
                 _collect_claims(event, shipment_id, batch, links, claims)
 
-    _record(milestones)
+    batch.recorded += _record(milestones)
     result.applied.extend(m.event_id for m in milestones)
     projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
@@ -416,11 +419,12 @@ def _key(milestone: Milestone) -> MilestoneKey:
     return (milestone.order_id, milestone.shipment_id, milestone.kind, milestone.occurred_at)
 
 
-def _record(candidates: list[Milestone]) -> None:
+def _record(candidates: list[Milestone]) -> list[Milestone]:
     """Append milestones; the same milestone from several sources is recorded once, with reports.
 
     Of the events saying the same thing, the smallest event id is the milestone and the others
-    are its reports, whatever the order they arrived in.
+    are its reports, whatever the order they arrived in. Returns the milestones new to the
+    timeline (a smaller event id taking over a known milestone is not news).
     """
     subjects = [m for m in candidates if m.order_id or m.shipment_id]
     existing = _existing_milestones(subjects)
@@ -442,8 +446,10 @@ def _record(candidates: list[Milestone]) -> None:
             displaced.append((current, group[0].event_id))
             reports.append((group[0].event_id, current))
     Milestone.objects.bulk_create(inserts, ignore_conflicts=True)
+    displacing = {primary for _, primary in displaced}
+    news = [m for m in inserts if m.event_id not in displacing]
     if not reports:
-        return
+        return news
     ids = dict(Milestone.objects.filter(event_id__in={primary for primary, _ in reports}).values_list("event_id", "id"))
     for old, primary in displaced:
         MilestoneReport.objects.filter(milestone=old).update(milestone_id=ids[primary])
@@ -461,6 +467,7 @@ def _record(candidates: list[Milestone]) -> None:
         ],
         ignore_conflicts=True,
     )
+    return news
 
 
 def _existing_milestones(subjects: list[Milestone]) -> dict[MilestoneKey, Milestone]:

@@ -10,7 +10,9 @@ from django.utils import timezone
 
 from apps.partners.models import Partner
 from apps.timeline.demo import DemoSummary, demo_events, seed_demo
+from apps.timeline.events import parse_events
 from apps.timeline.models import Milestone, Order, OrderStage, ParkedEvent, Shipment, ShipmentLine
+from apps.timeline.services import apply_events
 
 ORDERS = 40
 NOW = timezone.now()
@@ -105,3 +107,27 @@ def test_command_prints_a_summary_and_the_demo_user_can_log_in(client):
     assert f"orders {ORDERS}" in out.getvalue()
     assert "applied 0 " in out.getvalue()
     assert client.login(username="demo", password="control-tower-demo")
+
+
+def test_after_seeding_new_events_reach_the_demo_receivers(settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.OUTBOX_DIR = tmp_path
+    call_command("seed_demo", orders=ORDERS, stdout=StringIO(), verbosity=0)
+    assert not list(tmp_path.iterdir()), "the seeded history is not published"
+    order = Order.objects.filter(customer__code="BERGMANN").first()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_events(
+            parse_events(
+                [
+                    {
+                        "event_id": "demo-cancel-1",
+                        "kind": "order.cancelled",
+                        "occurred_at": "2026-11-20T14:03:00+01:00",
+                        "references": [{"kind": "order", "value": order.number}],
+                    }
+                ]
+            )
+        )
+
+    [written] = (tmp_path / "ERP" / "outbox").iterdir()
+    assert '"kind":"order.cancelled"' in written.read_text()

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.outbound.demo import outbound_demo_upsert
 from apps.timeline.demo import (
     DEFAULT_ORDERS,
     DEFAULT_SEED,
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         if orders < MIN_ORDERS:
             raise CommandError(f"--orders must be at least {MIN_ORDERS} to show every stage")
         summary = seed_demo(orders=orders, seed=seed, progress=options["verbosity"] > 0)
+        subscriptions = outbound_demo_upsert()
         if user and password:
             demo_user_upsert(username=user, password=password)
             roles = demo_role_users_upsert(prefix=user, password=password)
@@ -45,6 +47,7 @@ class Command(BaseCommand):
             f"Events {summary.events}: applied {summary.applied} (of which {summary.unparked} after waiting parked), "
             f"duplicates {summary.duplicates}, rejected {summary.rejected}"
         )
+        self.stdout.write(f"Outbound: {subscriptions} subscriptions writing to outbox folders")
         self.stdout.write("Stages: " + ", ".join(f"{stage} {count}" for stage, count in summary.stages.items()))
         if user:
             self.stdout.write(self.style.SUCCESS(f"Demo login: {user}"))

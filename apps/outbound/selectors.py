@@ -1,0 +1,211 @@
+"""Reads of the delivery log: subscriptions with their recent activity, one subscription's
+deliveries, one delivery's attempts as sent and answered.
+
+Every list is a constant number of queries whatever its length: counts are conditional
+aggregates over one join, and what a row links to is selected with it.
+"""
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Avg, Count, Max, Q, QuerySet
+
+from apps.outbound.models import Delivery, DeliveryAttempt, Subscription
+
+WINDOW = timedelta(hours=24)
+# What ``delivery_send`` writes in ``last_error`` when an ordered subscription holds a delivery back.
+WAITING = re.compile(r"waiting for delivery #(\d+) of the same order")
+# The signed headers first, in the order a receiver checks them; anything else follows by name.
+PROMINENT_HEADERS = (
+    "X-Signature",
+    "X-Timestamp",
+    "Idempotency-Key",
+    "X-Event-Kind",
+    "X-Delivery-Id",
+    "X-Delivery-Attempt",
+    "Content-Type",
+    "User-Agent",
+)
+UNSETTLED = (Delivery.Status.PENDING, Delivery.Status.SENDING)
+
+
+# --- subscriptions --------------------------------------------------------------------------------
+
+
+def subscription_activity(*, now: datetime) -> QuerySet[Subscription]:
+    """Subscriptions with their partner, channel and endpoint, and what their deliveries did.
+
+    ``delivered_recent``, ``dead_recent`` and the latencies cover the ``WINDOW`` before ``now``;
+    ``pending_now`` and ``dead_total`` are the deliveries in those states whenever they were made.
+    One query.
+    """
+    since = now - WINDOW
+    delivered_recent = Q(deliveries__status=Delivery.Status.DELIVERED, deliveries__delivered_at__gte=since)
+    return (
+        Subscription.objects.select_related("partner", "channel", "endpoint")
+        .annotate(
+            delivered_recent=Count("deliveries", filter=delivered_recent),
+            dead_recent=Count(
+                "deliveries", filter=Q(deliveries__status=Delivery.Status.DEAD, deliveries__dead_at__gte=since)
+            ),
+            dead_total=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.DEAD)),
+            pending_now=Count("deliveries", filter=Q(deliveries__status__in=UNSETTLED)),
+            last_delivered_at=Max("deliveries__delivered_at"),
+            latency_avg_ms=Avg("deliveries__last_latency_ms", filter=delivered_recent),
+            latency_max_ms=Max("deliveries__last_latency_ms", filter=delivered_recent),
+        )
+        .order_by("partner__code", "name", "pk")
+    )
+
+
+def subscription_with_counts() -> QuerySet[Subscription]:
+    """Subscriptions with their partner, channel and endpoint, and their deliveries counted by
+    status now (``count_pending``, ``count_sending``, ``count_delivered``, ``count_dead``)."""
+    counts = {
+        f"count_{status}": Count("deliveries", filter=Q(deliveries__status=status)) for status in Delivery.Status.values
+    }
+    return Subscription.objects.select_related("partner", "channel", "endpoint").annotate(**counts)
+
+
+# --- deliveries -----------------------------------------------------------------------------------
+
+
+def delivery_counts(*, subscription_id: int) -> dict[str, int]:
+    """How many of a subscription's deliveries are in each status, now (one query)."""
+    counts = Delivery.objects.filter(subscription_id=subscription_id).aggregate(
+        **{status: Count("pk", filter=Q(status=status)) for status in Delivery.Status.values}
+    )
+    return {status: counts[status] or 0 for status in Delivery.Status.values}
+
+
+def subscription_deliveries(*, subscription_id: int, status: str | None = None) -> QuerySet[Delivery]:
+    """One subscription's deliveries, newest first, with their event (without its payload) and order."""
+    deliveries = (
+        Delivery.objects.filter(subscription_id=subscription_id)
+        .select_related("event", "order")
+        .defer("event__payload")
+        .order_by("-id")
+    )
+    return deliveries.filter(status=status) if status else deliveries
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    delivery: Delivery
+    waiting_for: int | None  # an earlier, still undelivered delivery of the same order holds it back
+    note: str  # why it is not delivered (yet), when that is still true
+
+
+def delivery_rows(deliveries: Sequence[Delivery]) -> list[DeliveryRow]:
+    """Rows of the delivery log. A pending delivery of an ordered subscription says what it waits
+    for while that earlier delivery is undelivered, and nothing once it was (one query a page)."""
+    waiting = {}
+    for delivery in deliveries:
+        match = WAITING.search(delivery.last_error) if delivery.status == Delivery.Status.PENDING else None
+        if match:
+            waiting[delivery.pk] = int(match.group(1))
+    undelivered: set[int] = set()
+    if waiting:
+        earlier = Delivery.objects.filter(pk__in=set(waiting.values())).exclude(status=Delivery.Status.DELIVERED)
+        undelivered = set(earlier.values_list("pk", flat=True))
+    return [_row(d, waiting.get(d.pk), undelivered) for d in deliveries]
+
+
+def _row(delivery: Delivery, waits_for: int | None, undelivered: set[int]) -> DeliveryRow:
+    if waits_for is not None:
+        holding = waits_for in undelivered
+        return DeliveryRow(delivery=delivery, waiting_for=waits_for if holding else None, note="")
+    note = "" if delivery.status == Delivery.Status.DELIVERED else delivery.last_error
+    return DeliveryRow(delivery=delivery, waiting_for=None, note=note)
+
+
+# --- one delivery -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Body:
+    text: str
+    format: str  # json, x12 or text
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    attempt: DeliveryAttempt
+    headers: list[tuple[str, str]]
+    body: Body
+
+
+@dataclass(frozen=True)
+class DeliveryDetail:
+    delivery: Delivery
+    attempts: list[AttemptView]
+    content: Body  # what the delivery carries (the event as canonical JSON, or the 997)
+
+
+def delivery_detail(pk: int) -> DeliveryDetail | None:
+    """A delivery with its subscription, event, order and every attempt, oldest first."""
+    delivery = (
+        Delivery.objects.select_related("subscription__partner", "subscription__endpoint", "event", "order", "document")
+        .filter(pk=pk)
+        .first()
+    )
+    if delivery is None:
+        return None
+    attempts = [
+        AttemptView(
+            attempt=attempt,
+            headers=ordered_headers(attempt.request_headers),
+            body=readable_body(attempt.request_body, content_type=_content_type(attempt.request_headers)),
+        )
+        for attempt in DeliveryAttempt.objects.filter(delivery=delivery).order_by("number", "pk")
+    ]
+    return DeliveryDetail(delivery=delivery, attempts=attempts, content=_content(delivery))
+
+
+def _content(delivery: Delivery) -> Body:
+    if delivery.document_id:
+        return readable_body(delivery.document.body, content_type="application/edi-x12")
+    if delivery.event_id:
+        return Body(json.dumps(delivery.event.payload, indent=2, sort_keys=True, ensure_ascii=False), "json")
+    return Body("", "text")
+
+
+def _content_type(headers: object) -> str:
+    if not isinstance(headers, dict):
+        return ""
+    return next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
+
+
+def ordered_headers(headers: object) -> list[tuple[str, str]]:
+    """Request headers as (name, value), the signed ones first."""
+    if not isinstance(headers, dict):
+        return []
+    rank = {name.lower(): i for i, name in enumerate(PROMINENT_HEADERS)}
+    items = [(str(name), str(value)) for name, value in headers.items()]
+    return sorted(items, key=lambda item: (rank.get(item[0].lower(), len(rank)), item[0].lower()))
+
+
+def readable_body(body: str, *, content_type: str = "") -> Body:
+    """JSON indented; X12 one segment per line; anything else as it was sent."""
+    if "json" in content_type or (not content_type and body.lstrip()[:1] in ("{", "[")):
+        try:
+            return Body(json.dumps(json.loads(body), indent=2, sort_keys=True, ensure_ascii=False), "json")
+        except ValueError:
+            return Body(body, "text")
+    if "x12" in content_type or body.startswith("ISA"):
+        return Body(x12_lines(body), "x12")
+    return Body(body, "text")
+
+
+def x12_lines(body: str) -> str:
+    """One segment per line, the terminator kept (read from the ISA header, position 106)."""
+    if not body.startswith("ISA") or len(body) < 106:
+        return body
+    terminator = body[105]
+    if terminator.isalnum() or terminator in " \r\n":
+        return body
+    segments = [segment.strip("\r\n") for segment in body.split(terminator)]
+    return "\n".join(f"{segment}{terminator}" for segment in segments if segment.strip())

@@ -1,0 +1,712 @@
+"""Publishing business events to subscribers, reliably.
+
+``events_publish`` runs inside ``apply_events``' transaction (the transactional outbox): the
+milestone, its ``OutboundEvent`` and one ``Delivery`` per matching subscription commit together.
+``delivery_send`` then sends one delivery: it claims it by a conditional update (a redelivered
+task is harmless), asks the endpoint's circuit breaker, signs and sends, and records the attempt.
+A sender killed mid-delivery leaves the claim to expire; ``deliveries_sweep`` hands it out again,
+and the receiver dedupes on ``Idempotency-Key``: at-least-once, never lost.
+"""
+
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from apps.ingest.models import OutboundMessage
+from apps.ingest.webhooks import signature_for
+from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
+from apps.outbound.routing import OrderScope, Route, route_of
+from apps.timeline.models import Milestone, Order, Shipment
+
+USER_AGENT = "ControlTower-Outbound/1"
+RESPONSE_EXCERPT = 2000
+# A delivery waiting for an earlier one of the same order looks again after this long at the
+# latest (the earlier one releases it as soon as it is delivered).
+ORDER_RECHECK = timedelta(seconds=60)
+SWEEP_BATCH = 2000
+DISPATCH_CHUNK = 50
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+# Attributes people add by hand (who released an invoice, and their note) stay inside.
+INTERNAL_ATTRIBUTES = frozenset({"note", "released_by", "triggered_by", "generated_by"})
+
+
+# --- publishing (inside apply_events' transaction) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShipmentContext:
+    id: int
+    number: str
+    tracking_number: str
+    carrier: str | None
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A milestone new to the timeline, with the orders it is about (a shipment may serve several)."""
+
+    milestone: Milestone
+    orders: list[OrderScope]
+    order_numbers: dict[int, str]
+    shipment: ShipmentContext | None
+
+
+def events_publish(milestones: Sequence[Milestone]) -> None:
+    """Write the outbox for milestones just recorded: events, deliveries, customer e-mails.
+
+    Call inside the transaction that records them; sending starts once it commits.
+    """
+    from apps.outbound.notifications import customer_notifications_create, notification_settings
+
+    milestones = [m for m in milestones if m.order_id or m.shipment_id]
+    if not milestones:
+        return
+    routes = _active_routes()
+    settings_by_customer = notification_settings()
+    if not routes and not settings_by_customer:
+        return
+    facts = _facts(milestones)
+    if routes:
+        _write_outbox(facts, routes)
+    if settings_by_customer:
+        customer_notifications_create(facts=facts, settings_by_customer=settings_by_customer)
+
+
+def acknowledgments_publish(*, inbound_id: int) -> None:
+    """Deliver the 997s of one inbound message to its sender's X12 subscriptions (same transaction)."""
+    documents = list(OutboundMessage.objects.filter(inbound_id=inbound_id, kind="997", partner__isnull=False))
+    if not documents:
+        return
+    subscriptions = Subscription.objects.filter(
+        active=True, acknowledgments=True, format=Subscription.Format.X12, partner_id=documents[0].partner_id
+    ).values_list("pk", flat=True)
+    rows = [
+        Delivery(subscription_id=sub, document=document, kind="997", next_attempt_at=timezone.now())
+        for sub in subscriptions
+        for document in documents
+    ]
+    if rows:
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+        _dispatch_on_commit(Delivery.objects.filter(document__in=documents, status=Delivery.Status.PENDING))
+
+
+def _active_routes() -> list[Route]:
+    subscriptions = Subscription.objects.filter(active=True).exclude(event_kinds=[]).select_related("partner")
+    subscriptions = subscriptions.prefetch_related("customers")
+    return [
+        route_of(
+            id=sub.pk,
+            partner=sub.partner,
+            patterns=sub.event_kinds,
+            format=sub.format,
+            customer_ids={customer.pk for customer in sub.customers.all()},
+            regions=sub.regions,
+        )
+        for sub in subscriptions
+    ]
+
+
+def _facts(milestones: list[Milestone]) -> list[Fact]:
+    shipment_ids = {m.shipment_id for m in milestones if m.shipment_id}
+    shipments = {
+        row["id"]: ShipmentContext(row["id"], row["number"], row["tracking_number"], row["carrier__code"])
+        for row in Shipment.objects.filter(pk__in=shipment_ids).values(
+            "id", "number", "tracking_number", "carrier__code"
+        )
+    }
+    orders_of_shipment: dict[int, set[int]] = defaultdict(set)
+    for shipment_id, order_id in Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids).values_list(
+        "shipment_id", "order_id"
+    ):
+        orders_of_shipment[shipment_id].add(order_id)
+    order_ids = {m.order_id for m in milestones if m.order_id} | {o for ids in orders_of_shipment.values() for o in ids}
+    orders = {
+        pk: (OrderScope(pk, customer_id, region), number)
+        for pk, customer_id, region, number in Order.objects.filter(pk__in=order_ids).values_list(
+            "pk", "customer_id", "region", "number"
+        )
+    }
+    facts = []
+    for milestone in milestones:
+        ids = {milestone.order_id} if milestone.order_id else orders_of_shipment.get(milestone.shipment_id, set())
+        scopes = sorted((orders[i][0] for i in ids if i in orders), key=lambda scope: scope.id)
+        facts.append(
+            Fact(
+                milestone=milestone,
+                orders=scopes,
+                order_numbers={scope.id: orders[scope.id][1] for scope in scopes},
+                shipment=shipments.get(milestone.shipment_id),
+            )
+        )
+    return facts
+
+
+def _write_outbox(facts: list[Fact], routes: list[Route]) -> None:
+    wanted: dict[str, list[tuple[int, int | None]]] = {}
+    for fact in facts:
+        matches = [
+            (route.id, order)
+            for route in routes
+            for ok, order in [route.order_for(fact.milestone.kind, fact.orders)]
+            if ok
+        ]
+        if matches:
+            wanted[fact.milestone.event_id] = matches
+    if not wanted:
+        return
+    by_id = {fact.milestone.event_id: fact for fact in facts}
+    OutboundEvent.objects.bulk_create(
+        [
+            OutboundEvent(
+                event_id=event_id,
+                kind=by_id[event_id].milestone.kind,
+                occurred_at=by_id[event_id].milestone.occurred_at,
+                order_id=by_id[event_id].orders[0].id if by_id[event_id].orders else None,
+                shipment_id=by_id[event_id].milestone.shipment_id,
+                payload=document_of(by_id[event_id]),
+            )
+            for event_id in wanted
+        ],
+        ignore_conflicts=True,
+    )
+    events = dict(OutboundEvent.objects.filter(event_id__in=wanted).values_list("event_id", "pk"))
+    now = timezone.now()
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                subscription_id=subscription_id,
+                event_id=events[event_id],
+                order_id=order_id,
+                kind=by_id[event_id].milestone.kind,
+                next_attempt_at=now,
+            )
+            for event_id, matches in wanted.items()
+            for subscription_id, order_id in matches
+        ],
+        ignore_conflicts=True,
+    )
+    _dispatch_on_commit(Delivery.objects.filter(event_id__in=events.values(), status=Delivery.Status.PENDING))
+
+
+def document_of(fact: Fact) -> dict:
+    """The canonical JSON a subscriber receives: the event as applied, plus its order and shipment."""
+    milestone = fact.milestone
+    payload = milestone.payload
+    document = {
+        key: payload[key]
+        for key in ("event_id", "kind", "schema_version", "occurred_at", "references", "location", "amount", "currency")
+        if payload.get(key) is not None
+    }
+    if payload.get("estimated_delivery_at"):
+        document["estimated_delivery_at"] = payload["estimated_delivery_at"]
+    document["lines"] = milestone.lines
+    attributes = {k: v for k, v in (payload.get("attributes") or {}).items() if k not in INTERNAL_ATTRIBUTES}
+    if attributes:
+        document["attributes"] = attributes
+    source = payload.get("source") or {}
+    document["source"] = {"partner": source.get("partner"), "channel": source.get("channel")}
+    document["orders"] = [
+        {"number": fact.order_numbers[scope.id], "region": scope.region or None} for scope in fact.orders
+    ]
+    if fact.shipment:
+        document["shipment"] = {
+            "number": fact.shipment.number,
+            "tracking_number": fact.shipment.tracking_number or None,
+            "carrier": fact.shipment.carrier,
+        }
+    return document
+
+
+# --- sending ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    body: bytes
+    headers: dict[str, str]
+    filename: str
+
+
+@dataclass
+class Response:
+    status_code: int | None = None
+    body: str = ""
+    error: str = ""
+    retry_after: float | None = None
+    duration_ms: int = 0
+    permanent: bool = False  # nothing was sent: the document itself cannot be written
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another try: no answer, a timeout, a server error or 'slow down'."""
+        if self.status_code is None:
+            return not self.permanent
+        return self.status_code >= 500 or self.status_code in RETRYABLE_STATUS
+
+
+@dataclass
+class Outcome:
+    delivery: Delivery
+    response: Response
+    result: str  # delivered, retry or dead
+
+
+def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome | None:
+    """Send one delivery if it is due and nothing holds it back. Returns None when it was not sent
+    (not due, taken by another sender, waiting for an earlier event of its order, breaker open)."""
+    now = now or timezone.now()
+    delivery = _claim(delivery_id, now)
+    if delivery is None:
+        return None
+    subscription = delivery.subscription
+    earlier = _earlier_undelivered(delivery)
+    if earlier:
+        _unclaim(delivery, retry_at=now + ORDER_RECHECK, note=f"waiting for delivery #{earlier} of the same order")
+        return None
+    endpoint = endpoint_of(subscription)
+    admission = breaker_admit(endpoint_id=endpoint.pk, now=now)
+    if not admission.admitted:
+        _unclaim(delivery, retry_at=admission.retry_at, note="circuit breaker open")
+        return None
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
+    delivery.attempts += 1
+    try:
+        request = _request(delivery, now)
+    except ValueError as exc:
+        unwritable = Response(error=f"the document cannot be written: {exc}", permanent=True)
+        return _record(delivery, Request(body=b"", headers={}, filename=""), unwritable, endpoint, now)
+    response = _transport(subscription)(subscription, request)
+    return _record(delivery, request, response, endpoint, now)
+
+
+def _claim(delivery_id: int, now: datetime) -> Delivery | None:
+    delivery = (
+        Delivery.objects.select_related(
+            "subscription__partner", "subscription__channel", "subscription__endpoint", "event", "document"
+        )
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None:
+        return None
+    hold = timedelta(seconds=delivery.subscription.timeout_seconds + settings.OUTBOUND_CLAIM_GRACE_SECONDS)
+    claimed = Delivery.objects.filter(
+        pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now, subscription__active=True
+    ).update(status=Delivery.Status.SENDING, claimed_until=now + hold)
+    if not claimed:
+        return None
+    delivery.status = Delivery.Status.SENDING
+    return delivery
+
+
+def _unclaim(delivery: Delivery, *, retry_at: datetime, note: str) -> None:
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, claimed_until=None, next_attempt_at=retry_at, last_error=note
+    )
+
+
+def _earlier_undelivered(delivery: Delivery) -> int | None:
+    if not delivery.subscription.ordered or delivery.order_id is None:
+        return None
+    return (
+        Delivery.objects.filter(
+            subscription_id=delivery.subscription_id, order_id=delivery.order_id, pk__lt=delivery.pk
+        )
+        .exclude(status=Delivery.Status.DELIVERED)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _request(delivery: Delivery, now: datetime) -> Request:
+    body, content_type, filename = render(delivery)
+    timestamp = str(int(now.timestamp()))
+    headers = {
+        "Content-Type": content_type,
+        "User-Agent": USER_AGENT,
+        "X-Timestamp": timestamp,
+        "X-Signature": signature_for(delivery.subscription.secret, timestamp, body),
+        "Idempotency-Key": str(delivery.idempotency_key),
+        "X-Event-Kind": delivery.kind,
+        "X-Delivery-Id": str(delivery.pk),
+        "X-Delivery-Attempt": str(delivery.attempts),
+    }
+    return Request(body=body, headers=headers, filename=filename)
+
+
+def render(delivery: Delivery) -> tuple[bytes, str, str]:
+    """The bytes a delivery carries, its content type and its file name in an outbox folder."""
+    key = delivery.idempotency_key.hex
+    if delivery.document_id:
+        document = delivery.document
+        return document.body.encode(), "application/edi-x12", f"997-{document.control_number or key}-{key}.x12"
+    event = delivery.event
+    if delivery.subscription.format == Subscription.Format.X12:
+        from apps.outbound.x12_out import invoice_810
+
+        body = invoice_810(event.payload, partner=delivery.subscription.partner, key=delivery.idempotency_key)
+        return body.encode(), "application/edi-x12", f"810-{key}.x12"
+    body = json.dumps(event.payload, separators=(",", ":"), sort_keys=True).encode()
+    return body, "application/json", f"{event.kind.replace('.', '-')}-{key}.json"
+
+
+def _transport(subscription: Subscription) -> Callable[[Subscription, Request], Response]:
+    return _post if subscription.target_url else _write_to_outbox
+
+
+@cache
+def _client() -> httpx.Client:
+    """One connection pool per process: building a client (and its TLS context) per send is slow."""
+    return httpx.Client(follow_redirects=False, trust_env=False)
+
+
+def _post(subscription: Subscription, request: Request) -> Response:
+    started = time.monotonic()
+    try:
+        answer = _client().post(
+            subscription.target_url, content=request.body, headers=request.headers, timeout=subscription.timeout_seconds
+        )
+    except httpx.TimeoutException as exc:
+        return Response(
+            error=f"timed out after {subscription.timeout_seconds} s ({type(exc).__name__})",
+            duration_ms=_since(started),
+        )
+    except httpx.HTTPError as exc:
+        return Response(error=f"could not connect: {exc or type(exc).__name__}", duration_ms=_since(started))
+    response = Response(
+        status_code=answer.status_code,
+        body=answer.text[:RESPONSE_EXCERPT],
+        retry_after=_retry_after(answer),
+        duration_ms=_since(started),
+    )
+    if not response.ok:
+        location = answer.headers.get("Location")
+        response.error = f"HTTP {answer.status_code}" + (f", redirected to {location}" if location else "")
+    return response
+
+
+def outbox_folder(subscription: Subscription) -> Path:
+    channel = subscription.channel.code if subscription.channel_id else "outbound"
+    return Path(settings.OUTBOX_DIR) / subscription.partner.code / channel
+
+
+def _write_to_outbox(subscription: Subscription, request: Request) -> Response:
+    """Write the document where an SFTP relay picks it up: whole or not at all (rename is atomic)."""
+    started = time.monotonic()
+    folder = outbox_folder(subscription)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{request.filename}.part"
+        partial.write_bytes(request.body)
+        partial.replace(folder / request.filename)
+    except OSError as exc:
+        return Response(error=f"could not write to {folder}: {exc.strerror or exc}", duration_ms=_since(started))
+    return Response(status_code=200, body=f"written to {folder / request.filename}", duration_ms=_since(started))
+
+
+def _since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _retry_after(answer: httpx.Response) -> float | None:
+    value = answer.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+def _record(delivery: Delivery, request: Request, response: Response, endpoint: Endpoint, now: datetime) -> Outcome:
+    subscription = delivery.subscription
+    if response.ok:
+        result = "delivered"
+    elif response.retryable and delivery.attempts < subscription.max_attempts:
+        result = "retry"
+    else:
+        result = "dead"
+    outcome = Outcome(delivery=delivery, response=response, result=result)
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=DeliveryAttempt.objects.filter(delivery=delivery).count() + 1,
+            started_at=now,
+            duration_ms=response.duration_ms,
+            status_code=response.status_code,
+            outcome=result,
+            error=response.error,
+            request_headers=request.headers,
+            request_body=request.body.decode(errors="replace"),
+            response_body=response.body,
+        )
+        fields = {
+            "claimed_until": None,
+            "last_status_code": response.status_code,
+            "last_latency_ms": response.duration_ms,
+            "last_error": _reason(response, delivery, result),
+        }
+        if result == "delivered":
+            fields |= {"status": Delivery.Status.DELIVERED, "delivered_at": timezone.now(), "next_attempt_at": None}
+        elif result == "retry":
+            fields |= {
+                "status": Delivery.Status.PENDING,
+                "next_attempt_at": now + backoff(delivery.attempts, response.retry_after),
+            }
+        else:
+            fields |= {"status": Delivery.Status.DEAD, "dead_at": timezone.now(), "next_attempt_at": None}
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(**fields)
+        if delivery.document_id and result != "retry":
+            status = OutboundMessage.Status.SENT if result == "delivered" else OutboundMessage.Status.FAILED
+            OutboundMessage.objects.filter(pk=delivery.document_id).update(status=status)
+        released = []
+        if response.status_code is not None and not response.retryable:
+            released = breaker_succeeded(endpoint_id=endpoint.pk, now=now)
+        elif not response.permanent:
+            breaker_failed(endpoint_id=endpoint.pk, now=now, error=response.error)
+        if result == "delivered" and subscription.ordered and delivery.order_id:
+            released += _release_next_of_order(delivery, now)
+        _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
+    return outcome
+
+
+def _reason(response: Response, delivery: Delivery, result: str) -> str:
+    if result == "delivered":
+        return ""
+    reason = response.error or f"HTTP {response.status_code}"
+    if response.permanent:
+        return reason
+    if result == "dead" and response.retryable:
+        return f"gave up after {delivery.attempts} attempts: {reason}"
+    if result == "dead":
+        return f"the receiver refused it: {reason}"
+    return reason
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> timedelta:
+    """Exponential, capped, with jitter (half fixed, half random) so retries do not stampede."""
+    cap = settings.OUTBOUND_RETRY_MAX_SECONDS
+    delay = min(cap, settings.OUTBOUND_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not a secret
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return timedelta(seconds=delay)
+
+
+def _release_next_of_order(delivery: Delivery, now: datetime) -> list[int]:
+    following = (
+        Delivery.objects.filter(
+            subscription_id=delivery.subscription_id,
+            order_id=delivery.order_id,
+            pk__gt=delivery.pk,
+            status=Delivery.Status.PENDING,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is None:
+        return []
+    Delivery.objects.filter(pk=following, next_attempt_at__gt=now).update(next_attempt_at=now)
+    return [following]
+
+
+# --- the circuit breaker, per endpoint ------------------------------------------------------------
+
+
+def endpoint_key(subscription: Subscription) -> str:
+    if subscription.target_url:
+        parts = urlsplit(subscription.target_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    return f"folder:{outbox_folder(subscription)}"
+
+
+def endpoint_of(subscription: Subscription) -> Endpoint:
+    """The subscription's endpoint (created on first use, followed when the target changes)."""
+    key = endpoint_key(subscription)
+    if subscription.endpoint_id and subscription.endpoint.key == key:
+        return subscription.endpoint
+    endpoint, _ = Endpoint.objects.get_or_create(key=key)
+    Subscription.objects.filter(pk=subscription.pk).update(endpoint=endpoint)
+    subscription.endpoint = endpoint
+    return endpoint
+
+
+@dataclass
+class Admission:
+    admitted: bool
+    retry_at: datetime
+
+
+def breaker_admit(*, endpoint_id: int, now: datetime) -> Admission:
+    """May a delivery go to this endpoint now? An open breaker lets one probe through when due."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+        if endpoint.state == Endpoint.State.CLOSED:
+            return Admission(True, now)
+        if endpoint.state == Endpoint.State.OPEN and endpoint.retry_at and now < endpoint.retry_at:
+            return Admission(False, endpoint.retry_at)
+        if endpoint.state == Endpoint.State.HALF_OPEN and not _probe_stale(endpoint, now):
+            return Admission(False, now + _cooldown(endpoint.trips))
+        endpoint.state, endpoint.probe_started_at = Endpoint.State.HALF_OPEN, now
+        endpoint.save(update_fields=["state", "probe_started_at", "updated_at"])
+        return Admission(True, now)
+
+
+def breaker_succeeded(*, endpoint_id: int, now: datetime) -> list[int]:
+    """The endpoint answered: close its breaker; deliveries that waited on it are due now."""
+    closed = Endpoint.objects.filter(pk=endpoint_id).exclude(state=Endpoint.State.CLOSED, failures=0)
+    was_open = closed.exclude(state=Endpoint.State.CLOSED).exists()
+    closed.update(state=Endpoint.State.CLOSED, failures=0, trips=0, probe_started_at=None, retry_at=None)
+    if not was_open:
+        return []
+    waiting = Delivery.objects.filter(
+        subscription__endpoint_id=endpoint_id, status=Delivery.Status.PENDING, next_attempt_at__gt=now
+    )
+    ids = list(waiting.values_list("pk", flat=True)[:SWEEP_BATCH])
+    Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
+    return ids
+
+
+def breaker_failed(*, endpoint_id: int, now: datetime, error: str) -> None:
+    """Count a failure; open the breaker at the threshold, or again when the probe failed."""
+    endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+    endpoint.failures += 1
+    endpoint.last_error = error[:2000]
+    probing = endpoint.state == Endpoint.State.HALF_OPEN
+    if probing or (
+        endpoint.state == Endpoint.State.CLOSED and endpoint.failures >= settings.OUTBOUND_BREAKER_THRESHOLD
+    ):
+        endpoint.trips += 1
+        endpoint.state = Endpoint.State.OPEN
+        endpoint.opened_at = now
+        endpoint.retry_at = now + _cooldown(endpoint.trips)
+        endpoint.probe_started_at = None
+    endpoint.save()
+
+
+def _cooldown(trips: int) -> timedelta:
+    seconds = settings.OUTBOUND_BREAKER_COOLDOWN_SECONDS * 2 ** max(trips - 1, 0)
+    return timedelta(seconds=min(seconds, settings.OUTBOUND_RETRY_MAX_SECONDS))
+
+
+def _probe_stale(endpoint: Endpoint, now: datetime) -> bool:
+    """The probe's sender has had its longest timeout and the grace: presumed dead."""
+    if endpoint.probe_started_at is None:
+        return True
+    longest = max(endpoint.subscriptions.values_list("timeout_seconds", flat=True), default=10)
+    return endpoint.probe_started_at + timedelta(seconds=longest + settings.OUTBOUND_CLAIM_GRACE_SECONDS) < now
+
+
+def endpoint_close(*, endpoint_id: int) -> int:
+    """Someone closes a breaker by hand (the receiver is back): what waited is sent now."""
+    now = timezone.now()
+    with transaction.atomic():
+        released = breaker_succeeded(endpoint_id=endpoint_id, now=now)
+        _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
+    return len(released)
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+
+def subscription_save(*, subscription: Subscription | None, data: dict[str, Any]) -> Subscription:
+    """Create (``subscription=None``) or change a subscription from validated input; its endpoint
+    follows its target. ``data`` holds resolved objects (partner, channel, customers)."""
+    data = dict(data)
+    customers = data.pop("customers", None)
+    subscription = subscription if subscription is not None else Subscription()
+    with transaction.atomic():
+        for name, value in data.items():
+            setattr(subscription, name, value)
+        subscription.save()
+        if customers is not None:
+            subscription.customers.set(customers)
+        endpoint_of(subscription)
+    return subscription
+
+
+def subscription_secret_rotate(*, subscription: Subscription) -> str:
+    """A new signing secret, in force from the next attempt; returns it."""
+    secret = new_secret()
+    Subscription.objects.filter(pk=subscription.pk).update(secret=secret, updated_at=timezone.now())
+    subscription.secret = secret
+    return secret
+
+
+# --- replay, sweep, dispatch ------------------------------------------------------------------------
+
+
+def deliveries_replay(*, deliveries: QuerySet[Delivery] | Iterable[int], actor: AbstractBaseUser | None = None) -> int:
+    """Send dead letters again from a fresh set of attempts; returns how many were replayed."""
+    ids = deliveries.values_list("pk", flat=True) if isinstance(deliveries, QuerySet) else list(deliveries)
+    with transaction.atomic():
+        dead = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.DEAD)
+        replayed = list(dead.values_list("pk", "document_id"))
+        dead.update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            dead_at=None,
+            last_error=f"replayed by {actor.get_username()}" if actor else "replayed",
+        )
+        documents = [document for _, document in replayed if document]
+        OutboundMessage.objects.filter(pk__in=documents).update(status=OutboundMessage.Status.PENDING)
+        _dispatch_on_commit(Delivery.objects.filter(pk__in=[pk for pk, _ in replayed]))
+    return len(replayed)
+
+
+@dataclass
+class Sweep:
+    recovered: int
+    dispatched: int
+
+
+def deliveries_sweep(*, now: datetime | None = None) -> Sweep:
+    """Periodic: take back deliveries whose sender died, and send what is due."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        recovered = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_until__lt=now).update(
+            status=Delivery.Status.PENDING,
+            claimed_until=None,
+            next_attempt_at=now,
+            last_error="the sender stopped before it finished; sending again",
+        )
+        due = Delivery.objects.filter(
+            status=Delivery.Status.PENDING, next_attempt_at__lte=now, subscription__active=True
+        ).order_by("next_attempt_at", "pk")[:SWEEP_BATCH]
+        dispatched = _dispatch_on_commit(due)
+    return Sweep(recovered=recovered, dispatched=dispatched)
+
+
+def _dispatch_on_commit(deliveries: QuerySet[Delivery]) -> int:
+    """Queue sending for after commit: a task per subscription and chunk, so a slow receiver
+    only delays its own deliveries and a burst of events is not a burst of tasks."""
+    from apps.outbound.tasks import deliver_task
+
+    by_subscription: dict[int, list[int]] = defaultdict(list)
+    for subscription_id, pk in deliveries.values_list("subscription_id", "pk"):
+        by_subscription[subscription_id].append(pk)
+    chunks = [
+        sorted(pks)[start : start + DISPATCH_CHUNK]
+        for pks in by_subscription.values()
+        for start in range(0, len(pks), DISPATCH_CHUNK)
+    ]
+    if chunks:
+        transaction.on_commit(lambda: [deliver_task.apply_async(args=[chunk], queue="outbound") for chunk in chunks])
+    return sum(map(len, chunks))

@@ -1,0 +1,148 @@
+"""The delivery log: every subscription at a glance, one subscription's deliveries, one delivery's
+attempts; dead letters replayed from here."""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Page, Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from apps.outbound.forms import DeliveryFilterForm, ReplayForm
+from apps.outbound.models import Subscription
+from apps.outbound.selectors import (
+    WINDOW,
+    delivery_counts,
+    delivery_detail,
+    delivery_rows,
+    subscription_activity,
+    subscription_deliveries,
+)
+from apps.outbound.services import deliveries_replay
+
+VIEW = "outbound.view_subscription"
+REPLAY = "outbound.replay_delivery"
+DELIVERIES_PER_PAGE = 50
+POLL_SECONDS = 5
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@require_GET
+@login_required
+@permission_required(VIEW, raise_exception=True)
+def subscription_list_view(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    context = {
+        "subscriptions": subscription_activity(now=now),
+        "now": now,
+        "window_hours": int(WINDOW.total_seconds() // 3600),
+    }
+    return render(request, "outbound/subscription_list.html", context)
+
+
+def _subscription(pk: int) -> Subscription:
+    return get_object_or_404(Subscription.objects.select_related("partner", "channel", "endpoint"), pk=pk)
+
+
+def _deliveries_context(request: HttpRequest, subscription: Subscription, query: dict[str, str]) -> dict:
+    """The delivery table of a subscription as ``query`` (status, page) asks for it."""
+    form = DeliveryFilterForm(query)
+    status = form.status_filter()
+    deliveries = subscription_deliveries(subscription_id=subscription.pk, status=status)
+    page: Page = Paginator(deliveries, DELIVERIES_PER_PAGE).get_page(query.get("page"))
+    kept = {"status": status} if status else {}
+    return {
+        "subscription": subscription,
+        "form": form,
+        "page": page,
+        "rows": delivery_rows(list(page.object_list)),
+        "counts": delivery_counts(subscription_id=subscription.pk),
+        "filter_query": urlencode(kept),
+        "poll_url": _poll_url(subscription, kept, page.number),
+        "poll_seconds": POLL_SECONDS,
+        "can_replay": request.user.has_perm(REPLAY),
+    }
+
+
+def _poll_url(subscription: Subscription, kept: dict[str, str], page: int) -> str:
+    params = {**kept, **({"page": str(page)} if page > 1 else {})}
+    url = reverse("subscription-detail", args=[subscription.pk])
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+@require_GET
+@login_required
+@permission_required(VIEW, raise_exception=True)
+def subscription_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A subscription's circuit and deliveries; HTMX (the filter and the 5 s refresh) gets the table."""
+    subscription = _subscription(pk)
+    context = _deliveries_context(request, subscription, request.GET.dict())
+    partial = request.htmx and not request.htmx.history_restore_request
+    template = "outbound/subscription_detail.html"
+    return render(request, f"{template}#deliveries" if partial else template, context)
+
+
+@require_GET
+@login_required
+@permission_required(VIEW, raise_exception=True)
+def delivery_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
+    detail = delivery_detail(pk)
+    if detail is None:
+        raise Http404("No such delivery.")
+    context = {"detail": detail, "delivery": detail.delivery, "can_replay": request.user.has_perm(REPLAY)}
+    return render(request, "outbound/delivery_detail.html", context)
+
+
+def _replayed_message(count: int) -> str:
+    if count == 0:
+        return "Nothing to replay: no dead delivery among those."
+    noun = "delivery" if count == 1 else "deliveries"
+    return f"{count} {noun} queued to send again."
+
+
+def _next_url(request: HttpRequest, subscription: Subscription) -> str:
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("subscription-detail", args=[subscription.pk])
+    return target
+
+
+@require_POST
+@login_required
+@permission_required(REPLAY, raise_exception=True)
+def deliveries_replay_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Send a subscription's dead deliveries again: chosen ones, or all of them.
+
+    HTMX gets the outcome and, out of band, the refreshed table; a plain POST goes back with a message.
+    """
+    subscription = _subscription(pk)
+    form = ReplayForm(request.POST, subscription=subscription)
+    errors: list[str] = []
+    message = ""
+    if form.is_valid():
+        message = _replayed_message(deliveries_replay(deliveries=form.deliveries(), actor=request.user))
+    else:
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
+    if not request.htmx:
+        for error in errors:
+            messages.error(request, error)
+        if message:
+            messages.success(request, message)
+        return redirect(_next_url(request, subscription))
+    query = {name: request.POST[name] for name in ("status", "page") if request.POST.get(name)}
+    context = {
+        **_deliveries_context(request, subscription, query),
+        "message": message,
+        "errors": errors,
+        "oob": True,
+    }
+    return render(request, "outbound/_replay_result.html", context)

@@ -1,0 +1,96 @@
+"""A subscriber's endpoint on loopback, for outbound tests: it verifies signatures, dedupes on
+Idempotency-Key like a careful receiver, and fails on demand (status codes, slowness)."""
+
+import hashlib
+import hmac
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def signature_valid(self, secret: str) -> bool:
+        signed = self.headers["X-Timestamp"].encode() + b"." + self.body
+        expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, self.headers["X-Signature"])
+
+
+@dataclass
+class Receiver:
+    """Answers each request with the next scripted behaviour, then with ``default``.
+
+    A behaviour is a status code, ``(status, headers)``, or ``("slow", seconds)`` to hold the
+    request before a 200.
+    """
+
+    url: str = ""
+    default: int | tuple = 200
+    script: deque = field(default_factory=deque)
+    requests: list[Received] = field(default_factory=list)
+    accepted: dict[str, Received] = field(default_factory=dict)  # by Idempotency-Key
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer_next(self, *behaviours: int | tuple) -> None:
+        self.script.extend(behaviours)
+
+    def _behaviour(self) -> int | tuple:
+        with self.lock:
+            return self.script.popleft() if self.script else self.default
+
+    def keys(self) -> list[str]:
+        return [r.headers.get("Idempotency-Key", "") for r in self.requests]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received = Received(self.path, dict(self.headers.items()), body)
+            with receiver.lock:
+                receiver.requests.append(received)
+            behaviour = receiver._behaviour()
+            status, headers = 200, {}
+            if isinstance(behaviour, tuple) and behaviour[0] == "slow":
+                time.sleep(behaviour[1])
+            elif isinstance(behaviour, tuple):
+                status, headers = behaviour
+            else:
+                status = behaviour
+            if 200 <= status < 300:
+                with receiver.lock:
+                    receiver.accepted.setdefault(received.headers.get("Idempotency-Key", ""), received)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(b'{"ok": %s}' % (b"true" if status < 300 else b"false"))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender gave up (timeout) before we answered
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/control-tower"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return receiver, server
