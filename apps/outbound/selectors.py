@@ -6,7 +6,6 @@ aggregates over one join, and what a row links to is selected with it.
 """
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +15,6 @@ from django.db.models import Avg, Count, Max, Q, QuerySet
 from apps.outbound.models import Delivery, DeliveryAttempt, Subscription
 
 WINDOW = timedelta(hours=24)
-# What ``delivery_send`` writes in ``last_error`` when an ordered subscription holds a delivery back.
-WAITING = re.compile(r"waiting for delivery #(\d+) of the same order")
 # The signed headers first, in the order a receiver checks them; anything else follows by name.
 PROMINENT_HEADERS = (
     "X-Signature",
@@ -82,11 +79,12 @@ def delivery_counts(*, subscription_id: int) -> dict[str, int]:
 
 
 def subscription_deliveries(*, subscription_id: int, status: str | None = None) -> QuerySet[Delivery]:
-    """One subscription's deliveries, newest first, with their event (without its payload) and order."""
+    """One subscription's deliveries, newest first, with their event (without its payload), order
+    and the status of the earlier delivery that held them back."""
     deliveries = (
         Delivery.objects.filter(subscription_id=subscription_id)
-        .select_related("event", "order")
-        .defer("event__payload")
+        .select_related("event", "order", "held_by")
+        .defer("event__payload", "held_by__last_error")
         .order_by("-id")
     )
     return deliveries.filter(status=status) if status else deliveries
@@ -101,23 +99,15 @@ class DeliveryRow:
 
 def delivery_rows(deliveries: Sequence[Delivery]) -> list[DeliveryRow]:
     """Rows of the delivery log. A pending delivery of an ordered subscription says what it waits
-    for while that earlier delivery is undelivered, and nothing once it was (one query a page)."""
-    waiting = {}
-    for delivery in deliveries:
-        match = WAITING.search(delivery.last_error) if delivery.status == Delivery.Status.PENDING else None
-        if match:
-            waiting[delivery.pk] = int(match.group(1))
-    undelivered: set[int] = set()
-    if waiting:
-        earlier = Delivery.objects.filter(pk__in=set(waiting.values())).exclude(status=Delivery.Status.DELIVERED)
-        undelivered = set(earlier.values_list("pk", flat=True))
-    return [_row(d, waiting.get(d.pk), undelivered) for d in deliveries]
+    for while that earlier delivery is undelivered, and nothing once it was."""
+    return [_row(delivery) for delivery in deliveries]
 
 
-def _row(delivery: Delivery, waits_for: int | None, undelivered: set[int]) -> DeliveryRow:
-    if waits_for is not None:
-        holding = waits_for in undelivered
-        return DeliveryRow(delivery=delivery, waiting_for=waits_for if holding else None, note="")
+def _row(delivery: Delivery) -> DeliveryRow:
+    held_by = delivery.held_by if delivery.status == Delivery.Status.PENDING else None
+    if held_by is not None:
+        holding = held_by.status != Delivery.Status.DELIVERED
+        return DeliveryRow(delivery=delivery, waiting_for=held_by.pk if holding else None, note="")
     note = "" if delivery.status == Delivery.Status.DELIVERED else delivery.last_error
     return DeliveryRow(delivery=delivery, waiting_for=None, note=note)
 

@@ -280,7 +280,12 @@ def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome |
     subscription = delivery.subscription
     earlier = _earlier_undelivered(delivery)
     if earlier:
-        _unclaim(delivery, retry_at=now + ORDER_RECHECK, note=f"waiting for delivery #{earlier} of the same order")
+        _unclaim(
+            delivery,
+            retry_at=now + ORDER_RECHECK,
+            note=f"waiting for delivery #{earlier} of the same order",
+            held_by=earlier,
+        )
         return None
     endpoint = endpoint_of(subscription)
     admission = breaker_admit(endpoint_id=endpoint.pk, now=now)
@@ -311,16 +316,16 @@ def _claim(delivery_id: int, now: datetime) -> Delivery | None:
     hold = timedelta(seconds=delivery.subscription.timeout_seconds + settings.OUTBOUND_CLAIM_GRACE_SECONDS)
     claimed = Delivery.objects.filter(
         pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now, subscription__active=True
-    ).update(status=Delivery.Status.SENDING, claimed_until=now + hold)
+    ).update(status=Delivery.Status.SENDING, claimed_until=now + hold, held_by=None)
     if not claimed:
         return None
     delivery.status = Delivery.Status.SENDING
     return delivery
 
 
-def _unclaim(delivery: Delivery, *, retry_at: datetime, note: str) -> None:
+def _unclaim(delivery: Delivery, *, retry_at: datetime, note: str, held_by: int | None = None) -> None:
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.PENDING, claimed_until=None, next_attempt_at=retry_at, last_error=note
+        status=Delivery.Status.PENDING, claimed_until=None, next_attempt_at=retry_at, last_error=note, held_by=held_by
     )
 
 

@@ -210,12 +210,14 @@ def test_deliveries_of_one_order_keep_their_order_when_the_receiver_asks(receive
 
     created, released = Delivery.objects.order_by("pk")
     assert created.status == released.status == Delivery.Status.PENDING
-    assert released.last_error.startswith("waiting for delivery #")
+    assert released.held_by == created
+    assert released.last_error == f"waiting for delivery #{created.pk} of the same order"
     assert [r.headers["X-Event-Kind"] for r in receiver.requests] == ["order.created"]
 
     sweep(after=11)
 
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+    assert not Delivery.objects.filter(held_by__isnull=False).exists()
     kinds = [r.headers["X-Event-Kind"] for r in receiver.accepted.values()]
     assert kinds == ["order.created", "order.released"]
 

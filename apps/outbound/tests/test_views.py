@@ -299,7 +299,9 @@ def test_detail_query_count_is_flat(viewer):
 
     def waiting_pair() -> None:
         earlier = delivery(subscription, "dead", order=OrderFactory())
-        delivery(subscription, "pending", last_error=f"waiting for delivery #{earlier.pk} of the same order")
+        delivery(
+            subscription, "pending", held_by=earlier, last_error=f"waiting for delivery #{earlier.pk} of the same order"
+        )
 
     waiting_pair()
     few = queries()
@@ -309,16 +311,13 @@ def test_detail_query_count_is_flat(viewer):
     assert queries() == few
 
 
-def test_an_ordered_delivery_says_what_it_waits_for(viewer):
+def test_an_ordered_delivery_says_what_it_waits_for_while_the_earlier_one_is_undelivered(viewer):
     subscription = SubscriptionFactory(ordered=True)
     order = OrderFactory()
     earlier = delivery(subscription, "dead", order=order)
-    later = delivery(
-        subscription, "pending", order=order, last_error=f"waiting for delivery #{earlier.pk} of the same order"
-    )
-    released = delivery(
-        subscription, "pending", order=OrderFactory(), last_error="waiting for delivery #999999 of the same order"
-    )
+    later = delivery(subscription, "pending", order=order, held_by=earlier, last_error="waiting")
+    sent_since = delivery(subscription, "delivered", order=OrderFactory())
+    released = delivery(subscription, "pending", order=sent_since.order, held_by=sent_since, last_error="waiting")
     url = reverse("subscription-detail", args=[subscription.pk])
 
     html = viewer.get(url).content.decode()
@@ -327,7 +326,7 @@ def test_an_ordered_delivery_says_what_it_waits_for(viewer):
         row(html, f"delivery-{later.pk}").split()
     )
     assert f'href="{reverse("delivery-detail", args=[earlier.pk])}"' in html
-    assert "waiting for delivery" not in row(html, f"delivery-{released.pk}")
+    assert "waiting" not in row(html, f"delivery-{released.pk}")
 
 
 # --- replay ---------------------------------------------------------------------------------------------
