@@ -175,6 +175,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("OUTBOUND_SWEEP_SECONDS", default=15),
         "options": {"queue": "outbound"},
     },
+    "outbound-prune": {
+        "task": "apps.outbound.tasks.outbound_prune_task",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"queue": "outbound"},
+    },
     "retry-parked-events": {
         "task": "apps.timeline.tasks.retry_parked_events_task",
         "schedule": env.int("PARKED_RETRY_SECONDS", default=300),
@@ -199,6 +204,8 @@ OUTBOUND_BREAKER_THRESHOLD = env.int("OUTBOUND_BREAKER_THRESHOLD", default=5)
 OUTBOUND_BREAKER_COOLDOWN_SECONDS = env.float("OUTBOUND_BREAKER_COOLDOWN_SECONDS", default=60)
 # A sender that has not finished within its timeout plus this grace is presumed dead.
 OUTBOUND_CLAIM_GRACE_SECONDS = env.float("OUTBOUND_CLAIM_GRACE_SECONDS", default=30)
+# Delivered deliveries (and their attempt log) are deleted this long after delivery; dead letters stay.
+OUTBOUND_RETENTION_DAYS = env.int("OUTBOUND_RETENTION_DAYS", default=30)
 # Per-channel outbox folders (<OUTBOX_DIR>/<partner>/<channel>/) for an SFTP relay to pick up.
 OUTBOX_DIR = env.path("OUTBOX_DIR", default=VAR_DIR / "outbox")
 # Our interchange id on outbound X12 (ISA05:ISA06 and GS02).

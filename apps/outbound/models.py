@@ -208,6 +208,7 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["subscription", "-id"], name="delivery_recent"),
+            models.Index(fields=["delivered_at"], condition=Q(status="delivered"), name="delivery_delivered_at"),
             models.Index(
                 fields=["subscription", "order", "id"],
                 condition=Q(order__isnull=False) & ~Q(status="delivered"),

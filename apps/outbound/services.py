@@ -24,7 +24,7 @@ import httpx
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from apps.ingest.models import OutboundMessage
@@ -39,6 +39,7 @@ RESPONSE_EXCERPT = 2000
 # latest (the earlier one releases it as soon as it is delivered).
 ORDER_RECHECK = timedelta(seconds=60)
 SWEEP_BATCH = 2000
+PRUNE_BATCH = 1000
 DISPATCH_CHUNK = 50
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Attributes people add by hand (who released an invoice, and their note) stay inside.
@@ -697,6 +698,35 @@ def deliveries_sweep(*, now: datetime | None = None) -> Sweep:
         ).order_by("next_attempt_at", "pk")[:SWEEP_BATCH]
         dispatched = _dispatch_on_commit(due)
     return Sweep(recovered=recovered, dispatched=dispatched)
+
+
+@dataclass
+class Pruned:
+    deliveries: int
+    events: int
+
+
+def deliveries_prune(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> Pruned:
+    """Daily: forget deliveries delivered more than ``OUTBOUND_RETENTION_DAYS`` ago (their attempt
+    log with them) and the events no delivery refers to any more. Dead letters and deliveries still
+    on their way are kept whatever their age: they need a person or a receiver first.
+
+    Deletes in batches, each its own transaction, so a large backlog never holds long locks."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.OUTBOUND_RETENTION_DAYS)
+    delivered = Delivery.objects.filter(status=Delivery.Status.DELIVERED, delivered_at__lt=cutoff)
+    orphaned = OutboundEvent.objects.filter(published_at__lt=cutoff).exclude(
+        Exists(Delivery.objects.filter(event=OuterRef("pk")))
+    )
+    return Pruned(deliveries=_delete_in_batches(delivered, batch), events=_delete_in_batches(orphaned, batch))
+
+
+def _delete_in_batches(queryset: QuerySet, batch: int) -> int:
+    deleted = 0
+    while ids := list(queryset.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            queryset.model.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+    return deleted
 
 
 def _dispatch_on_commit(deliveries: QuerySet[Delivery]) -> int:

@@ -21,3 +21,10 @@ def outbound_sweep_task() -> None:
     """Periodic: deliveries and customer e-mails that are due (retries, senders that died)."""
     services.deliveries_sweep()
     notifications.notifications_send()
+
+
+@shared_task(ignore_result=True)
+def outbound_prune_task() -> dict[str, int]:
+    """Daily: the retention rule of the delivery log (see deliveries_prune)."""
+    pruned = services.deliveries_prune()
+    return {"deliveries": pruned.deliveries, "events": pruned.events}
