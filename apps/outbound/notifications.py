@@ -65,6 +65,9 @@ CLAIM_HOLD = timedelta(minutes=5)
 SUBJECT_MAX_LENGTH = 250
 RECIPIENT_SEPARATORS = re.compile(r"[\s,;]+")
 UNKNOWN_TAG = re.compile(r"Invalid block tag on line (\d+): '([^']+)'")
+# At edit time a variable the context does not have renders as this mark, so it can be named.
+UNKNOWN_VARIABLE = "\x00unknown:%s\x00"
+UNKNOWN_VARIABLE_MARK = re.compile("\x00unknown:([^\x00]*)\x00")
 
 CONTEXT_VARIABLES = {
     "customer_name": "The customer's name",
@@ -171,14 +174,15 @@ class PlainTextEngine(Engine):
 
     default_builtins: list[str] = []
 
-    def __init__(self) -> None:
-        super().__init__(loaders=[], libraries={}, autoescape=False)
+    def __init__(self, *, string_if_invalid: str = "") -> None:
+        super().__init__(loaders=[], libraries={}, autoescape=False, string_if_invalid=string_if_invalid)
 
     def get_template_builtins(self, builtins: list[str]) -> list[Library]:
         return [_safe_library()]
 
 
 ENGINE = PlainTextEngine()
+CHECKING_ENGINE = PlainTextEngine(string_if_invalid=UNKNOWN_VARIABLE)
 
 
 class TemplateError(Exception):
@@ -186,11 +190,16 @@ class TemplateError(Exception):
 
 
 def template_error(source: str) -> str | None:
-    """Why ``source`` is not a usable template, or None. Used by forms, at edit time."""
+    """Why ``source`` is not a usable template, or None. Used by forms, at edit time: a misspelt
+    variable would otherwise send every customer an e-mail with a blank in it."""
     try:
-        _render(source, sample_context())
+        rendered = _render(source, sample_context(), engine=CHECKING_ENGINE)
     except TemplateError as exc:
         return str(exc)
+    unknown = sorted(set(UNKNOWN_VARIABLE_MARK.findall(rendered)))
+    if unknown:
+        names = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
+        return f"unknown variable{'s' if len(unknown) > 1 else ''} {names}: use the variables listed below"
     return None
 
 
@@ -200,9 +209,9 @@ def render_notification(template: NotificationTemplate, context: dict[str, str])
     return subject, _render(template.body, context).strip() + "\n"
 
 
-def _render(source: str, context: dict[str, str]) -> str:
+def _render(source: str, context: dict[str, str], engine: Engine = ENGINE) -> str:
     try:
-        return ENGINE.from_string(source).render(Context(context, autoescape=False))
+        return engine.from_string(source).render(Context(context, autoescape=False))
     except TemplateSyntaxError as exc:
         unknown = UNKNOWN_TAG.search(str(exc))
         if unknown:

@@ -272,6 +272,24 @@ def test_templates_cannot_reach_files_libraries_or_urls(source):
     assert template_error(source)
 
 
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("{{ order_numbr }} {{ customer_name.title }}", "unknown variable {{ order_numbr }}: use"),
+        ("{{ carier }}{{ eta|default:'soon' }}", "unknown variables {{ carier }}, {{ eta }}: use"),
+    ],
+)
+def test_a_misspelt_variable_is_named_at_edit_time(source, error):
+    assert template_error(source).startswith(error)
+
+
+def test_variables_a_template_sets_itself_are_known():
+    loop = "{% for c in order_number %}{{ forloop.counter }}{{ c }}{% endfor %}"
+    alias = "{% with n=order_number %}{{ n }}{% endwith %}"
+
+    assert template_error(loop + alias) is None
+
+
 def test_a_missing_template_fails_the_notification_with_the_reason(partners, acme_settings, run):
     run(created(), manifested("SH-1", "1Z1", "SO-1"))
 
