@@ -289,7 +289,7 @@ def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome |
         )
         return None
     endpoint = endpoint_of(subscription)
-    admission = breaker_admit(endpoint_id=endpoint.pk, now=now)
+    admission = breaker_admit(endpoint=endpoint, now=now)
     if not admission.admitted:
         _unclaim(delivery, retry_at=admission.retry_at, note="circuit breaker open")
         return None
@@ -481,7 +481,8 @@ def _record(delivery: Delivery, request: Request, response: Response, endpoint: 
             OutboundMessage.objects.filter(pk=delivery.document_id).update(status=status)
         released = []
         if response.status_code is not None and not response.retryable:
-            released = breaker_succeeded(endpoint_id=endpoint.pk, now=now)
+            if endpoint.state != Endpoint.State.CLOSED or endpoint.failures:  # else nothing to reset
+                released = breaker_succeeded(endpoint_id=endpoint.pk, now=now)
         elif not response.permanent:
             breaker_failed(endpoint_id=endpoint.pk, now=now, error=response.error)
         if result == "delivered" and subscription.ordered and delivery.order_id:
@@ -559,10 +560,15 @@ class Admission:
     retry_at: datetime
 
 
-def breaker_admit(*, endpoint_id: int, now: datetime) -> Admission:
-    """May a delivery go to this endpoint now? An open breaker lets one probe through when due."""
+def breaker_admit(*, endpoint: Endpoint, now: datetime) -> Admission:
+    """May a delivery go to this endpoint now? An open breaker lets one probe through when due.
+
+    ``endpoint`` is as read with the delivery: a closed breaker admits without another query (one
+    that opened since lets this delivery through, as it would have a moment earlier)."""
+    if endpoint.state == Endpoint.State.CLOSED:
+        return Admission(True, now)
     with transaction.atomic():
-        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
         if endpoint.state == Endpoint.State.CLOSED:
             return Admission(True, now)
         if endpoint.state == Endpoint.State.OPEN and endpoint.retry_at and now < endpoint.retry_at:

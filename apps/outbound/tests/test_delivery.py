@@ -11,7 +11,13 @@ from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint
 from apps.outbound.services import backoff, deliveries_replay, deliveries_sweep, delivery_send
 from apps.partners.models import Partner
 from apps.timeline.services import apply_events
-from tests.factories import ChannelFactory, EdiIdentifierFactory, PartnerFactory, SubscriptionFactory
+from tests.factories import (
+    ChannelFactory,
+    DeliveryFactory,
+    EdiIdentifierFactory,
+    PartnerFactory,
+    SubscriptionFactory,
+)
 from tests.receiver import free_port
 from tests.stories import carrier, event, events, manifested, order_created, ref
 
@@ -200,6 +206,29 @@ def test_the_breaker_opens_after_consecutive_failures_probes_and_closes(receiver
     assert (endpoint.state, endpoint.failures) == (Endpoint.State.CLOSED, 0)
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 4
     assert len(receiver.accepted) == 4
+
+
+def test_a_success_between_failures_starts_the_count_again(receiver, publish):
+    SubscriptionFactory(target_url=receiver.url, event_kinds=["order.created"])
+
+    receiver.answer_next(500, 500, 200, 500, 500)
+    publish(*(order_created(f"SO-{n}") for n in range(1, 6)))
+
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.state, endpoint.failures) == (Endpoint.State.CLOSED, 2)
+    assert len(receiver.requests) == 5
+
+
+def test_sending_to_a_healthy_endpoint_costs_a_fixed_handful_of_queries(receiver, django_assert_num_queries):
+    subscription = SubscriptionFactory(target_url=receiver.url)
+    delivery_send(DeliveryFactory(subscription=subscription).pk)  # the endpoint is made on first use
+    following = DeliveryFactory(subscription=subscription)
+
+    # claim (read, update), count the attempt, then in one transaction: number, log, outcome
+    with django_assert_num_queries(8):
+        delivery_send(following.pk)
+
+    assert Delivery.objects.get(pk=following.pk).status == Delivery.Status.DELIVERED
 
 
 def test_deliveries_of_one_order_keep_their_order_when_the_receiver_asks(receiver, publish, sweep):
