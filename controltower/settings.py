@@ -204,6 +204,8 @@ OUTBOUND_BREAKER_THRESHOLD = env.int("OUTBOUND_BREAKER_THRESHOLD", default=5)
 OUTBOUND_BREAKER_COOLDOWN_SECONDS = env.float("OUTBOUND_BREAKER_COOLDOWN_SECONDS", default=60)
 # A sender that has not finished within its timeout plus this grace is presumed dead.
 OUTBOUND_CLAIM_GRACE_SECONDS = env.float("OUTBOUND_CLAIM_GRACE_SECONDS", default=30)
+# Hosts subscriptions may send to (".example.com" includes its subdomains); empty allows any host.
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 # Delivered deliveries (and their attempt log) are deleted this long after delivery; dead letters stay.
 OUTBOUND_RETENTION_DAYS = env.int("OUTBOUND_RETENTION_DAYS", default=30)
 # Per-channel outbox folders (<OUTBOX_DIR>/<partner>/<channel>/) for an SFTP relay to pick up.

@@ -3,6 +3,9 @@
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from apps.partners.models import Partner
 from apps.timeline.events import EventKind
@@ -30,6 +33,22 @@ def kind_matches(patterns: Iterable[str], kind: str) -> bool:
     return any(fnmatchcase(kind, pattern) for pattern in patterns)
 
 
+def target_host_error(url: str) -> str | None:
+    """Why deliveries may not go to ``url``'s host under ``OUTBOUND_ALLOWED_HOSTS``; None when they
+    may. An empty list allows any host; ``.example.com`` allows example.com and its subdomains."""
+    allowed = settings.OUTBOUND_ALLOWED_HOSTS
+    host = (urlsplit(url).hostname or "").lower()
+    if not allowed or any(_host_matches(host, pattern.lower()) for pattern in allowed):
+        return None
+    return f"{host or url!r} is not an allowed target host (OUTBOUND_ALLOWED_HOSTS: {', '.join(allowed)})"
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return host == pattern
+
+
 def subscription_errors(
     *,
     partner: Partner | None,
@@ -50,6 +69,8 @@ def subscription_errors(
         errors["event_kinds"] = "; ".join(problems)
     if not target_url and not has_channel:
         errors["target_url"] = "Give a target URL, or a channel whose outbox folder receives the documents."
+    elif target_url and (host_error := target_host_error(target_url)):
+        errors["target_url"] = host_error[0].upper() + host_error[1:] + "."
     if has_channel and partner is not None and channel_partner_id != partner.pk:
         errors["channel"] = "The channel must be one of this partner's."
     if format == "x12":

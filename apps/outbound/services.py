@@ -30,7 +30,7 @@ from django.utils import timezone
 from apps.ingest.models import OutboundMessage
 from apps.ingest.webhooks import signature_for
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
-from apps.outbound.routing import OrderScope, Route, route_of
+from apps.outbound.routing import OrderScope, Route, route_of, target_host_error
 from apps.timeline.models import Milestone, Order, Shipment
 
 USER_AGENT = "ControlTower-Outbound/1"
@@ -250,7 +250,7 @@ class Response:
     error: str = ""
     retry_after: float | None = None
     duration_ms: int = 0
-    permanent: bool = False  # nothing was sent: the document itself cannot be written
+    permanent: bool = False  # nothing was sent and trying again cannot help (unwritable, host not allowed)
 
     @property
     def ok(self) -> bool:
@@ -387,6 +387,8 @@ def _client() -> httpx.Client:
 
 def _post(subscription: Subscription, request: Request) -> Response:
     started = time.monotonic()
+    if host_error := target_host_error(subscription.target_url):  # the list changed since it was saved
+        return Response(error=host_error, permanent=True)
     try:
         answer = _client().post(
             subscription.target_url, content=request.body, headers=request.headers, timeout=subscription.timeout_seconds

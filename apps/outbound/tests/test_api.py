@@ -145,6 +145,19 @@ def test_invalid_input_gets_the_admins_field_errors(api, erp):
     assert not Subscription.objects.exists()
 
 
+def test_a_target_outside_the_allowed_hosts_is_refused(api, erp, settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = [".example.com", "erp.internal"]
+
+    refused = post(api, URL, body(target_url="http://169.254.169.254/latest/meta-data"))
+    allowed = [post(api, URL, body(target_url=url)) for url in ("https://hooks.example.com/in", "http://ERP.internal/")]
+
+    assert refused.status_code == 400
+    assert refused.json()["target_url"] == [
+        "'169.254.169.254' is not an allowed target host (OUTBOUND_ALLOWED_HOSTS: .example.com, erp.internal)."
+    ]
+    assert [response.status_code for response in allowed] == [201, 201]
+
+
 def test_an_x12_subscription_to_an_outbox_folder(api, erp):
     EdiIdentifierFactory(partner=erp)
     ChannelFactory(partner=erp, code="edi-out", direction="outbound", format="x12")

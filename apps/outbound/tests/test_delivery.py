@@ -208,6 +208,19 @@ def test_the_breaker_opens_after_consecutive_failures_probes_and_closes(receiver
     assert len(receiver.accepted) == 4
 
 
+def test_a_target_no_longer_allowed_is_a_dead_letter_and_nothing_is_sent(receiver, publish, settings):
+    SubscriptionFactory(target_url=receiver.url)
+    settings.OUTBOUND_ALLOWED_HOSTS = [".example.com"]
+
+    publish(*order_story())
+
+    dead = delivery()
+    assert dead.status == Delivery.Status.DEAD
+    assert dead.last_error == "'127.0.0.1' is not an allowed target host (OUTBOUND_ALLOWED_HOSTS: .example.com)"
+    assert receiver.requests == []
+    assert Endpoint.objects.get().failures == 0
+
+
 def test_a_success_between_failures_starts_the_count_again(receiver, publish):
     SubscriptionFactory(target_url=receiver.url, event_kinds=["order.created"])
 
