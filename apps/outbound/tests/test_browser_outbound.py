@@ -60,6 +60,7 @@ def test_an_admin_replays_dead_deliveries_at_phone_width(browser, live_server, d
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit], input[type=submit]")
     page.wait_for_url("**/outbound/")
+    assert _wrapped_nav_links(page) == []
 
     row = page.locator(f"#subscription-{dead_deliveries.pk}")
     assert "ERP shipment feed" in row.inner_text()
@@ -88,3 +89,14 @@ def test_an_admin_replays_dead_deliveries_at_phone_width(browser, live_server, d
     assert len(receiver.accepted) == 3
     assert all(request.signature_valid(dead_deliveries.secret) for request in receiver.requests)
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+
+
+def _wrapped_nav_links(page) -> list[str]:
+    """Main navigation links whose text breaks over more than one line."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.site-nav > a')].filter(link => {
+            const text = document.createRange();
+            text.selectNodeContents(link);
+            return text.getClientRects().length > 1;
+        }).map(link => link.textContent.trim())"""
+    )
