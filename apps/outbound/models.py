@@ -237,6 +237,7 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["delivery", "number"]
+        indexes = [models.Index(fields=["started_at"], name="attempt_started")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of delivery {self.delivery_id}"

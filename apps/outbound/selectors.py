@@ -8,9 +8,11 @@ aggregates over one join, and what a row links to is selected with it.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.db.models.functions import TruncHour
+from django.utils import timezone
 
 from apps.outbound.models import Delivery, DeliveryAttempt, Subscription
 
@@ -65,6 +67,39 @@ def subscription_with_counts() -> QuerySet[Subscription]:
         f"count_{status}": Count("deliveries", filter=Q(deliveries__status=status)) for status in Delivery.Status.values
     }
     return Subscription.objects.select_related("partner", "channel", "endpoint").annotate(**counts)
+
+
+@dataclass(frozen=True)
+class HourlyAttempts:
+    labels: list[str]  # each hour's start, in the current time zone
+    delivered: list[int]
+    retried: list[int]
+    dead: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.delivered) + sum(self.retried) + sum(self.dead)
+
+
+def attempts_by_hour(*, subscription_id: int, now: datetime) -> HourlyAttempts:
+    """A subscription's attempts in each of the ``WINDOW``'s hours (the current one last), by
+    outcome: when a receiver started failing shows at a glance. One query."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [current - timedelta(hours=back) for back in reversed(range(int(WINDOW / timedelta(hours=1))))]
+    rows = (
+        DeliveryAttempt.objects.filter(delivery__subscription_id=subscription_id, started_at__gte=hours[0])
+        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        .values("hour", "outcome")
+        .annotate(count=Count("pk"))
+    )
+    counts = {(row["hour"], row["outcome"]): row["count"] for row in rows}
+    zone = timezone.get_current_timezone()
+    return HourlyAttempts(
+        labels=[hour.astimezone(zone).strftime("%H:%M") for hour in hours],
+        delivered=[counts.get((hour, "delivered"), 0) for hour in hours],
+        retried=[counts.get((hour, "retry"), 0) for hour in hours],
+        dead=[counts.get((hour, "dead"), 0) for hour in hours],
+    )
 
 
 # --- deliveries -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The delivery log: every subscription at a glance, one subscription's deliveries, one delivery's
 attempts; dead letters replayed from here."""
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -14,10 +15,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from apps.dashboards.charts import Series, stacked_columns
 from apps.outbound.forms import DeliveryFilterForm, ReplayForm
 from apps.outbound.models import Subscription
 from apps.outbound.selectors import (
     WINDOW,
+    attempts_by_hour,
     delivery_counts,
     delivery_detail,
     delivery_rows,
@@ -30,6 +33,7 @@ VIEW = "outbound.view_subscription"
 REPLAY = "outbound.replay_delivery"
 DELIVERIES_PER_PAGE = 50
 POLL_SECONDS = 5
+WINDOW_HOURS = int(WINDOW / timedelta(hours=1))
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -44,7 +48,7 @@ def subscription_list_view(request: HttpRequest) -> HttpResponse:
     context = {
         "subscriptions": subscription_activity(now=now),
         "now": now,
-        "window_hours": int(WINDOW.total_seconds() // 3600),
+        "window_hours": WINDOW_HOURS,
     }
     return render(request, "outbound/subscription_list.html", context)
 
@@ -86,9 +90,25 @@ def subscription_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A subscription's circuit and deliveries; HTMX (the filter and the 5 s refresh) gets the table."""
     subscription = _subscription(pk)
     context = _deliveries_context(request, subscription, request.GET.dict())
-    partial = request.htmx and not request.htmx.history_restore_request
     template = "outbound/subscription_detail.html"
-    return render(request, f"{template}#deliveries" if partial else template, context)
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, f"{template}#deliveries", context)
+    return render(request, template, {**context, **_attempts_chart(subscription)})
+
+
+def _attempts_chart(subscription: Subscription) -> dict[str, object]:
+    hourly = attempts_by_hour(subscription_id=subscription.pk, now=timezone.now())
+    series = [
+        Series("Delivered", hourly.delivered),
+        Series("Failed (retried)", hourly.retried),
+        Series("Dead letter", hourly.dead),
+    ]
+    title = f"Attempts per hour, last {WINDOW_HOURS} hours"
+    return {
+        "window_hours": WINDOW_HOURS,
+        "attempts_total": hourly.total,
+        "attempts_chart": stacked_columns(hourly.labels, series, title=title),
+    }
 
 
 @require_GET

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.exceptions.roles import roles_ensure
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, Subscription
-from apps.outbound.selectors import readable_body, x12_lines
+from apps.outbound.selectors import attempts_by_hour, readable_body, x12_lines
 from tests.factories import (
     DeliveryFactory,
     OrderFactory,
@@ -286,6 +286,53 @@ def test_the_table_refreshes_itself_as_a_partial(viewer):
     assert "<html" not in partial
     assert "Circuit breaker" not in partial
     assert 'hx-trigger="every 5s' in partial
+
+
+def attempted(subscription: Subscription, hours_ago: float, outcome: str) -> None:
+    started = timezone.now() - timedelta(hours=hours_ago)
+    DeliveryAttempt.objects.create(
+        delivery=delivery(subscription), number=1, started_at=started, outcome=outcome, request_body="{}"
+    )
+
+
+def test_attempts_are_counted_per_hour_by_outcome_for_one_subscription():
+    subscription = SubscriptionFactory()
+    for hours_ago, outcome in ((0, "delivered"), (0, "delivered"), (2, "retry"), (2, "dead"), (30, "delivered")):
+        attempted(subscription, hours_ago, outcome)
+    attempted(SubscriptionFactory(), 0, "dead")
+
+    hourly = attempts_by_hour(subscription_id=subscription.pk, now=timezone.now())
+
+    assert len(hourly.labels) == 24
+    assert hourly.total == 4
+    assert (hourly.delivered[-1], hourly.retried[-3], hourly.dead[-3]) == (2, 1, 1)
+    assert hourly.dead[-1] == 0
+
+
+def test_hours_are_labelled_in_the_viewers_time_zone():
+    now = timezone.now()
+
+    with timezone.override("Asia/Kolkata"):
+        labels = attempts_by_hour(subscription_id=SubscriptionFactory().pk, now=now).labels
+
+    assert all(label.endswith(":30") for label in labels)
+
+
+def test_the_detail_charts_the_last_day_of_attempts(viewer):
+    busy, idle = SubscriptionFactory(), SubscriptionFactory()
+    attempted(busy, 1, "retry")
+    attempted(busy, 0, "delivered")
+
+    busy_page = viewer.get(reverse("subscription-detail", args=[busy.pk])).content.decode()
+    idle_page = viewer.get(reverse("subscription-detail", args=[idle.pk])).content.decode()
+    refreshed = viewer.get(reverse("subscription-detail", args=[busy.pk]), **HTMX).content.decode()
+
+    assert '<figure class="chart"><svg' in busy_page
+    assert "Attempts per hour, last 24 hours" in busy_page
+    assert "Stacked columns of Delivered, Failed (retried), Dead letter." in unescape(busy_page)
+    assert "No attempts in the last 24 hours." in idle_page
+    assert "<svg" not in idle_page
+    assert "<svg" not in refreshed  # the 5 s refresh carries the table only
 
 
 def test_detail_query_count_is_flat(viewer):
