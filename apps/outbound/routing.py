@@ -70,7 +70,7 @@ def subscription_errors(
     if not target_url and not has_channel:
         errors["target_url"] = "Give a target URL, or a channel whose outbox folder receives the documents."
     elif target_url and (host_error := target_host_error(target_url)):
-        errors["target_url"] = host_error[0].upper() + host_error[1:] + "."
+        errors["target_url"] = f"{host_error}."
     if has_channel and partner is not None and channel_partner_id != partner.pk:
         errors["channel"] = "The channel must be one of this partner's."
     if format == "x12":
