@@ -23,6 +23,7 @@ def _fast_password_hashing(settings):
 @pytest.fixture
 def browser(monkeypatch):
     """Debian's Chromium, driven by Playwright."""
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     from tests.support import CHROMIUM, CHROMIUM_ARGS
@@ -34,6 +35,10 @@ def browser(monkeypatch):
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+        # While Playwright's event loop runs, Django keeps this thread's database connections apart
+        # from its usual ones (asgiref's Local); close them here, or they outlive the test and keep
+        # the test database from being dropped at the end of the run.
+        connections.close_all()
 
 
 @pytest.fixture
