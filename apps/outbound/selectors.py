@@ -139,12 +139,19 @@ def delivery_rows(deliveries: Sequence[Delivery]) -> list[DeliveryRow]:
 
 
 def _row(delivery: Delivery) -> DeliveryRow:
-    held_by = delivery.held_by if delivery.status == Delivery.Status.PENDING else None
-    if held_by is not None:
-        holding = held_by.status != Delivery.Status.DELIVERED
-        return DeliveryRow(delivery=delivery, waiting_for=held_by.pk if holding else None, note="")
+    if delivery.held_by_id is not None and delivery.status == Delivery.Status.PENDING:
+        return DeliveryRow(delivery=delivery, waiting_for=waiting_for(delivery), note="")
     note = "" if delivery.status == Delivery.Status.DELIVERED else delivery.last_error
     return DeliveryRow(delivery=delivery, waiting_for=None, note=note)
+
+
+def waiting_for(delivery: Delivery) -> int | None:
+    """The earlier delivery of the same order that holds this pending one back, while it is
+    undelivered (``held_by`` selected with the delivery)."""
+    held_by = delivery.held_by if delivery.status == Delivery.Status.PENDING else None
+    if held_by is None or held_by.status == Delivery.Status.DELIVERED:
+        return None
+    return held_by.pk
 
 
 # --- one delivery -----------------------------------------------------------------------------------

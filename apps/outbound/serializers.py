@@ -12,7 +12,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.outbound.forms import MAX_ATTEMPTS_LIMIT, TIMEOUT_LIMIT_SECONDS
-from apps.outbound.models import Subscription
+from apps.outbound.models import Delivery, Subscription
+from apps.outbound.selectors import waiting_for
 from apps.partners.models import Channel, Partner
 from apps.timeline.serializers import OffsetDateTimeField
 
@@ -191,10 +192,16 @@ class DeliverySerializer(serializers.Serializer):
     last_status_code = serializers.IntegerField(allow_null=True)
     last_latency_ms = serializers.IntegerField(allow_null=True)
     last_error = serializers.CharField()
+    waiting_for = serializers.SerializerMethodField(
+        help_text="For an ordered subscription: the earlier, undelivered delivery of the same order it waits for."
+    )
     next_attempt_at = OffsetDateTimeField(allow_null=True)
     created_at = OffsetDateTimeField()
     delivered_at = OffsetDateTimeField(allow_null=True)
     dead_at = OffsetDateTimeField(allow_null=True)
+
+    def get_waiting_for(self, delivery: Delivery) -> int | None:
+        return waiting_for(delivery)
 
 
 class DeliveryReplayInput(serializers.Serializer):

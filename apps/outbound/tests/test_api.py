@@ -265,6 +265,22 @@ def test_deliveries_of_a_subscription_filtered_by_status(api, erp):
     assert api.get(f"{URL}999999/deliveries/").status_code == 404
 
 
+def test_a_held_delivery_says_what_it_waits_for_in_flat_queries(api, erp, django_assert_max_num_queries):
+    subscription = SubscriptionFactory(partner=erp, ordered=True)
+    order = OrderFactory()
+    earlier = DeliveryFactory(subscription=subscription, order=order, status="dead")
+    held = DeliveryFactory(subscription=subscription, order=order, held_by=earlier)
+    for _ in range(5):
+        DeliveryFactory(subscription=subscription, order=order, held_by=earlier)
+    url = f"{URL}{subscription.pk}/deliveries/"
+
+    with django_assert_max_num_queries(8):
+        rows = {row["id"]: row for row in api.get(url).json()["results"]}
+
+    assert rows[held.pk]["waiting_for"] == earlier.pk
+    assert rows[earlier.pk]["waiting_for"] is None
+
+
 def test_replay_by_ids_sends_them_again(api, receiver, django_capture_on_commit_callbacks):
     subscription = SubscriptionFactory(target_url=receiver.url)
     dead = DeliveryFactory(subscription=subscription, status="dead", attempts=8)
