@@ -31,9 +31,8 @@ def aged(days: float, status: str = Delivery.Status.DELIVERED, **fields) -> Deli
         fields["dead_at"] = at
     delivery = DeliveryFactory(status=status, **fields)
     OutboundEvent.objects.filter(pk=delivery.event_id).update(published_at=at)
-    DeliveryAttempt.objects.create(
-        delivery=delivery, number=1, started_at=at, outcome="delivered", request_body="{}", request_headers={}
-    )
+    outcome = {Delivery.Status.DELIVERED: "delivered", Delivery.Status.DEAD: "dead"}.get(status, "retry")
+    DeliveryAttempt.objects.create(delivery=delivery, number=1, started_at=at, outcome=outcome, request_body="{}")
     return delivery
 
 
