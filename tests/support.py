@@ -38,13 +38,14 @@ def start_worker(*, capture: bool = False) -> subprocess.Popen:
     """A real Celery worker on every queue, against the test database and Redis.
 
     With ``capture`` the worker logs to a file (see ``worker_output``): a pipe nobody reads fills
-    up after 64 KB of log lines and blocks the worker mid-task.
+    up after 64 KB of log lines and blocks the worker mid-task. The file is opened for appending,
+    so reading it (which moves the offset the worker shares) never makes the worker overwrite it.
     """
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
     command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", "--pool=solo"]
     command += ["--loglevel=INFO" if capture else "--loglevel=WARNING", "--queues=critical,default,bulk,outbound"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    log = tempfile.TemporaryFile(mode="w+") if capture else subprocess.DEVNULL  # noqa: SIM115 (lives with the worker)
+    log = tempfile.TemporaryFile(mode="a+") if capture else subprocess.DEVNULL  # noqa: SIM115 (lives with the worker)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     process.log = log
     return process
