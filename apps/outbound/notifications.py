@@ -189,14 +189,33 @@ class TemplateError(Exception):
     """A notification template that does not compile or render; the message says why."""
 
 
+class _CheckingContext(Context):
+    """The sample context, noting each name a template looks up that it does not have (in
+    ``{{ … }}``, ``{% if … %}``, ``{% for … in … %}`` alike)."""
+
+    def __init__(self) -> None:
+        super().__init__(sample_context(), autoescape=False)
+        self._unknown: set[str] = set()  # a leading underscore: templates cannot reach it
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            self._unknown.add(key)
+            raise
+
+
 def template_error(source: str) -> str | None:
     """Why ``source`` is not a usable template, or None. Used by forms, at edit time: a misspelt
     variable would otherwise send every customer an e-mail with a blank in it."""
+    context = _CheckingContext()
     try:
-        rendered = _render(source, sample_context(), engine=CHECKING_ENGINE)
+        rendered = _render(source, context, engine=CHECKING_ENGINE)
     except TemplateError as exc:
         return str(exc)
-    unknown = sorted(set(UNKNOWN_VARIABLE_MARK.findall(rendered)))
+    # Names the context lacks, and, from the marks, lookups into known ones (customer_name.nope).
+    nested = (name for name in UNKNOWN_VARIABLE_MARK.findall(rendered) if name.split(".")[0] not in context._unknown)
+    unknown = sorted(context._unknown.union(nested))
     if unknown:
         names = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
         return f"unknown variable{'s' if len(unknown) > 1 else ''} {names}: use the variables listed below"
@@ -209,9 +228,11 @@ def render_notification(template: NotificationTemplate, context: dict[str, str])
     return subject, _render(template.body, context).strip() + "\n"
 
 
-def _render(source: str, context: dict[str, str], engine: Engine = ENGINE) -> str:
+def _render(source: str, context: dict[str, str] | Context, engine: Engine = ENGINE) -> str:
+    if not isinstance(context, Context):
+        context = Context(context, autoescape=False)
     try:
-        return engine.from_string(source).render(Context(context, autoescape=False))
+        return engine.from_string(source).render(context)
     except TemplateSyntaxError as exc:
         unknown = UNKNOWN_TAG.search(str(exc))
         if unknown:

@@ -120,7 +120,7 @@ def test_only_people_who_may_edit_templates_can_preview(client):
         ("body", "{% debug %}", "is not available here"),
         ("body", '{% include "base.html" %}', "is not available here"),
         ("body", "Track it: {{ tracking_ur }}", "unknown variable {{ tracking_ur }}"),
-        ("subject", "Order {{ order_number }} for {{ customer.name }}", "unknown variable {{ customer.name }}"),
+        ("subject", "Order {{ order_number }} for {{ customer.name }}", "unknown variable {{ customer }}:"),
     ],
 )
 def test_a_template_that_would_not_render_is_refused_at_edit_time(admin_client, field, source, message):

@@ -277,6 +277,8 @@ def test_templates_cannot_reach_files_libraries_or_urls(source):
     [
         ("{{ order_numbr }} {{ customer_name.title }}", "unknown variable {{ order_numbr }}: use"),
         ("{{ carier }}{{ eta|default:'soon' }}", "unknown variables {{ carier }}, {{ eta }}: use"),
+        ("{% if delay_reasn %}Why: {{ delay_reason }}{% endif %}", "unknown variable {{ delay_reasn }}: use"),
+        ("{% for line in linez %}{{ line }}{% endfor %}", "unknown variable {{ linez }}: use"),
     ],
 )
 def test_a_misspelt_variable_is_named_at_edit_time(source, error):
@@ -284,7 +286,7 @@ def test_a_misspelt_variable_is_named_at_edit_time(source, error):
 
 
 def test_variables_a_template_sets_itself_are_known():
-    loop = "{% for c in order_number %}{{ forloop.counter }}{{ c }}{% endfor %}"
+    loop = "{% for c in order_number %}{% if c %}{{ forloop.counter }}{{ c }}{% endif %}{% endfor %}"
     alias = "{% with n=order_number %}{{ n }}{% endwith %}"
 
     assert template_error(loop + alias) is None
