@@ -171,6 +171,7 @@ class Delivery(models.Model):
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts since it was created or replayed.")
+    logged_attempts = models.PositiveIntegerField(default=0, help_text="Attempts over its whole life: the log's last.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="A sender holds it until then.")
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -293,8 +293,9 @@ def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome |
     if not admission.admitted:
         _unclaim(delivery, retry_at=admission.retry_at, note="circuit breaker open")
         return None
-    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1, logged_attempts=F("logged_attempts") + 1)
     delivery.attempts += 1
+    delivery.logged_attempts += 1
     try:
         request = _request(delivery, now)
     except ValueError as exc:
@@ -452,7 +453,7 @@ def _record(delivery: Delivery, request: Request, response: Response, endpoint: 
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
-            number=DeliveryAttempt.objects.filter(delivery=delivery).count() + 1,
+            number=delivery.logged_attempts,
             started_at=now,
             duration_ms=response.duration_ms,
             status_code=response.status_code,
