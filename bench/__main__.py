@@ -12,6 +12,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,26 +42,32 @@ from apps.timeline.services import apply_events  # noqa: E402
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
-class QueryCount:
-    """Counts every query run while it wraps the connection (Django's query log keeps only the
-    last 9,000, so differences of its length stop counting once it is full)."""
-
-    def __init__(self) -> None:
-        self.count = 0
+@dataclass
+class Measurement:
+    seconds: float = 0.0
+    queries: int = 0
+    peak: int = 0  # bytes
 
     def __call__(self, execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
-        self.count += 1
+        """Count a query: wraps the connection (Django's query log keeps only the last 9,000, so
+        differences of its length stop counting once it is full)."""
+        self.queries += 1
         return execute(sql, params, many, context)
-
-    def __len__(self) -> int:
-        return self.count
 
 
 @contextmanager
-def counting_queries() -> Iterator[QueryCount]:
-    counter = QueryCount()
-    with connection.execute_wrapper(counter):
-        yield counter
+def measuring() -> Iterator[Measurement]:
+    """Time, queries and peak traced memory of the block (filled in when it ends)."""
+    measurement = Measurement()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with connection.execute_wrapper(measurement):
+            yield measurement
+    finally:
+        measurement.seconds = time.perf_counter() - started
+        measurement.peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
 
 
 def story(n: int) -> list[dict]:
@@ -98,25 +105,10 @@ def reset_database() -> None:
 
 def measure(name: str, batches: list[list[dict]]) -> dict:
     events = [parse_events(batch) for batch in batches]
-    count = sum(len(batch) for batch in events)
-    tracemalloc.start()
-    started = time.perf_counter()
-    with counting_queries() as queries:
+    with measuring() as measured:
         for batch in events:
             apply_events(batch)
-    seconds = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return {
-        "case": name,
-        "events": count,
-        "batches": len(batches),
-        "seconds": round(seconds, 3),
-        "events_per_second": round(count / seconds),
-        "queries": len(queries),
-        "queries_per_batch": round(len(queries) / len(batches), 1),
-        "peak_memory_mb": round(peak / 2**20, 1),
-    }
+    return _row(name, measured, events=sum(len(batch) for batch in events), batches=len(batches))
 
 
 def cases() -> list[tuple[str, list[list[dict]]]]:
@@ -170,26 +162,12 @@ def measure_message(name: str, partner_code: str, fmt: str, body: bytes) -> dict
 
     partner = Partner.objects.get(code=partner_code)
     message, _ = message_receive(body=body, source="file", partner=partner, format=fmt, enqueue=False)
-    tracemalloc.start()
-    started = time.perf_counter()
-    with counting_queries() as queries:
+    with measuring() as measured:
         message_process(message.pk)
-    seconds = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
     message = InboundMessage.objects.get(pk=message.pk)
     if message.status != "processed":
         raise RuntimeError(f"{name}: {message.status} {message.error} {message.warnings[:3]}")
-    return {
-        "case": name,
-        "events": message.events_count,
-        "batches": 1,
-        "seconds": round(seconds, 3),
-        "events_per_second": round(message.events_count / seconds),
-        "queries": len(queries),
-        "queries_per_batch": len(queries),
-        "peak_memory_mb": round(peak / 2**20, 1),
-    }
+    return _row(name, measured, events=message.events_count)
 
 
 def ingest_cases() -> list[dict]:
@@ -255,40 +233,24 @@ def queue_cases(count: int) -> list[dict]:
         ("filtered (min amount 900, largest first)", {"min_amount": "900", "sort": "amount"}),
         ("page 150", {"page": "150"}),
     ):
-        tracemalloc.start()
-        started = time.perf_counter()
-        with counting_queries() as queries:
+        with measuring() as measured:
             response = client.get("/queues/finance/", params)
-        seconds = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
         if response.status_code != 200:
             raise RuntimeError(f"queue page {name}: {response.status_code}")
-        results.append(
-            {
-                "case": f"queue of {count:,} open cases: {name}",
-                "events": 0,
-                "batches": 1,
-                "seconds": round(seconds, 3),
-                "events_per_second": 0,
-                "queries": len(queries),
-                "queries_per_batch": len(queries),
-                "peak_memory_mb": round(peak / 2**20, 1),
-            }
-        )
+        results.append(_row(f"queue of {count:,} open cases: {name}", measured))
     return results
 
 
-def _row(case: str, seconds: float, queries: int, peak: int, *, events: int = 0, batches: int = 1) -> dict:
+def _row(case: str, measured: Measurement, *, events: int = 0, batches: int = 1) -> dict:
     return {
         "case": case,
         "events": events,
         "batches": batches,
-        "seconds": round(seconds, 3),
-        "events_per_second": round(events / seconds) if events else 0,
-        "queries": queries,
-        "queries_per_batch": round(queries / batches, 1),
-        "peak_memory_mb": round(peak / 2**20, 1),
+        "seconds": round(measured.seconds, 3),
+        "events_per_second": round(events / measured.seconds) if events else 0,
+        "queries": measured.queries,
+        "queries_per_batch": round(measured.queries / batches, 1),
+        "peak_memory_mb": round(measured.peak / 2**20, 1),
     }
 
 
@@ -304,16 +266,10 @@ def kpi_cases(days: int = 90, combinations: int = 20) -> list[dict]:
 
     ids = list(Order.objects.values_list("id", flat=True))
     chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
-    tracemalloc.start()
-    started = time.perf_counter()
-    with counting_queries() as queries:
+    with measuring() as measured:
         for chunk in chunks:
             kpis_refresh(order_ids=chunk)
-    seconds, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    results = [
-        _row(f"KPI refresh of {len(ids):,} orders (500 a task)", seconds, len(queries), peak, batches=len(chunks))
-    ]
+    results = [_row(f"KPI refresh of {len(ids):,} orders (500 a task)", measured, batches=len(chunks))]
 
     carriers = [Partner.objects.create(code=f"BCAR{n}", name="Bench carrier", kind="carrier") for n in range(10)]
     customers = [Partner.objects.create(code=f"BCUS{n}", name="Bench customer", kind="customer") for n in range(10)]
@@ -342,15 +298,11 @@ def kpi_cases(days: int = 90, combinations: int = 20) -> list[dict]:
     client.force_login(get_user_model().objects.create_superuser("bench-kpi", password=None))
     period = {"period": "custom", "start": str(first), "end": str(T0.date())}
     for name, params in (("all partners", {}), ("one carrier, by week", {"partner": "BCAR3", "grain": "week"})):
-        tracemalloc.start()
-        started = time.perf_counter()
-        with counting_queries() as queries:
+        with measuring() as measured:
             response = client.get("/dashboards/", {**period, **params})
-        seconds, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
         if response.status_code != 200:
             raise RuntimeError(f"dashboard {name}: {response.status_code}")
-        results.append(_row(f"SLA dashboard, {days} days of {rows:,} rollup rows: {name}", seconds, len(queries), peak))
+        results.append(_row(f"SLA dashboard, {days} days of {rows:,} rollup rows: {name}", measured))
     return results
 
 
@@ -388,20 +340,13 @@ def outbound_cases(orders: int = 1000) -> list[dict]:
     finally:
         celery_app.conf.task_always_eager = True
     ids = list(Delivery.objects.order_by("pk").values_list("pk", flat=True)[:1000])
-    tracemalloc.start()
-    started = time.perf_counter()
-    with counting_queries() as queries:
+    with measuring() as measured:
         for pk in ids:
             delivery_send(pk)
-    seconds = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
     server.shutdown()
     # The cases after this one measure ingestion alone, not sends to a receiver that is gone.
     Subscription.objects.filter(partner=erp).delete()
-    results.append(
-        _row(f"send {len(ids)} deliveries to loopback", seconds, len(queries), peak, events=len(ids), batches=len(ids))
-    )
+    results.append(_row(f"send {len(ids)} deliveries to loopback", measured, events=len(ids), batches=len(ids)))
     return results
 
 
