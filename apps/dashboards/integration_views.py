@@ -8,7 +8,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.dashboards.health import NONE, WINDOW, dead_letters, integration_health
@@ -16,6 +15,7 @@ from apps.dashboards.trace import message_trace
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import messages_replay
 from apps.partners.models import Channel, Partner
+from controltower.http import next_url
 
 VIEW = "ingest.view_inboundmessage"
 REPLAY = "ingest.replay_inboundmessage"
@@ -103,13 +103,6 @@ def message_trace_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboards/trace.html", context)
 
 
-def _next_url(request: HttpRequest) -> str:
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("dead-letters")
-    return target
-
-
 @require_POST
 @login_required
 @permission_required(REPLAY, raise_exception=True)
@@ -124,4 +117,4 @@ def messages_replay_view(request: HttpRequest) -> HttpResponse:
         for errors in form.errors.values():
             for error in errors:
                 messages.error(request, error)
-    return redirect(_next_url(request))
+    return redirect(next_url(request, reverse("dead-letters")))

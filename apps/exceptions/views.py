@@ -16,7 +16,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -33,6 +32,7 @@ from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.roles import queues_of
 from apps.exceptions.selectors import MINE, case_detail, case_list, cases_by_ids
 from apps.exceptions.services import CaseActionError, ReasonCode, cases_act
+from controltower.http import next_url
 
 CASES_PER_PAGE = 50
 EXPORT_CHUNK = 500
@@ -226,10 +226,7 @@ def _plural(count: int) -> str:
 
 
 def _next_url(request: HttpRequest) -> str:
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("case-queue", args=[MINE])
-    return target
+    return next_url(request, reverse("case-queue", args=[MINE]))
 
 
 @require_POST

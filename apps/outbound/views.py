@@ -11,7 +11,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -28,6 +27,7 @@ from apps.outbound.selectors import (
     subscription_deliveries,
 )
 from apps.outbound.services import deliveries_replay
+from controltower.http import next_url
 
 VIEW = "outbound.view_subscription"
 REPLAY = "outbound.replay_delivery"
@@ -129,13 +129,6 @@ def _replayed_message(count: int) -> str:
     return f"{count} {noun} queued to send again."
 
 
-def _next_url(request: HttpRequest, subscription: Subscription) -> str:
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("subscription-detail", args=[subscription.pk])
-    return target
-
-
 @require_POST
 @login_required
 @permission_required(REPLAY, raise_exception=True)
@@ -157,7 +150,7 @@ def deliveries_replay_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             messages.error(request, error)
         if message:
             messages.success(request, message)
-        return redirect(_next_url(request, subscription))
+        return redirect(next_url(request, reverse("subscription-detail", args=[subscription.pk])))
     query = {name: request.POST[name] for name in ("status", "page") if request.POST.get(name)}
     context = {
         **_deliveries_context(request, subscription, query),
