@@ -372,47 +372,57 @@ def _hatched_swatch(chart_id: str, index: int, x: float, y: float) -> SafeString
 
 
 def _y_grid(plot: _Plot, format_value: Callable[[float], str]) -> SafeString:
-    lines = []
-    for step in range(plot.intervals + 1):
-        value = plot.scale_max * step / plot.intervals
-        y = plot.y(value)
-        lines.append(
-            format_html(
-                '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" stroke-opacity="{}"/>'
-                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
-                _n(plot.left),
-                _n(y),
-                _n(plot.right),
-                _n(y),
-                ".4" if step == 0 else ".15",
-                _n(plot.left - 6),
-                _n(y + FONT_SIZE / 3),
+    """Horizontal grid lines with their values on the left (column and line charts)."""
+    return _join(
+        [
+            _grid_line(
+                (plot.left, plot.y(value), plot.right, plot.y(value)),
+                (plot.left - 6, plot.y(value) + FONT_SIZE / 3, "end"),
                 format_value(value),
+                baseline=step == 0,
             )
-        )
-    return _join(lines)
+            for step, value in _ticks(plot)
+        ]
+    )
 
 
 def _x_grid(plot: _Plot, format_value: Callable[[float], str]) -> SafeString:
-    lines = []
-    for step in range(plot.intervals + 1):
-        value = plot.scale_max * step / plot.intervals
-        x = plot.x(value)
-        lines.append(
-            format_html(
-                '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" stroke-opacity="{}"/>'
-                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
-                _n(x),
-                _n(plot.top),
-                _n(x),
-                _n(plot.bottom),
-                ".4" if step == 0 else ".15",
-                _n(x),
-                _n(plot.bottom + FONT_SIZE + 6),
+    """Vertical grid lines with their values underneath (bar charts)."""
+    return _join(
+        [
+            _grid_line(
+                (plot.x(value), plot.top, plot.x(value), plot.bottom),
+                (plot.x(value), plot.bottom + FONT_SIZE + 6, "middle"),
                 format_value(value),
+                baseline=step == 0,
             )
-        )
-    return _join(lines)
+            for step, value in _ticks(plot)
+        ]
+    )
+
+
+def _ticks(plot: _Plot) -> list[tuple[int, float]]:
+    return [(step, plot.scale_max * step / plot.intervals) for step in range(plot.intervals + 1)]
+
+
+def _grid_line(
+    line: tuple[float, float, float, float], label: tuple[float, float, str], text: str, *, baseline: bool
+) -> SafeString:
+    x1, y1, x2, y2 = line
+    label_x, label_y, anchor = label
+    return format_html(
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" stroke-opacity="{}"/>'
+        '<text class="tick" x="{}" y="{}" text-anchor="{}">{}</text>',
+        _n(x1),
+        _n(y1),
+        _n(x2),
+        _n(y2),
+        ".4" if baseline else ".15",
+        _n(label_x),
+        _n(label_y),
+        anchor,
+        text,
+    )
 
 
 def _x_labels(plot: _Plot, labels: list[str]) -> SafeString:
