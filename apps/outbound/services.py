@@ -484,8 +484,7 @@ def _record(delivery: Delivery, request: Request, response: Response, endpoint: 
             OutboundMessage.objects.filter(pk=delivery.document_id).update(status=status)
         released = []
         if response.status_code is not None and not response.retryable:
-            if endpoint.state != Endpoint.State.CLOSED or endpoint.failures:  # else nothing to reset
-                released = breaker_succeeded(endpoint_id=endpoint.pk, now=now)
+            released = breaker_succeeded(endpoint=endpoint, now=now)
         elif not response.permanent:
             breaker_failed(endpoint_id=endpoint.pk, now=now, error=response.error)
         if result == "delivered" and subscription.ordered and delivery.order_id:
@@ -583,15 +582,20 @@ def breaker_admit(*, endpoint: Endpoint, now: datetime) -> Admission:
         return Admission(True, now)
 
 
-def breaker_succeeded(*, endpoint_id: int, now: datetime) -> list[int]:
-    """The endpoint answered: close its breaker; deliveries that waited on it are due now."""
-    closed = Endpoint.objects.filter(pk=endpoint_id).exclude(state=Endpoint.State.CLOSED, failures=0)
+def breaker_succeeded(*, endpoint: Endpoint, now: datetime) -> list[int]:
+    """The endpoint answered: close its breaker; deliveries that waited on it are due now.
+
+    ``endpoint`` is as last read: closed without failures, there is nothing to reset and no query
+    (a failure counted since keeps its count, as if this answer had come a moment earlier)."""
+    if endpoint.state == Endpoint.State.CLOSED and not endpoint.failures:
+        return []
+    closed = Endpoint.objects.filter(pk=endpoint.pk).exclude(state=Endpoint.State.CLOSED, failures=0)
     was_open = closed.exclude(state=Endpoint.State.CLOSED).exists()
     closed.update(state=Endpoint.State.CLOSED, failures=0, trips=0, probe_started_at=None, retry_at=None)
     if not was_open:
         return []
     waiting = Delivery.objects.filter(
-        subscription__endpoint_id=endpoint_id, status=Delivery.Status.PENDING, next_attempt_at__gt=now
+        subscription__endpoint_id=endpoint.pk, status=Delivery.Status.PENDING, next_attempt_at__gt=now
     )
     ids = list(waiting.values_list("pk", flat=True)[:SWEEP_BATCH])
     Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
@@ -632,7 +636,7 @@ def endpoint_close(*, endpoint_id: int) -> int:
     """Someone closes a breaker by hand (the receiver is back): what waited is sent now."""
     now = timezone.now()
     with transaction.atomic():
-        released = breaker_succeeded(endpoint_id=endpoint_id, now=now)
+        released = breaker_succeeded(endpoint=Endpoint.objects.get(pk=endpoint_id), now=now)
         _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
     return len(released)
 
