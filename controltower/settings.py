@@ -127,6 +127,17 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# What the other apps do with each apply, in order (see apps/timeline/reactions.py): billing's
+# projections and the outbox inside the apply's transaction; the rest once per committed batch.
+TIMELINE_REACTIONS = [
+    "apps.billing.reactions.project_billing",
+    "apps.outbound.reactions.write_outbox",
+    "apps.timeline.realtime.push_live_updates",
+    "apps.billing.reactions.invoice_touched_orders",
+    "apps.exceptions.reactions.detect_on_touched_orders",
+    "apps.dashboards.reactions.refresh_touched_kpis",
+]
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)

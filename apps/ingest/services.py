@@ -24,8 +24,10 @@ from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
+from apps.timeline import reactions
 from apps.timeline.events import CanonicalEvent, EventKind, EventSource
 from apps.timeline.services import apply_events as apply_timeline_events
+from apps.timeline.stages import timed
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +162,8 @@ def message_process(message_id: int, *, keep_events: bool = False) -> Outcome | 
         message.attempts += 1
         kpis_refresh_later(message_ids=[message_id])
         try:
-            outcome = _process(message, keep_events=keep_events)
+            with reactions.collecting():
+                outcome = _process(message, keep_events=keep_events)
         except PermanentFailure as exc:
             _mark_dead(message, str(exc))
             return Outcome(message=message)
@@ -318,7 +321,8 @@ def _batches(events: Iterable[CanonicalEvent], size: int) -> Iterator[list[Canon
 
 def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:
     try:
-        return get_parser(fmt).parse(body, context)
+        with timed("parse"):
+            return get_parser(fmt).parse(body, context)
     except ParseError as exc:
         raise PermanentFailure(str(exc)) from exc
     except Exception as exc:

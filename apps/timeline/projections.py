@@ -127,15 +127,12 @@ def orders_of_shipments(shipment_ids: Iterable[int]) -> set[int]:
 
 
 def recompute(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
-    """Recompute shipments first (orders read them), then orders, then what hangs off them."""
-    from apps.billing.projections import recompute_billing
-
+    """Recompute shipments first (orders read them), then orders."""
     shipment_ids, order_ids = set(shipment_ids), set(order_ids)
     if shipment_ids:
         _recompute_shipments(shipment_ids)
     if order_ids:
         _recompute_orders(order_ids)
-    recompute_billing(order_ids=order_ids, shipment_ids=shipment_ids)
 
 
 # --- shipments --------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from apps.timeline.reactions import Phase, Touched, reaction
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,3 +30,8 @@ def broadcast_orders_changed(order_ids: Iterable[int]) -> None:
         async_to_sync(send_all)()
     except Exception:
         logger.warning("live update for orders %s not sent", ids[:10], exc_info=True)
+
+
+@reaction(phase=Phase.AFTER_COMMIT, stage="live")
+def push_live_updates(touched: Touched) -> None:
+    broadcast_orders_changed(sorted(touched.order_ids))

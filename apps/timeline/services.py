@@ -16,9 +16,8 @@ from typing import NamedTuple
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from apps.outbound.services import events_publish
 from apps.partners.models import Channel, Partner
-from apps.timeline import projections
+from apps.timeline import projections, reactions
 from apps.timeline.events import (
     ORDER_REFERENCE_KINDS,
     ORDER_REFERENCE_STRENGTH,
@@ -40,6 +39,7 @@ from apps.timeline.models import (
     Shipment,
     ShipmentOrderClaim,
 )
+from apps.timeline.stages import timed
 
 RefKey = tuple[str, str]
 TASK_BATCH_SIZE = 500
@@ -105,19 +105,21 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
     call, as soon as a reference they carry appears.
     """
     result = ApplyResult()
-    with transaction.atomic():
+    with timed("apply"), transaction.atomic():
         pending = _without_duplicates(list(events), result)
         batch = _load_batch(pending)
         while pending:
             new_keys = _apply_round(pending, batch, result)
             pending = _unpark(new_keys, batch, result)
         result.order_ids |= projections.orders_of_shipments(result.shipment_ids)
-        projections.recompute(order_ids=result.order_ids, shipment_ids=result.shipment_ids)
-        events_publish(batch.recorded)
+        with timed("projections"):
+            projections.recompute(order_ids=result.order_ids, shipment_ids=result.shipment_ids)
+        touched = reactions.Touched(
+            order_ids=set(result.order_ids), shipment_ids=set(result.shipment_ids), milestones=batch.recorded
+        )
+        reactions.run(reactions.Phase.IN_TRANSACTION, touched)
         result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
-        if result.order_ids:
-            ids = sorted(result.order_ids)
-            transaction.on_commit(lambda: _react(ids))
+        reactions.after_commit(touched)
     return result
 
 
@@ -160,21 +162,6 @@ def queue_for(kind: EventKind) -> str:
     if kind in BULK_KINDS:
         return "bulk"
     return "default"
-
-
-def _react(order_ids: list[int]) -> None:
-    """After commit: invoice rules, exception rules and KPIs over the touched orders; live pages told."""
-    from apps.billing.tasks import evaluate_invoice_rules_task
-    from apps.dashboards.tasks import kpis_refresh_task
-    from apps.exceptions.tasks import detect_for_orders_task
-    from apps.timeline.realtime import broadcast_orders_changed
-
-    broadcast_orders_changed(order_ids)
-    for start in range(0, len(order_ids), TASK_BATCH_SIZE):
-        chunk = order_ids[start : start + TASK_BATCH_SIZE]
-        evaluate_invoice_rules_task.apply_async(args=[chunk], queue="critical")
-        detect_for_orders_task.apply_async(args=[chunk], queue="default")
-        kpis_refresh_task.apply_async(kwargs={"order_ids": chunk, "message_ids": [], "case_ids": []}, queue="bulk")
 
 
 # --- dedupe and lookups -----------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""What other apps do with an apply, without the core knowing them.
+
+``settings.TIMELINE_REACTIONS`` names the reactions by dotted path; each is marked with
+``@reaction`` and runs in one of two phases, in the order the setting lists them:
+
+- ``IN_TRANSACTION``: inside the apply's transaction, once per ``apply_events`` call, with the
+  milestones it recorded (billing's projections, the transactional outbox);
+- ``AFTER_COMMIT``: once per committed unit of work, over every order and shipment it touched
+  (invoice rules, exception detection, KPIs, live updates). An orchestrator that applies several
+  batches in one transaction (a whole message, a micro-batch of webhooks) wraps them in
+  ``collecting()`` so these run once for all of them.
+
+Adding a reaction is one line of configuration; the apply path imports none of them.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from apps.timeline.models import Milestone
+from apps.timeline.stages import timed
+
+logger = logging.getLogger(__name__)
+
+
+class Phase(StrEnum):
+    IN_TRANSACTION = "in_transaction"
+    AFTER_COMMIT = "after_commit"
+
+
+@dataclass
+class Touched:
+    """The subjects a unit of work changed; ``milestones`` only within the apply's transaction."""
+
+    order_ids: set[int] = field(default_factory=set)
+    shipment_ids: set[int] = field(default_factory=set)
+    milestones: list[Milestone] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.order_ids or self.shipment_ids or self.milestones)
+
+    def add(self, other: "Touched") -> None:
+        self.order_ids |= other.order_ids
+        self.shipment_ids |= other.shipment_ids
+
+
+Reaction = Callable[[Touched], None]
+
+
+def reaction(*, phase: Phase, stage: str) -> Callable[[Reaction], Reaction]:
+    """Mark a function as a reaction of ``phase``; its time is counted under ``stage``."""
+
+    def mark(func: Reaction) -> Reaction:
+        func.phase, func.stage = phase, stage  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+@cache
+def _load(paths: tuple[str, ...]) -> tuple[Reaction, ...]:
+    loaded = tuple(import_string(path) for path in paths)
+    unmarked = [path for path, func in zip(paths, loaded, strict=True) if not hasattr(func, "phase")]
+    if unmarked:
+        raise TypeError(f"TIMELINE_REACTIONS names functions not marked with @reaction: {', '.join(unmarked)}")
+    return loaded
+
+
+def registered(phase: Phase) -> list[Reaction]:
+    return [func for func in _load(tuple(settings.TIMELINE_REACTIONS)) if func.phase == phase]  # type: ignore[attr-defined]
+
+
+def run(phase: Phase, touched: Touched) -> None:
+    """Run the reactions of ``phase``. Inside the transaction a failure rolls the apply back;
+    after commit each reaction is on its own (a failure is logged, the others still run, and
+    the periodic sweeps catch up on what it missed)."""
+    for func in registered(phase):
+        with timed(func.stage):  # type: ignore[attr-defined]
+            if phase == Phase.IN_TRANSACTION:
+                func(touched)
+                continue
+            try:
+                func(touched)
+            except Exception:
+                logger.exception("reaction %s failed for %d orders", func.__qualname__, len(touched.order_ids))
+
+
+_collector: ContextVar[Touched | None] = ContextVar("timeline_reactions_collector", default=None)
+
+
+def after_commit(touched: Touched) -> None:
+    """Run the after-commit reactions over ``touched`` once the transaction commits, or hand
+    the subjects to the enclosing ``collecting()`` block."""
+    if not (touched.order_ids or touched.shipment_ids):
+        return
+    collector = _collector.get()
+    if collector is not None:
+        collector.add(touched)
+        return
+    subjects = Touched(order_ids=set(touched.order_ids), shipment_ids=set(touched.shipment_ids))
+    transaction.on_commit(lambda: run(Phase.AFTER_COMMIT, subjects))
+
+
+@contextmanager
+def collecting() -> Iterator[Touched]:
+    """Gather the subjects of every apply in the block; react to all of them once, on commit.
+
+    The reactions are scheduled even when the block raises: if the transaction around it rolls
+    back, Django drops them with it; if the caller catches the error and commits what was
+    applied, they run.
+    """
+    outer = _collector.get()
+    if outer is not None:
+        yield outer
+        return
+    collected = Touched()
+    token = _collector.set(collected)
+    try:
+        yield collected
+    finally:
+        _collector.reset(token)
+        after_commit(collected)
