@@ -4,9 +4,11 @@
 and a case whose condition has cleared closes itself with resolution "auto".
 """
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
@@ -18,6 +20,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.rules import DETECTORS, Detector, Hit
+from apps.timeline.models import Shipment
 
 OPEN = ExceptionCase.OPEN_STATUSES
 CLOSED_BY_PEOPLE = (ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED)
@@ -88,14 +91,19 @@ def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = Non
     now = now or timezone.now()
     scope = set(order_ids) if order_ids is not None else None
     report = DetectionReport()
-    for rule in ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS):
+    rules = list(ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS))
+    if scope is not None:
+        rules = [rule for rule in rules if DETECTORS[rule.code].order_scoped]
+    cases = _cases_in_scope(scope) if scope is not None and rules else None
+    for rule in rules:
         detector = DETECTORS[rule.code]
-        if scope is not None and not detector.order_scoped:
-            continue
         with transaction.atomic():
             hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
             report.opened += _open(rule, detector, hits, now)
-            report.closed += _close_cleared(rule, detector.subject_type, hits, scope, now)
+            if cases is None:
+                report.closed += _close_cleared(rule, hits, now)
+            else:
+                report.closed += _close_cleared_in_scope(cases.get(rule.id, []), hits, now)
     kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
@@ -117,7 +125,9 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
     if detector.hold_after_manual_close:
         handled |= Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True) & ~Q(resolution="auto")
     already = set(
-        ExceptionCase.objects.filter(handled, rule=rule, subject_id__in=hits).values_list("subject_id", flat=True)
+        ExceptionCase.objects.filter(
+            handled, rule=rule, subject_type=detector.subject_type, subject_id__in=hits
+        ).values_list("subject_id", flat=True)
     )
     new = [hit for subject_id, hit in hits.items() if subject_id not in already]
     if not new:
@@ -147,22 +157,76 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
     )
     opened = list(
         ExceptionCase.objects.filter(
-            rule=rule, status__in=OPEN, subject_id__in=[hit.subject_id for hit in new], opened_at=now
+            rule=rule,
+            status__in=OPEN,
+            subject_type=detector.subject_type,
+            subject_id__in=[hit.subject_id for hit in new],
+            opened_at=now,
         ).values_list("id", flat=True)
     )
     CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, at=now, action=CaseEvent.Action.OPENED) for pk in opened])
     return opened
 
 
-def _close_cleared(
-    rule: ExceptionRule, subject_type: str, hits: dict[int, Hit], scope: set[int] | None, now: datetime
-) -> list[int]:
-    in_scope = Q() if scope is None else Q(order_id__in=scope) | Q(shipment__orders__in=scope)
-    ExceptionCase.objects.filter(
-        in_scope, rule=rule, status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True
-    ).exclude(subject_id__in=hits).exclude(resolution="auto").update(condition_cleared_at=now)
-    cases = ExceptionCase.objects.filter(in_scope, rule=rule, status__in=OPEN).exclude(subject_id__in=hits)
-    cleared = list(cases.values_list("id", flat=True).distinct())
+def _close_cleared(rule: ExceptionRule, hits: dict[int, Hit], now: datetime) -> list[int]:
+    """The sweep: every case of the rule whose subject is no longer a hit."""
+    ExceptionCase.objects.filter(rule=rule, status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True).exclude(
+        subject_id__in=hits
+    ).exclude(resolution="auto").update(condition_cleared_at=now)
+    cleared = list(
+        ExceptionCase.objects.filter(rule=rule, status__in=OPEN)
+        .exclude(subject_id__in=hits)
+        .values_list("id", flat=True)
+    )
+    return _resolve_automatically(cleared, now)
+
+
+class _ScopedCase(NamedTuple):
+    id: int
+    subject_id: int
+    status: str
+    resolution: str
+    condition_cleared_at: datetime | None
+
+
+def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
+    """The cases about the touched orders and their shipments, by rule: one query for every rule.
+
+    Filtering on the two subject columns (each indexed) rather than joining through the
+    shipment's orders lets the database read only these cases, however many others are open.
+    """
+    shipment_ids = set(
+        Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list("shipment_id", flat=True)
+    )
+    live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
+    rows = ExceptionCase.objects.filter(Q(order_id__in=order_ids) | Q(shipment_id__in=shipment_ids), live).values_list(
+        "rule_id", "id", "subject_id", "status", "resolution", "condition_cleared_at"
+    )
+    cases: dict[int, list[_ScopedCase]] = defaultdict(list)
+    for rule_id, *fields in rows:
+        cases[rule_id].append(_ScopedCase(*fields))
+    return cases
+
+
+def _close_cleared_in_scope(cases: list[_ScopedCase], hits: dict[int, Hit], now: datetime) -> list[int]:
+    """After an apply: only the touched subjects' cases whose subject is no longer a hit."""
+    gone = [case for case in cases if case.subject_id not in hits]
+    handled = [
+        case.id
+        for case in gone
+        if case.status in CLOSED_BY_PEOPLE and case.condition_cleared_at is None and case.resolution != "auto"
+    ]
+    if handled:
+        ExceptionCase.objects.filter(id__in=handled, condition_cleared_at__isnull=True).update(condition_cleared_at=now)
+    cleared = list(
+        ExceptionCase.objects.filter(
+            id__in=[case.id for case in gone if case.status in OPEN], status__in=OPEN
+        ).values_list("id", flat=True)
+    )
+    return _resolve_automatically(cleared, now)
+
+
+def _resolve_automatically(cleared: list[int], now: datetime) -> list[int]:
     if not cleared:
         return []
     ExceptionCase.objects.filter(id__in=cleared).update(
