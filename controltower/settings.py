@@ -128,14 +128,15 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # What the other apps do with each apply, in order (see apps/timeline/reactions.py): billing's
-# projections and the outbox inside the apply's transaction; the rest once per committed batch.
+# projections and the outbox inside the apply's transaction; the rest once per committed batch,
+# invoicing first so that detection, KPIs and live pages see the invoices it made.
 TIMELINE_REACTIONS = [
     "apps.billing.reactions.project_billing",
     "apps.outbound.reactions.write_outbox",
-    "apps.timeline.realtime.push_live_updates",
     "apps.billing.reactions.invoice_touched_orders",
     "apps.exceptions.reactions.detect_on_touched_orders",
     "apps.dashboards.reactions.refresh_touched_kpis",
+    "apps.timeline.realtime.push_live_updates",
 ]
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"

@@ -65,6 +65,9 @@ def reaction(*, phase: Phase, stage: str) -> Callable[[Reaction], Reaction]:
     return mark
 
 
+_collector: ContextVar[Touched | None] = ContextVar("timeline_reactions_collector", default=None)
+
+
 @cache
 def _load(paths: tuple[str, ...]) -> tuple[Reaction, ...]:
     loaded = tuple(import_string(path) for path in paths)
@@ -82,18 +85,35 @@ def run(phase: Phase, touched: Touched) -> None:
     """Run the reactions of ``phase``. Inside the transaction a failure rolls the apply back;
     after commit each reaction is on its own (a failure is logged, the others still run, and
     the periodic sweeps catch up on what it missed)."""
+    if phase == Phase.AFTER_COMMIT:
+        _react_after_commit(touched)
+        return
     for func in registered(phase):
         with timed(func.stage):  # type: ignore[attr-defined]
-            if phase == Phase.IN_TRANSACTION:
-                func(touched)
-                continue
+            func(touched)
+
+
+def _react_after_commit(touched: Touched) -> None:
+    """A reaction may apply events itself (invoice rules invoice the touched orders): those
+    subjects are collected and reacted to in one more round, unless this round already covers
+    them, so an invoiced order is not detected and refreshed twice."""
+    nested = Touched()
+    token = _collector.set(nested)
+    try:
+        _run_each(touched)
+    finally:
+        _collector.reset(token)
+    if nested.order_ids - touched.order_ids or nested.shipment_ids - touched.shipment_ids:
+        _react_after_commit(nested)
+
+
+def _run_each(touched: Touched) -> None:
+    for func in registered(Phase.AFTER_COMMIT):
+        with timed(func.stage):  # type: ignore[attr-defined]
             try:
                 func(touched)
             except Exception:
                 logger.exception("reaction %s failed for %d orders", func.__qualname__, len(touched.order_ids))
-
-
-_collector: ContextVar[Touched | None] = ContextVar("timeline_reactions_collector", default=None)
 
 
 def after_commit(touched: Touched) -> None:
