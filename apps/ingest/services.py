@@ -31,7 +31,7 @@ from apps.timeline.stages import timed
 
 logger = logging.getLogger(__name__)
 
-APPLY_BATCH_SIZE = 500
+APPLY_BATCH_SIZE = 2000
 APPLY_BATCH_LINES = 10_000
 STUCK_AFTER = timedelta(minutes=10)
 DOCUMENT_FORMATS = ("x12", "edifact", "csv", "json")
