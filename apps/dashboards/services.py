@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
@@ -153,7 +153,7 @@ def kpis_refresh(
         old = {fact.key: fact for fact in _stored_facts(subjects)}
         gone = [old[key] for key in old.keys() - new.keys()]
         changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
-        _write_facts(gone + [before for before, _ in changed if before], [after for _, after in changed])
+        _write_facts(gone, [after for _, after in changed])
         deltas: dict[tuple, Totals] = defaultdict(Totals)
         for fact in gone:
             deltas[fact.bucket].add(fact, -1)
@@ -305,7 +305,19 @@ def _fact_rows(queryset: QuerySet[Fact]) -> Iterator[FactRow]:
         yield FactRow(*values)
 
 
-def _write_facts(remove: list[FactRow], add: list[FactRow]) -> None:
+def _write_facts(remove: list[FactRow], upsert: list[FactRow]) -> None:
+    """Delete the facts that are gone; insert or overwrite the changed ones in one statement."""
+    _delete_facts(remove)
+    Fact.objects.bulk_create(
+        _fact_models(upsert),
+        batch_size=CHUNK,
+        update_conflicts=True,
+        unique_fields=["metric", "subject_type", "subject_id"],
+        update_fields=[name for name in FactRow._fields if name not in ("metric", "subject_type", "subject_id")],
+    )
+
+
+def _delete_facts(remove: list[FactRow]) -> None:
     by_type: dict[str, set[tuple[str, int]]] = defaultdict(set)
     for fact in remove:
         by_type[fact.subject_type].add((fact.metric, fact.subject_id))
@@ -319,7 +331,6 @@ def _write_facts(remove: list[FactRow], add: list[FactRow]) -> None:
             if (metric, subject_id) in pairs
         ]
         Fact.objects.filter(pk__in=stale_ids).delete()
-    Fact.objects.bulk_create(_fact_models(add), batch_size=CHUNK)
 
 
 def _fact_models(facts: Iterable[FactRow]) -> Iterator[Fact]:
@@ -331,12 +342,16 @@ def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
     deltas = {bucket: delta for bucket, delta in deltas.items() if not delta.changes_nothing}
     if not deltas:
         return 0
-    metrics = {bucket[0] for bucket in deltas}
-    days = {bucket[1] for bucket in deltas}
-    stored = {
-        (r.metric, r.day, r.partner_id, r.customer_id, r.region, r.detail): r
-        for r in Rollup.objects.filter(metric__in=metrics, day__in=days)
-    }
+    metric, day, partner, customer, region, detail = (set(values) for values in zip(*deltas, strict=True))
+    candidates = Rollup.objects.filter(
+        _among("partner_id", partner),
+        _among("customer_id", customer),
+        metric__in=metric,
+        day__in=day,
+        region__in=region,
+        detail__in=detail,
+    )
+    stored = {(r.metric, r.day, r.partner_id, r.customer_id, r.region, r.detail): r for r in candidates}
     to_update, to_create, to_delete = [], [], []
     for bucket, delta in deltas.items():
         row = stored.get(bucket)
@@ -362,6 +377,13 @@ def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
     Rollup.objects.bulk_update(to_update, ["count", "hits", "seconds_sum", "histogram"], batch_size=CHUNK)
     Rollup.objects.bulk_create(_rollup_models({bucket: deltas[bucket] for bucket in to_create}), batch_size=CHUNK)
     return len(deltas)
+
+
+def _among(name: str, values: set[int | None]) -> Q:
+    """``name`` is one of ``values``, None included: the rows a refresh may change, not every
+    rollup of the same days."""
+    among = Q(**{f"{name}__in": values - {None}})
+    return among | Q(**{f"{name}__isnull": True}) if None in values else among
 
 
 def _rollup_models(totals: dict[tuple, Totals]) -> list[Rollup]:
