@@ -26,6 +26,7 @@ from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, m
 from apps.partners.authentication import IsPartnerOrPerson, IsPerson, PartnerPrincipal
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventSource, EventValidationError, parse_events
+from apps.timeline.services import queue_for_events
 
 CONTENT_TYPE_FORMATS = {
     "application/edi-x12": "x12",
@@ -229,7 +230,7 @@ class EventCreateView(APIView):
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest({"body": [f"Not valid JSON: {exc}"]}) from exc
         try:
-            parse_events(payload, source=EventSource(partner=partner.code))
+            events = parse_events(payload, source=EventSource(partner=partner.code))
         except EventValidationError as exc:
             return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
         try:
@@ -241,6 +242,7 @@ class EventCreateView(APIView):
                 format="json",
                 idempotency_key=request.headers.get("Idempotency-Key"),
                 content_type="application/json",
+                priority=queue_for_events(events),
             )
         except MessageRejected as exc:
             raise BadRequest({"body": [str(exc)]}) from exc

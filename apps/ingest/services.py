@@ -60,12 +60,14 @@ def message_receive(
     filename: str = "",
     content_type: str = "",
     enqueue: bool = True,
+    priority: str | None = None,
 ) -> tuple[InboundMessage, bool]:
     """Store a payload; return it and whether it is new.
 
     The same payload again (same idempotency key, or same partner and body) returns the original
     message and changes nothing. A new message is queued for processing once the transaction
-    commits, unless ``enqueue`` is False.
+    commits, unless ``enqueue`` is False; ``priority`` names its queue when the receiver already
+    knows what the message holds (a channel with its own priority still decides).
     """
     if not body:
         raise MessageRejected("the message is empty")
@@ -97,7 +99,7 @@ def message_receive(
             raise
         return _resent(existing), False
     if enqueue:
-        transaction.on_commit(lambda: enqueue_processing([message]))
+        transaction.on_commit(lambda: enqueue_processing([message], priority=priority))
     return message, True
 
 
@@ -115,18 +117,19 @@ def _resent(message: InboundMessage) -> InboundMessage:
     return message
 
 
-def enqueue_processing(messages: Iterable[InboundMessage]) -> None:
+def enqueue_processing(messages: Iterable[InboundMessage], *, priority: str | None = None) -> None:
     from apps.ingest.tasks import process_message_task
 
     for message in messages:
-        process_message_task.apply_async(args=[message.pk], queue=processing_queue(message))
+        process_message_task.apply_async(args=[message.pk], queue=processing_queue(message, priority))
 
 
-def processing_queue(message: InboundMessage) -> str:
-    """The channel's priority decides; ship notices and invoices are critical by their nature."""
+def processing_queue(message: InboundMessage, priority: str | None = None) -> str:
+    """The channel's priority decides, else what the receiver saw in the message (a delivery
+    among canonical events is critical, a batch of scans is bulk), else the default queue."""
     if message.channel_id and message.channel.priority != Channel.Priority.DEFAULT:
         return message.channel.priority
-    return "default"
+    return priority or "default"
 
 
 # --- process ----------------------------------------------------------------------------------

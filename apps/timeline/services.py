@@ -156,6 +156,14 @@ def enqueue_events(events: Sequence[CanonicalEvent]) -> None:
             transaction.on_commit(lambda q=queue, c=chunk: apply_events_task.apply_async(args=[c], queue=q))
 
 
+def queue_for_events(events: Iterable[CanonicalEvent]) -> str:
+    """The queue of a message holding these events: critical if any is, bulk if all are."""
+    queues = {queue_for(event.kind) for event in events}
+    if "critical" in queues:
+        return "critical"
+    return "bulk" if queues == {"bulk"} else "default"
+
+
 def queue_for(kind: EventKind) -> str:
     if kind in CRITICAL_KINDS or kind.family in ("invoice", "freight"):
         return "critical"

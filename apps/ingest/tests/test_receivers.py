@@ -164,3 +164,32 @@ def test_the_schema_documents_the_receivers(client, django_user_model):
     schema = client.get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").content.decode()
     for path in ("/api/v1/messages/", "/api/v1/events/", "/api/v1/messages/{id}/"):
         assert json.dumps(path)[1:-1] in schema
+
+
+@pytest.mark.parametrize(
+    ("kinds", "queue"),
+    [
+        (["shipment.in_transit", "shipment.eta_updated"], "bulk"),
+        (["shipment.in_transit", "shipment.delivered"], "critical"),
+        (["order.released"], "default"),
+    ],
+)
+def test_canonical_events_are_queued_by_what_they_hold(erp_api, monkeypatch, kinds, queue):
+    """A delivery overtakes a flood of scans: the receiver already parsed the events, so the
+    message goes to the queue its most urgent event needs."""
+    from apps.ingest import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.process_message_task, "apply_async", lambda **kw: queued.append(kw["queue"]))
+    body = [
+        {
+            "event_id": f"e-{n}",
+            "kind": kind,
+            "occurred_at": "2026-11-20T10:00:00+00:00",
+            "references": [{"kind": "tracking", "value": "1Z1"}],
+        }
+        for n, kind in enumerate(kinds)
+    ]
+    response = erp_api.post(EVENTS, json.dumps({"events": body}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert queued == [queue]
