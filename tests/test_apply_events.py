@@ -338,3 +338,24 @@ def test_applying_a_thousand_events_costs_about_the_queries_of_a_few():
     # statement), but the count must stay near flat, never grow with the number of events.
     assert len(large) <= 2 * len(small), [q["sql"][:80] for q in large.captured_queries]
     assert Order.objects.filter(stage=OrderStage.INVOICED).count() == 168
+
+
+def test_an_event_parked_while_its_reference_was_being_created_elsewhere_is_applied_after_commit(
+    django_capture_on_commit_callbacks,
+):
+    """Two workers crossing: this one parks a scan for a tracking number that another worker's
+    ship notice is creating in a transaction this one cannot see yet."""
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = apply_events(events(carrier("1Z9", "shipment.delivered", 30)))
+    assert result.parked == ["1Z9-shipment.delivered-30"]
+    # The other worker commits its ship notice before this transaction's hooks run.
+    apply_events(events(order_created("SO-9")))
+    shipment = Shipment.objects.create(number="SH-9")
+    Reference.objects.create(kind="tracking", value="1Z9", shipment=shipment)
+
+    for callback in callbacks:
+        callback()
+
+    assert not ParkedEvent.objects.exists()
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.DELIVERED

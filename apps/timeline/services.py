@@ -92,6 +92,8 @@ class _Batch:
     channels: dict[tuple[str, str], Channel]
     references: dict[RefKey, set[Target]] = field(default_factory=dict)
     recorded: list[Milestone] = field(default_factory=list)
+    parked_keys: set[RefKey] = field(default_factory=set)
+    gained_keys: set[RefKey] = field(default_factory=set)
 
     def targets(self, ref: EventReference) -> set[Target]:
         return self.references.get((ref.kind.value, ref.value), set())
@@ -120,21 +122,33 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
         reactions.run(reactions.Phase.IN_TRANSACTION, touched)
         result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
         reactions.after_commit(touched)
+        crossing = batch.parked_keys | batch.gained_keys
+        if crossing:
+            transaction.on_commit(lambda: retry_parked_events(keys=crossing))
     return result
 
 
-def retry_parked_events(*, limit: int = 5000) -> ApplyResult:
-    """Apply parked events whose references match by now.
+def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -> ApplyResult:
+    """Apply parked events whose references match by now (only those carrying ``keys``, if given).
 
-    Catches a reference that appeared while the event was being parked (two transactions
-    crossing). Events that still match nothing stay parked, with their original parking time.
+    Catches a reference that appeared while the event was being parked: two workers crossing,
+    each parking what the other has not committed yet. Every apply that parks events or creates
+    references runs it over those keys after its commit, so whichever of the two commits last
+    finds the other's rows; the periodic run is the safety net. Events that still match nothing
+    stay parked, with their original parking time.
     """
     known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
-    ids = set(ParkedReference.objects.filter(Exists(known)).values_list("parked_event_id", flat=True)[:limit])
+    parked = ParkedReference.objects.filter(Exists(known))
+    if keys is not None:
+        parked = parked.filter(value__in={value for _, value in keys})
+        rows = parked.values_list("parked_event_id", "kind", "value")[:limit]
+        ids = {parked_id for parked_id, kind, value in rows if (kind, value) in keys}
+    else:
+        ids = set(parked.values_list("parked_event_id", flat=True)[:limit])
     if not ids:
         return ApplyResult()
     with transaction.atomic():
-        rows = list(ParkedEvent.objects.select_for_update().filter(pk__in=ids))
+        rows = list(ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__in=ids))
         ParkedEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
         return apply_events([load_stored_event(row.payload) for row in rows])
 
@@ -289,6 +303,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
     _save_links(links, claims, result)
     gained = {key for key, targets in batch.references.items() if targets - before.get(key, frozenset())}
     _link_claimed_orders(gained, result)
+    batch.gained_keys |= gained
     return gained
 
 
@@ -548,6 +563,7 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> N
         ignore_conflicts=True,
     )
     by_id = {event.event_id: event for event in events}
+    batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
     ids = dict(ParkedEvent.objects.filter(event_id__in=by_id).values_list("event_id", "pk"))
     ParkedReference.objects.bulk_create(
         [
