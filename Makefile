@@ -10,8 +10,10 @@ PORT ?= 8000
 DEMO_USER ?= demo
 DEMO_PASSWORD ?= control-tower-demo
 DEMO_RATE ?= 1
+ORDERS ?= 20000
+WORKERS ?= 2
 
-.PHONY: demo test bench lint format migrate serve clean
+.PHONY: demo test bench bench-scale lint format migrate serve clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -44,6 +46,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# PostgreSQL and Redis at scale (see bench/scale.py): SCALE_CASES=sync,copy for a quick profile.
+bench-scale: $(STAMP)
+	ORDERS=$(ORDERS) WORKERS=$(WORKERS) $(BIN)/python -m bench.scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
