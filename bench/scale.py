@@ -705,16 +705,6 @@ def flood(client: Client, tokens: dict[str, str]) -> tuple[list[int], float]:
     return ids, time.perf_counter() - started
 
 
-def queue_of(message_id: int) -> str:
-    """The queue the pipeline chose for a message (if the function that decides is still there)."""
-    try:
-        from apps.ingest.services import processing_queue
-
-        return processing_queue(InboundMessage.objects.select_related("channel").get(pk=message_id))
-    except Exception as exc:  # noqa: BLE001 - informative only
-        return f"unknown ({exc.__class__.__name__})"
-
-
 def flood_case(workers: list[Worker], tokens: dict[str, str]) -> Figures:
     """Delivery latency calm, then during a flood of carrier scans, with critical on its own worker."""
     ensure_shipments()
@@ -724,13 +714,12 @@ def flood_case(workers: list[Worker], tokens: dict[str, str]) -> Figures:
     client = Client()
     calm = latencies(client, tokens, probes[:LATENCY_SAMPLES], "calm", workers)
     before = last_message_id()
-    flood_ids, posting = flood(client, tokens)
+    _, posting = flood(client, tokens)
     flood_started = time.perf_counter() - posting
     during = latencies(client, tokens, probes[LATENCY_SAMPLES:], "flood", workers)
     events = FLOOD_MESSAGES * FLOOD_EVENTS
     wait_processed(before, last_message_id() - before, workers, "flood", timeout_for(events))
     drained = time.perf_counter() - flood_started
-    sample = Milestone.objects.filter(event_id="LT-flood-000").values_list("source_message_id", flat=True).first()
     calm_p95, flood_p95 = percentile(calm, 0.95), percentile(during, 0.95)
     return {
         "samples": f"{len(calm)} calm, {len(during)} during the flood",
@@ -742,8 +731,6 @@ def flood_case(workers: list[Worker], tokens: dict[str, str]) -> Figures:
         "flood events": events,
         "flood posting seconds": round(posting, 2),
         "seconds until flood processed": round(drained, 2),
-        "queue of a flood message": queue_of(flood_ids[0]),
-        "queue of a delivery": queue_of(sample) if sample else "unknown",
         **worker_memory(workers),
     }
 
