@@ -47,6 +47,9 @@ class InboundMessage(models.Model):
         null=True, blank=True, help_text="The latest source time among its events: how fresh its news was."
     )
     processed_at = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(
+        max_length=10, default="default", help_text="The worker queue that processes it, chosen when it was received."
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -68,6 +71,10 @@ class InboundMessage(models.Model):
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["partner", "status"]),
             models.Index(fields=["channel", "received_at"], name="message_channel_recent"),
+            # Micro-batching: the small messages waiting on a queue, oldest first.
+            models.Index(
+                fields=["queue", "size", "id"], condition=Q(status="received"), name="message_waiting_by_queue"
+            ),
         ]
 
     def __str__(self) -> str:

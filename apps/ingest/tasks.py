@@ -23,7 +23,7 @@ class ProcessMessage(Task):
     max_retries=8,
 )
 def process_message_task(message_id: int) -> dict[str, Any] | None:
-    outcome = services.message_process(message_id)
+    outcome = services.message_process(message_id, companions=services.MICRO_BATCH_MESSAGES - 1)
     if outcome is None:
         return None
     message = outcome.message
