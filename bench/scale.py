@@ -441,7 +441,8 @@ def running_workers(queue_sets: list[str]) -> Iterator[list[Worker]]:
     if others:
         # They would take tasks too (and their results would be counted): stop them first.
         raise BenchError(f"other workers already listen on {REDIS_URL}: {', '.join(sorted(others))}")
-    env = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "false"}
+    # Workers keep their database connections between tasks, as docker-compose.yml runs them.
+    env = {"CONN_MAX_AGE": "60", **os.environ, "CELERY_TASK_ALWAYS_EAGER": "false"}
     workers: list[Worker] = []
     try:
         for number, queues in enumerate(queue_sets, start=1):

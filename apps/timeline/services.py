@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections, reactions
+from apps.timeline.bulk import insert_new
 from apps.timeline.events import (
     ORDER_REFERENCE_KINDS,
     ORDER_REFERENCE_STRENGTH,
@@ -394,7 +395,7 @@ def _attach_references(events: list[CanonicalEvent], batch: _Batch) -> None:
 def _insert_references(rows: list[Reference], batch: _Batch) -> None:
     if not rows:
         return
-    Reference.objects.bulk_create(rows, ignore_conflicts=True)
+    insert_new(Reference, rows)
     _load_references({(row.kind, row.value) for row in rows}, batch, refresh=True)
 
 
@@ -455,7 +456,7 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
         if current is not None:
             displaced.append((current, group[0].event_id))
             reports.append((group[0].event_id, current))
-    Milestone.objects.bulk_create(inserts, ignore_conflicts=True)
+    insert_new(Milestone, inserts)
     displacing = {primary for _, primary in displaced}
     news = [m for m in inserts if m.event_id not in displacing]
     if not reports:
@@ -464,7 +465,8 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
     for old, primary in displaced:
         MilestoneReport.objects.filter(milestone=old).update(milestone_id=ids[primary])
     Milestone.objects.filter(pk__in=[old.pk for old, _ in displaced]).delete()
-    MilestoneReport.objects.bulk_create(
+    insert_new(
+        MilestoneReport,
         [
             MilestoneReport(
                 milestone_id=ids[primary],
@@ -475,7 +477,6 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
             )
             for primary, m in reports
         ],
-        ignore_conflicts=True,
     )
     return news
 
@@ -517,13 +518,11 @@ def _collect_claims(event: CanonicalEvent, shipment_id: int, batch: _Batch, link
 def _save_links(links: set, claims: set, result: ApplyResult) -> None:
     through = Shipment.orders.through
     if links:
-        through.objects.bulk_create([through(shipment_id=s, order_id=o) for s, o in links], ignore_conflicts=True)
+        insert_new(through, [through(shipment_id=s, order_id=o) for s, o in links])
         result.order_ids |= {o for _, o in links}
         result.shipment_ids |= {s for s, _ in links}
     if claims:
-        ShipmentOrderClaim.objects.bulk_create(
-            [ShipmentOrderClaim(shipment_id=s, kind=k, value=v) for s, k, v in claims], ignore_conflicts=True
-        )
+        insert_new(ShipmentOrderClaim, [ShipmentOrderClaim(shipment_id=s, kind=k, value=v) for s, k, v in claims])
 
 
 def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
@@ -549,7 +548,8 @@ def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
 def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
     if not events:
         return
-    ParkedEvent.objects.bulk_create(
+    insert_new(
+        ParkedEvent,
         [
             ParkedEvent(
                 event_id=event.event_id,
@@ -560,18 +560,17 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> N
             )
             for event in events
         ],
-        ignore_conflicts=True,
     )
     by_id = {event.event_id: event for event in events}
     batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
     ids = dict(ParkedEvent.objects.filter(event_id__in=by_id).values_list("event_id", "pk"))
-    ParkedReference.objects.bulk_create(
+    insert_new(
+        ParkedReference,
         [
             ParkedReference(parked_event_id=ids[event_id], kind=ref.kind.value, value=ref.value)
             for event_id, event in by_id.items()
             for ref in event.references
         ],
-        ignore_conflicts=True,
     )
     result.parked.extend(by_id)
 
