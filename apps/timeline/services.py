@@ -369,7 +369,7 @@ def _create(subject: _Subject, events: list[CanonicalEvent], batch: _Batch) -> i
         return 0
     manager = subject.model.objects
     existing = set(manager.filter(number__in=numbers).values_list("number", flat=True))
-    manager.bulk_create([subject.model(number=n) for n in numbers if n not in existing], ignore_conflicts=True)
+    insert_new(subject.model, [subject.model(number=n) for n in numbers if n not in existing])
     rows = []
     for number, subject_id in manager.filter(number__in=numbers).values_list("number", "id"):
         rows += [subject.reference(ref, subject_id) for ref in numbers[number].references_of(subject.reference_kinds)]
@@ -426,7 +426,7 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
 MilestoneKey = tuple[int | None, int | None, str, datetime]
 
 
-def _key(milestone: Milestone) -> MilestoneKey:
+def _key(milestone: "Milestone | _Known") -> MilestoneKey:
     return (milestone.order_id, milestone.shipment_id, milestone.kind, milestone.occurred_at)
 
 
@@ -443,8 +443,8 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
     for milestone in subjects:
         groups[_key(milestone)].append(milestone)
     inserts = [m for m in candidates if not (m.order_id or m.shipment_id)]
-    reports: list[tuple[str, Milestone]] = []
-    displaced: list[tuple[Milestone, str]] = []
+    reports: list[tuple[str, Milestone | _Known]] = []
+    displaced: list[tuple[_Known, str]] = []
     for key, group in groups.items():
         group.sort(key=lambda m: m.event_id)
         current = existing.get(key)
@@ -463,8 +463,8 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
         return news
     ids = dict(Milestone.objects.filter(event_id__in={primary for primary, _ in reports}).values_list("event_id", "id"))
     for old, primary in displaced:
-        MilestoneReport.objects.filter(milestone=old).update(milestone_id=ids[primary])
-    Milestone.objects.filter(pk__in=[old.pk for old, _ in displaced]).delete()
+        MilestoneReport.objects.filter(milestone_id=old.id).update(milestone_id=ids[primary])
+    Milestone.objects.filter(pk__in=[old.id for old, _ in displaced]).delete()
     insert_new(
         MilestoneReport,
         [
@@ -481,27 +481,33 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
     return news
 
 
-def _existing_milestones(subjects: list[Milestone]) -> dict[MilestoneKey, Milestone]:
+class _Known(NamedTuple):
+    """A milestone already on the timeline, as much of it as ``_record`` needs."""
+
+    id: int
+    event_id: str
+    order_id: int | None
+    shipment_id: int | None
+    kind: str
+    occurred_at: datetime
+    source_partner_id: int | None
+    source_channel_id: int | None
+    source_message_id: int | None
+
+
+def _existing_milestones(subjects: list[Milestone]) -> dict[MilestoneKey, _Known]:
+    """The touched subjects' milestones of the same kinds, read as tuples: a handful per subject,
+    and no list of every event's time sent to the database."""
     if not subjects:
         return {}
     rows = Milestone.objects.filter(
         Q(order_id__in={m.order_id for m in subjects if m.order_id})
         | Q(shipment_id__in={m.shipment_id for m in subjects if m.shipment_id}),
         kind__in={m.kind for m in subjects},
-        occurred_at__in={m.occurred_at for m in subjects},
-    ).only(
-        "id",
-        "event_id",
-        "order_id",
-        "shipment_id",
-        "kind",
-        "occurred_at",
-        "source_partner_id",
-        "source_channel_id",
-        "source_message_id",
-    )
+    ).values_list(*_Known._fields)
     wanted = {_key(m) for m in subjects}
-    return {_key(row): row for row in rows if _key(row) in wanted}
+    known = (_Known(*row) for row in rows)
+    return {_key(row): row for row in known if _key(row) in wanted}
 
 
 # --- shipment to order links ------------------------------------------------------------------
