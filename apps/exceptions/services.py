@@ -94,22 +94,37 @@ def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = Non
     rules = list(ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS))
     if scope is not None:
         rules = [rule for rule in rules if DETECTORS[rule.code].order_scoped]
-    cases = _cases_in_scope(scope) if scope is not None and rules else None
-    for rule in rules:
-        detector = DETECTORS[rule.code]
-        with transaction.atomic():
-            hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
-            report.opened += _open(rule, detector, hits, now)
-            if cases is None:
-                report.closed += _close_cleared(rule, hits, now)
-            else:
-                report.closed += _close_cleared_in_scope(cases.get(rule.id, []), hits, now)
+    if scope is None:
+        for rule in rules:  # the sweep: one transaction per rule, none held for the whole run
+            with transaction.atomic():
+                _detect_rule(rule, scope, None, now, report)
+    elif rules:
+        with transaction.atomic():  # after an apply: one commit for every rule, not one each
+            cases = _cases_in_scope(scope)
+            for rule in rules:
+                _detect_rule(rule, scope, cases.get(rule.id, []), now, report)
     kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
         broadcast_cases_changed_on_commit(ExceptionCase.objects.filter(id__in=changed).values_list("queue", flat=True))
         transaction.on_commit(lambda: _notify_critical(report.opened))
     return report
+
+
+def _detect_rule(
+    rule: ExceptionRule,
+    scope: set[int] | None,
+    cases: "list[_ScopedCase] | None",
+    now: datetime,
+    report: DetectionReport,
+) -> None:
+    detector = DETECTORS[rule.code]
+    hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
+    report.opened += _open(rule, detector, hits, now)
+    if cases is None:
+        report.closed += _close_cleared(rule, hits, now)
+    else:
+        report.closed += _close_cleared_in_scope(cases, hits, now)
 
 
 def _notify_critical(case_ids: list[int]) -> None:
