@@ -403,6 +403,8 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
     source = event.source
     partner = batch.partners.get(source.partner or "")
     channel = batch.channels.get((source.partner or "", source.channel or ""))
+    # The lines are in their own column; a 5,000-line snapshot is not stored twice.
+    payload = event.model_dump(mode="json", exclude_none=True, exclude={"lines"})
     return Milestone(
         event_id=event.event_id,
         kind=event.kind.value,
@@ -412,14 +414,13 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
         source_partner=partner,
         source_channel=channel,
         source_message_id=source.message,
-        references=[ref.model_dump(mode="json") for ref in event.references],
+        references=payload["references"],
         lines=[line.model_dump(mode="json", exclude_none=True) for line in event.lines],
-        location=event.location.model_dump(mode="json", exclude_none=True) if event.location else None,
+        location=payload.get("location"),
         amount=event.amount,
         currency=event.currency or "",
         estimated_delivery_at=event.estimated_delivery_at,
-        # The lines are in their own column; a 5,000-line snapshot is not stored twice.
-        payload=event.model_dump(mode="json", exclude_none=True, exclude={"lines"}),
+        payload=payload,
     )
 
 
