@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from apps.partners.models import Partner
 from apps.timeline.models import Order
@@ -62,8 +63,9 @@ class Fact(models.Model):
 class Rollup(models.Model):
     """The sum of the facts of one metric, day and dimension set; what dashboards read.
 
-    One row per (metric, day, partner, customer, region, detail): kept so by ``kpis_refresh``,
-    the only writer, which holds a lock while it adds its deltas.
+    One row per (metric, day, partner, customer, region, detail), which ``kpis_refresh`` adds its
+    deltas to with an upsert on that key (no partner or customer counts as one value, hence the
+    ``Coalesce``: ``NULLS NOT DISTINCT`` would leave SQLite without the index).
     """
 
     metric = models.CharField(max_length=24, choices=Metric.choices)
@@ -82,6 +84,17 @@ class Rollup(models.Model):
     class Meta:
         ordering = ["metric", "day"]
         indexes = [models.Index(fields=["day", "metric"])]
+        constraints = [
+            models.UniqueConstraint(
+                "metric",
+                "day",
+                Coalesce("partner", 0),
+                Coalesce("customer", 0),
+                "region",
+                "detail",
+                name="unique_rollup_per_bucket",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.metric} {self.day}: {self.count}"

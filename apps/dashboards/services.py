@@ -11,18 +11,19 @@ always sees what earlier refreshes committed, and two refreshes of the same day 
 """
 
 import math
+import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import cache, partial
+from functools import cache, partial, reduce
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
@@ -132,28 +133,20 @@ def kpis_refresh(
 ) -> RefreshReport:
     """Bring the facts of these subjects, and the rollups they feed, up to date.
 
-    An order brings its shipments and their freight charges along.
+    An order brings its shipments and their freight charges along. A bounded number of
+    statements whatever the number of subjects: one read per source table, one write per table.
     """
     order_ids, message_ids, case_ids = set(order_ids), set(message_ids), set(case_ids)
     report = RefreshReport()
     with transaction.atomic():
         _lock()
-        shipment_ids = set(
-            Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list("shipment_id", flat=True)
-        )
-        freight_ids = set(FreightCharge.objects.filter(shipment_id__in=shipment_ids).values_list("id", flat=True))
-        subjects = {
-            "order": order_ids,
-            "shipment": shipment_ids,
-            "freight_charge": freight_ids,
-            "message": message_ids,
-            "case": case_ids,
-        }
+        subjects = _subjects(order_ids, message_ids, case_ids)
         new = {fact.key: fact for fact in _facts(subjects)}
-        old = {fact.key: fact for fact in _stored_facts(subjects)}
+        old, old_pks = _stored_facts(subjects)
         gone = [old[key] for key in old.keys() - new.keys()]
         changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
-        _write_facts(gone, [after for _, after in changed])
+        _delete_facts([old_pks[fact.key] for fact in gone])
+        _upsert_facts([after for _, after in changed])
         deltas: dict[tuple, Totals] = defaultdict(Totals)
         for fact in gone:
             deltas[fact.bucket].add(fact, -1)
@@ -166,6 +159,22 @@ def kpis_refresh(
         if report.rollups_changed:
             transaction.on_commit(_broadcast)
     return report
+
+
+def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> dict[str, set[int]]:
+    shipment_ids = set(
+        Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list("shipment_id", flat=True)
+    )
+    freight_ids = set(
+        FreightCharge.objects.filter(shipment_id__in=shipment_ids).order_by().values_list("id", flat=True)
+    )
+    return {
+        "order": order_ids,
+        "shipment": shipment_ids,
+        "freight_charge": freight_ids,
+        "message": message_ids,
+        "case": case_ids,
+    }
 
 
 def kpis_refresh_later(
@@ -278,59 +287,21 @@ def _all_subjects() -> Iterator[dict[str, set[int]]]:
 # --- storing facts and rollups ----------------------------------------------------------------
 
 
-def _stored_facts(subjects: dict[str, set[int]]) -> list[FactRow]:
-    rows: list[FactRow] = []
-    for subject_type, ids in subjects.items():
-        if ids:
-            rows += _fact_rows(Fact.objects.filter(subject_type=subject_type, subject_id__in=ids))
-    return rows
+def _stored_facts(subjects: dict[str, set[int]]) -> tuple[dict[tuple, FactRow], dict[tuple, int]]:
+    """The stored facts of these subjects by key, and their primary keys, in one query."""
+    wanted = [Q(subject_type=subject_type, subject_id__in=ids) for subject_type, ids in subjects.items() if ids]
+    if not wanted:
+        return {}, {}
+    facts, pks = {}, {}
+    for pk, *values in Fact.objects.filter(reduce(operator.or_, wanted)).values_list("pk", *FactRow._fields):
+        fact = FactRow(*values)
+        facts[fact.key], pks[fact.key] = fact, pk
+    return facts, pks
 
 
-def _fact_rows(queryset: QuerySet[Fact]) -> Iterator[FactRow]:
-    fields = (
-        "metric",
-        "subject_type",
-        "subject_id",
-        "order_id",
-        "day",
-        "partner_id",
-        "customer_id",
-        "region",
-        "detail",
-        "count",
-        "hits",
-        "seconds",
-    )
-    for values in queryset.values_list(*fields).iterator(chunk_size=CHUNK):
-        yield FactRow(*values)
-
-
-def _write_facts(remove: list[FactRow], upsert: list[FactRow]) -> None:
-    """Delete the facts that are gone; insert or overwrite the changed ones in one statement."""
-    _delete_facts(remove)
-    Fact.objects.bulk_create(
-        _fact_models(upsert),
-        batch_size=CHUNK,
-        update_conflicts=True,
-        unique_fields=["metric", "subject_type", "subject_id"],
-        update_fields=[name for name in FactRow._fields if name not in ("metric", "subject_type", "subject_id")],
-    )
-
-
-def _delete_facts(remove: list[FactRow]) -> None:
-    by_type: dict[str, set[tuple[str, int]]] = defaultdict(set)
-    for fact in remove:
-        by_type[fact.subject_type].add((fact.metric, fact.subject_id))
-    for subject_type, pairs in by_type.items():
-        metrics = {metric for metric, _ in pairs}
-        ids = {subject_id for _, subject_id in pairs}
-        stale = Fact.objects.filter(subject_type=subject_type, metric__in=metrics, subject_id__in=ids)
-        stale_ids = [
-            pk
-            for pk, metric, subject_id in stale.values_list("pk", "metric", "subject_id")
-            if (metric, subject_id) in pairs
-        ]
-        Fact.objects.filter(pk__in=stale_ids).delete()
+def _delete_facts(pks: list[int]) -> None:
+    if pks:
+        Fact.objects.filter(pk__in=pks).delete()
 
 
 def _fact_models(facts: Iterable[FactRow]) -> Iterator[Fact]:
@@ -338,52 +309,106 @@ def _fact_models(facts: Iterable[FactRow]) -> Iterator[Fact]:
         yield Fact(**fact._asdict())
 
 
+BUCKET = ("metric", "day", "partner_id", "customer_id", "region", "detail")
+ROLLUP_COLUMNS = (*BUCKET, "count", "hits", "seconds_sum", "histogram")
+# The sum of two histograms of the same buckets, or the stored one when the delta adds nothing
+# (as ``histogram.add``); ``r`` is the stored row, ``v.d_*`` the delta.
+HISTOGRAM_SUM = {
+    "postgresql": """CASE WHEN jsonb_array_length(v.d_histogram) = 0 THEN r.histogram
+        WHEN jsonb_array_length(r.histogram) = 0 THEN v.d_histogram
+        ELSE (SELECT jsonb_agg(a.n::bigint + b.n::bigint ORDER BY i)
+            FROM jsonb_array_elements_text(r.histogram) WITH ORDINALITY a(n, i)
+            JOIN jsonb_array_elements_text(v.d_histogram) WITH ORDINALITY b(n, i) USING (i)) END""",
+    "sqlite": """CASE WHEN json_array_length(v.d_histogram) = 0 THEN r.histogram
+        WHEN json_array_length(r.histogram) = 0 THEN v.d_histogram
+        ELSE (SELECT json_group_array(n) FROM (SELECT a.value + b.value AS n
+            FROM json_each(r.histogram) a JOIN json_each(v.d_histogram) b ON a.key = b.key
+            ORDER BY a.key)) END""",
+}
+
+
 def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
+    """Add each delta to its rollup row in one ``UPDATE``; create the rows that were missing,
+    and delete the ones left counting nothing. A statement per table, whatever the deltas."""
     deltas = {bucket: delta for bucket, delta in deltas.items() if not delta.changes_nothing}
     if not deltas:
         return 0
-    metric, day, partner, customer, region, detail = (set(values) for values in zip(*deltas, strict=True))
-    candidates = Rollup.objects.filter(
-        _among("partner_id", partner),
-        _among("customer_id", customer),
-        metric__in=metric,
-        day__in=day,
-        region__in=region,
-        detail__in=detail,
-    )
-    stored = {(r.metric, r.day, r.partner_id, r.customer_id, r.region, r.detail): r for r in candidates}
-    to_update, to_create, to_delete = [], [], []
-    for bucket, delta in deltas.items():
-        row = stored.get(bucket)
-        if row is None:
-            to_create.append(bucket)
-            continue
-        total = Totals(row.count, row.hits, row.seconds_sum, row.histogram)
-        total.count += delta.count
-        total.hits += delta.hits
-        total.seconds_sum += delta.seconds_sum
-        total.histogram = histogram.add(total.histogram, delta.histogram)
-        if total.empty:
-            to_delete.append(row.pk)
-            continue
-        row.count, row.hits, row.seconds_sum, row.histogram = (
-            total.count,
-            total.hits,
-            total.seconds_sum,
-            total.histogram,
+    changed, emptied = len(deltas), []
+    for pk, count, *bucket in _update_rollups(deltas):
+        del deltas[tuple(bucket)]
+        if count == 0:
+            emptied.append(pk)
+    Rollup.objects.filter(pk__in=emptied).delete()
+    Rollup.objects.bulk_create(_rollup_models(deltas), batch_size=CHUNK)
+    return changed
+
+
+def _update_rollups(deltas: dict[tuple, Totals]) -> list[tuple]:
+    """Add the deltas to the rollup rows that exist; returns their id, new count and bucket.
+
+    Rows are matched through the unique index (no partner or customer is 0 there).
+    """
+    histogram_field = Rollup._meta.get_field("histogram")
+    rows = [
+        (
+            *bucket,
+            delta.count,
+            delta.hits,
+            delta.seconds_sum,
+            histogram_field.get_db_prep_value(delta.histogram if any(delta.histogram) else [], connection),
         )
-        to_update.append(row)
-    Rollup.objects.filter(pk__in=to_delete).delete()
-    Rollup.objects.bulk_update(to_update, ["count", "hits", "seconds_sum", "histogram"], batch_size=CHUNK)
-    Rollup.objects.bulk_create(_rollup_models({bucket: deltas[bucket] for bucket in to_create}), batch_size=CHUNK)
-    return len(deltas)
+        for bucket, delta in deltas.items()
+    ]
+    match = " AND ".join(
+        f"COALESCE(r.{name}, 0) = COALESCE(v.d_{name}, 0)" if name.endswith("_id") else f"r.{name} = v.d_{name}"
+        for name in BUCKET
+    )
+    updated: list[tuple] = []
+    with connection.cursor() as cursor:
+        for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):
+            cursor.execute(
+                # Identifiers and placeholders only: the values are parameters.
+                f"WITH v ({', '.join(f'd_{name}' for name in ROLLUP_COLUMNS)}) AS ({source}) "  # noqa: S608
+                f"UPDATE {connection.ops.quote_name(Rollup._meta.db_table)} AS r SET count = r.count + v.d_count, "
+                f"hits = r.hits + v.d_hits, seconds_sum = r.seconds_sum + v.d_seconds_sum, "
+                f"histogram = {HISTOGRAM_SUM[connection.vendor]} "
+                f"FROM v WHERE {match} RETURNING id, count, {', '.join(BUCKET)}",
+                params,
+            )
+            updated += cursor.fetchall()
+    return updated
 
 
-def _among(name: str, values: set[int | None]) -> Q:
-    """``name`` is one of ``values``, None included: the rows a refresh may change, not every
-    rollup of the same days."""
-    among = Q(**{f"{name}__in": values - {None}})
-    return among | Q(**{f"{name}__isnull": True}) if None in values else among
+def _upsert_facts(facts: list[FactRow]) -> None:
+    """Insert the facts, or overwrite the stored ones of the same subject and metric."""
+    names = FactRow._fields
+    overwrite = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[3:])
+    with connection.cursor() as cursor:
+        for source, params in _row_sources(Fact, names, facts):
+            cursor.execute(
+                # Identifiers and placeholders only: the values are parameters.
+                f"INSERT INTO {connection.ops.quote_name(Fact._meta.db_table)} ({', '.join(names)}) "  # noqa: S608
+                f"{source} ON CONFLICT (metric, subject_type, subject_id) DO UPDATE SET {overwrite}",
+                params,
+            )
+
+
+def _row_sources(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> Iterator[tuple[str, list]]:
+    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL an
+    ``unnest`` of one array per column (a few parameters whatever the rows, so much less to
+    send and parse), elsewhere a ``VALUES`` list within the database's limit of parameters."""
+    if connection.vendor == "postgresql":
+        types = [model._meta.get_field(name).db_type(connection) for name in columns]
+        arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+        for start in range(0, len(rows), CHUNK):
+            columns_of_batch = zip(*rows[start : start + CHUNK], strict=True)
+            yield f"SELECT * FROM unnest({arrays})", [list(column) for column in columns_of_batch]  # noqa: S608 (types only)
+        return
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    size = min(CHUNK, connection.ops.bulk_batch_size(columns, rows)) or 1
+    for start in range(0, len(rows), size):
+        batch = rows[start : start + size]
+        yield "VALUES " + ", ".join([row] * len(batch)), [value for values in batch for value in values]
 
 
 def _rollup_models(totals: dict[tuple, Totals]) -> list[Rollup]:
@@ -459,13 +484,13 @@ def _shipments_of_orders(order_ids: set[int]) -> dict[int, list[_ShipmentInfo]]:
 def _in_full(order_ids: set[int]) -> dict[int, bool]:
     """Per order with lines: was every ordered quantity shipped?"""
     ordered: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for order_id, sku, quantity in OrderLine.objects.filter(order_id__in=order_ids).values_list(
-        "order_id", "sku", "quantity"
+    for order_id, sku, quantity in (
+        OrderLine.objects.filter(order_id__in=order_ids).order_by().values_list("order_id", "sku", "quantity")
     ):
         ordered[order_id][sku] += quantity
     shipped: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for order_id, sku, quantity in ShipmentLine.objects.filter(order_id__in=ordered).values_list(
-        "order_id", "sku", "quantity"
+    for order_id, sku, quantity in (
+        ShipmentLine.objects.filter(order_id__in=ordered).order_by().values_list("order_id", "sku", "quantity")
     ):
         shipped[order_id][sku] += quantity
     return {
@@ -488,18 +513,22 @@ def _last_delivering_carrier(shipments: list[_ShipmentInfo]) -> int | None:
 def _order_facts(order_ids: set[int]) -> list[FactRow]:
     if not order_ids:
         return []
-    orders = Order.objects.filter(id__in=order_ids).values(
-        "id",
-        "customer_id",
-        "region",
-        "promised_at",
-        "ordered_at",
-        "released_at",
-        "picked_at",
-        "shipped_at",
-        "delivered_at",
-        "invoiced_at",
-        "cancelled_at",
+    orders = (
+        Order.objects.filter(id__in=order_ids)
+        .order_by()
+        .values(
+            "id",
+            "customer_id",
+            "region",
+            "promised_at",
+            "ordered_at",
+            "released_at",
+            "picked_at",
+            "shipped_at",
+            "delivered_at",
+            "invoiced_at",
+            "cancelled_at",
+        )
     )
     shipments = _shipments_of_orders(order_ids)
     in_full = _in_full(order_ids)
@@ -570,8 +599,10 @@ def _shipment_facts(shipment_ids: set[int]) -> list[FactRow]:
         return []
     orders = _first_orders(shipment_ids)
     facts = []
-    for s in Shipment.objects.filter(id__in=shipment_ids).values(
-        "id", "carrier_id", "manifested_at", "picked_up_at", "delivered_at"
+    for s in (
+        Shipment.objects.filter(id__in=shipment_ids)
+        .order_by()
+        .values("id", "carrier_id", "manifested_at", "picked_up_at", "delivered_at")
     ):
         start = s["picked_up_at"] or s["manifested_at"]
         if not (start and s["delivered_at"]) or s["id"] not in orders:
@@ -600,9 +631,9 @@ def _freight_facts(freight_ids: set[int]) -> list[FactRow]:
     if not freight_ids:
         return []
     charges = list(
-        FreightCharge.objects.filter(id__in=freight_ids, posted_at__isnull=False, settled_at__isnull=False).values(
-            "id", "shipment_id", "carrier_id", "posted_at", "settled_at"
-        )
+        FreightCharge.objects.filter(id__in=freight_ids, posted_at__isnull=False, settled_at__isnull=False)
+        .order_by()
+        .values("id", "shipment_id", "carrier_id", "posted_at", "settled_at")
     )
     orders = _first_orders({c["shipment_id"] for c in charges})
     facts = []
@@ -633,21 +664,27 @@ def _message_facts(message_ids: set[int]) -> list[FactRow]:
     if not message_ids:
         return []
     acks: dict[int, list[str]] = defaultdict(list)
-    for inbound_id, status in OutboundMessage.objects.filter(inbound_id__in=message_ids, kind="997").values_list(
-        "inbound_id", "ack_status"
+    for inbound_id, status in (
+        OutboundMessage.objects.filter(inbound_id__in=message_ids, kind="997")
+        .order_by()
+        .values_list("inbound_id", "ack_status")
     ):
         acks[inbound_id].append(status)
-    messages = InboundMessage.objects.filter(id__in=message_ids, status__in=FINAL_MESSAGE_STATUSES).values(
-        "id",
-        "partner_id",
-        "format",
-        "status",
-        "received_at",
-        "processed_at",
-        "source_time",
-        "events_count",
-        "duplicate_count",
-        "unmapped_count",
+    messages = (
+        InboundMessage.objects.filter(id__in=message_ids, status__in=FINAL_MESSAGE_STATUSES)
+        .order_by()
+        .values(
+            "id",
+            "partner_id",
+            "format",
+            "status",
+            "received_at",
+            "processed_at",
+            "source_time",
+            "events_count",
+            "duplicate_count",
+            "unmapped_count",
+        )
     )
     facts = []
     for m in messages:
@@ -690,8 +727,10 @@ def _message_fact(
 def _case_facts(case_ids: set[int]) -> list[FactRow]:
     if not case_ids:
         return []
-    cases = ExceptionCase.objects.filter(id__in=case_ids, resolved_at__isnull=False).values(
-        "id", "order_id", "partner_id", "customer_id", "region", "queue", "opened_at", "due_at", "resolved_at"
+    cases = (
+        ExceptionCase.objects.filter(id__in=case_ids, resolved_at__isnull=False)
+        .order_by()
+        .values("id", "order_id", "partner_id", "customer_id", "region", "queue", "opened_at", "due_at", "resolved_at")
     )
     return [
         FactRow(
