@@ -8,7 +8,7 @@ from typing import Any
 
 from apps.ingest.parsers.aggregators.tracking import load_json, quiet_json
 from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
-from apps.timeline.events import EventKind, EventValidationError, parse_events
+from apps.timeline.events import CanonicalEvent, EventKind, EventValidationError, parse_event, parse_events
 
 KINDS = frozenset(EventKind)
 
@@ -28,9 +28,28 @@ def looks_like(body: bytes) -> bool:
 
 
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
+    """A bad event is refused alone: the others are applied, and each of its problems is kept
+    on the message (partially processed). A document with no good event is refused whole."""
     data = load_json(body)
+    if isinstance(data, dict) and "events" in data:
+        data = data["events"]
+    if not isinstance(data, list):
+        return ParsedDocument(events=_all_or_nothing(data))
+    events, problems = [], []
+    for index, item in enumerate(data):
+        try:
+            events.append(parse_event(item, prefix=f"events[{index}]"))
+        except EventValidationError as exc:
+            problems += exc.problems
+    if problems and not events:
+        raise ParseError("; ".join(problems))
+    return ParsedDocument(
+        events=events, unsupported=problems, warnings=[] if data else ["the document holds no events"]
+    )
+
+
+def _all_or_nothing(data: Any) -> list[CanonicalEvent]:
     try:
-        events = parse_events(data)
+        return parse_events(data)
     except EventValidationError as exc:
         raise ParseError("; ".join(exc.problems)) from exc
-    return ParsedDocument(events=events, warnings=[] if events else ["the document holds no events"])

@@ -37,13 +37,21 @@ def test_source_in_the_body_is_ignored():
     assert event.source.partner is None
 
 
-def test_every_field_problem_is_named():
-    bad = [EVENT, EVENT, {**EVENT, "occurred_at": "2026-11-20T14:03:00", "kind": "order.teleported"}]
+def test_a_bad_event_is_refused_alone_with_every_field_problem_named():
+    second = {**EVENT, "event_id": "other"}
+    bad = [EVENT, second, {**EVENT, "occurred_at": "2026-11-20T14:03:00", "kind": "order.teleported"}]
+    document = canonical_json.parse(json.dumps({"events": bad}).encode(), ParseContext())
+    assert [event.event_id for event in document.events] == [EVENT["event_id"], "other"]
+    assert any(problem.startswith("events[2].kind:") for problem in document.unsupported)
+    assert any(problem.startswith("events[2].occurred_at:") for problem in document.unsupported)
+
+
+def test_a_document_of_bad_events_only_is_refused_whole():
+    bad = [{**EVENT, "kind": "order.teleported"}, {**EVENT, "occurred_at": "yesterday"}]
     with pytest.raises(ParseError) as info:
         canonical_json.parse(json.dumps({"events": bad}).encode(), ParseContext())
-    message = str(info.value)
-    assert "events[2].kind:" in message
-    assert "events[2].occurred_at:" in message
+    assert "events[0].kind:" in str(info.value)
+    assert "events[1].occurred_at:" in str(info.value)
 
 
 def test_bad_json_names_line_and_column():

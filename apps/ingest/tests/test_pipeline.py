@@ -178,3 +178,15 @@ def test_a_processed_message_feeds_the_kpis_and_counts_resends(erp):
     assert facts["failed_messages"] == 0
     assert facts["unmapped_statuses"] == 1
     assert {"apply_lag", "source_lag", "duplicate_events"} <= set(facts)
+
+
+def test_one_bad_event_in_a_file_is_refused_alone_and_the_rest_applied(erp):
+    bad = {**order_created("SO-3"), "kind": "order.teleported"}
+    message = _receive(erp, as_body(order_created("SO-1"), bad, order_created("SO-2")))
+    message_process(message.pk)
+
+    message.refresh_from_db()
+    assert message.status == InboundMessage.Status.PARTIALLY_PROCESSED
+    assert (message.events_count, message.applied_count) == (2, 2)
+    assert any(warning.startswith("events[1].kind:") for warning in message.warnings)
+    assert set(Order.objects.values_list("number", flat=True)) == {"SO-1", "SO-2"}
