@@ -460,24 +460,36 @@ def worker_memory(workers: list[Worker]) -> Figures:
     return {f"worker {worker.name} peak RSS MB": peaks_mb(worker) for worker in workers}
 
 
-def wait_processed(after: int, expected: int, workers: list[Worker], label: str, timeout: float) -> None:
-    """Until the ``expected`` messages stored after message ``after`` are no longer ``received``."""
+def poll_until(done: Callable[[], tuple[bool, str]], workers: list[Worker], label: str, timeout: float) -> None:
+    """Poll ``done`` (finished?, how far) until it says finished, printing progress now and then;
+    fail when a worker died or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
     shown = time.monotonic()
     while True:
-        statuses = message_statuses(after)
-        waiting = statuses.get(InboundMessage.Status.RECEIVED, 0)
-        done = sum(statuses.values()) - waiting
-        if done >= expected and not waiting:
+        finished, progress = done()
+        if finished:
             return
         check_alive(workers)
         now = time.monotonic()
         if now > deadline:
-            raise BenchError(f"{label}: {waiting:,} message(s) still waiting after {timeout:.0f}s: {statuses}")
+            raise BenchError(f"{label}: not done after {timeout:.0f}s: {progress}")
         if now - shown >= PROGRESS_EVERY:
             shown = now
-            print(f"  {label}: {done:,}/{expected:,} messages processed, {queued_tasks():,} tasks queued", flush=True)
-        time.sleep(0.2)
+            print(f"  {label}: {progress}", flush=True)
+        time.sleep(0.1)
+
+
+def wait_processed(after: int, expected: int, workers: list[Worker], label: str, timeout: float) -> None:
+    """Until the ``expected`` messages stored after message ``after`` are no longer ``received``."""
+
+    def done() -> tuple[bool, str]:
+        statuses = message_statuses(after)
+        waiting = statuses.get(InboundMessage.Status.RECEIVED, 0)
+        finished = sum(statuses.values()) - waiting
+        progress = f"{finished:,}/{expected:,} messages processed, {queued_tasks():,} tasks queued"
+        return finished >= expected and not waiting, progress
+
+    poll_until(done, workers, label, timeout)
 
 
 def wait_drained(workers: list[Worker], timeout: float) -> None:
@@ -595,19 +607,13 @@ def applied(event_ids: set[str]) -> set[str]:
 
 
 def wait_applied(event_ids: set[str], workers: list[Worker], label: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    shown = time.monotonic()
     waiting = set(event_ids)
-    while waiting:
-        waiting -= applied(waiting)
-        check_alive(workers)
-        now = time.monotonic()
-        if now > deadline:
-            raise BenchError(f"{label}: {len(waiting):,} event(s) not applied after {timeout:.0f}s")
-        if now - shown >= PROGRESS_EVERY:
-            shown = now
-            print(f"  {label}: {len(event_ids) - len(waiting):,}/{len(event_ids):,} applied", flush=True)
-        time.sleep(POLL * 5)
+
+    def done() -> tuple[bool, str]:
+        waiting.difference_update(applied(waiting))
+        return not waiting, f"{len(event_ids) - len(waiting):,}/{len(event_ids):,} applied"
+
+    poll_until(done, workers, label, timeout)
 
 
 def webhooks_case(workers: list[Worker], tokens: dict[str, str]) -> Figures:
