@@ -4,6 +4,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Model
+
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
 from apps.partners.models import Partner
 from apps.timeline.events import EventKind as K
@@ -36,6 +38,9 @@ FREIGHT_TIME_FIELDS = {
     K.FREIGHT_CHARGE_SETTLED: "settled_at",
 }
 FIELDS = ("kind", "occurred_at", "event_id", "references", "amount", "currency", "payload__attributes")
+INVOICE_FIELDS = ["order", "amount", "currency", "status", "hold_reason", *INVOICE_TIME_FIELDS.values()]
+RETURN_FIELDS = ["order", "status", "authorized_at", "received_at", "lines"]
+FREIGHT_FIELDS = ["carrier", "amount", "quoted_amount", "currency", "status", *FREIGHT_TIME_FIELDS.values()]
 
 
 def recompute_billing(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
@@ -55,6 +60,32 @@ def _reference(row: dict[str, Any], kind: str) -> str | None:
     return next((ref["value"] for ref in row["references"] if ref["kind"] == kind), None)
 
 
+def _upsert_changed(
+    model: type[Model],
+    projected: dict[Any, Model],
+    stored: dict[Any, tuple[Any, ...]],
+    *,
+    unique_fields: list[str],
+    update_fields: list[str],
+) -> None:
+    """Upsert the projected rows that are new or whose ``update_fields`` differ from ``stored``.
+
+    Most recomputes leave most rows as they were; those need neither a write nor the per-field
+    preparation of ``bulk_create``.
+    """
+    attnames = [model._meta.get_field(name).attname for name in update_fields]
+    changed = [
+        obj for key, obj in projected.items() if stored.get(key) != tuple(getattr(obj, name) for name in attnames)
+    ]
+    model.objects.bulk_create(
+        changed,
+        update_conflicts=True,
+        unique_fields=unique_fields,
+        update_fields=update_fields,
+        batch_size=BATCH_SIZE,
+    )
+
+
 def _recompute_invoices(order_ids: set[int]) -> None:
     """Status follows the latest invoice event (a hold after a release holds it again)."""
     rows = Milestone.objects.filter(order_id__in=order_ids, kind__in=INVOICE_STATUS_BY_KIND).values("order_id", *FIELDS)
@@ -72,12 +103,13 @@ def _recompute_invoices(order_ids: set[int]) -> None:
             invoice.hold_reason = str((row["payload__attributes"] or {}).get("reason") or "")[:200]
         if row["amount"] is not None:
             invoice.amount, invoice.currency = row["amount"], row["currency"]
-    Invoice.objects.bulk_create(
-        invoices.values(),
-        update_conflicts=True,
+    stored = Invoice.objects.filter(number__in=invoices).values_list("number", *INVOICE_FIELDS)
+    _upsert_changed(
+        Invoice,
+        invoices,
+        {row[0]: row[1:] for row in stored},
         unique_fields=["number"],
-        update_fields=["order", "amount", "currency", "status", "hold_reason", *INVOICE_TIME_FIELDS.values()],
-        batch_size=BATCH_SIZE,
+        update_fields=INVOICE_FIELDS,
     )
 
 
@@ -97,12 +129,13 @@ def _recompute_returns(order_ids: set[int]) -> None:
         else:
             rma.received_at = rma.received_at or row["occurred_at"]
             rma.status = ReturnAuthorization.Status.RECEIVED
-    ReturnAuthorization.objects.bulk_create(
-        returns.values(),
-        update_conflicts=True,
+    stored = ReturnAuthorization.objects.filter(number__in=returns).values_list("number", *RETURN_FIELDS)
+    _upsert_changed(
+        ReturnAuthorization,
+        returns,
+        {row[0]: row[1:] for row in stored},
         unique_fields=["number"],
-        update_fields=["order", "status", "authorized_at", "received_at", "lines"],
-        batch_size=BATCH_SIZE,
+        update_fields=RETURN_FIELDS,
     )
 
 
@@ -141,10 +174,11 @@ def _recompute_freight(shipment_ids: set[int]) -> None:
             charge.carrier_id = carriers.get(attributes.get("carrier")) or (
                 row["source_partner_id"] if row["source_partner__kind"] == Partner.Kind.CARRIER else None
             )
-    FreightCharge.objects.bulk_create(
-        charges.values(),
-        update_conflicts=True,
+    stored = FreightCharge.objects.filter(shipment_id__in={shipment_id for shipment_id, _ in charges})
+    _upsert_changed(
+        FreightCharge,
+        charges,
+        {(row[0], row[1]): row[2:] for row in stored.values_list("shipment_id", "number", *FREIGHT_FIELDS)},
         unique_fields=["shipment", "number"],
-        update_fields=["carrier", "amount", "quoted_amount", "currency", "status", *FREIGHT_TIME_FIELDS.values()],
-        batch_size=BATCH_SIZE,
+        update_fields=FREIGHT_FIELDS,
     )

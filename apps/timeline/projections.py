@@ -5,15 +5,20 @@ the state never depends on the order events arrived in. A shipment's status is t
 milestone it reached: a late, older carrier event cannot move a delivered shipment back.
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from django.db.models import Model, Q
+from django.db import connections, router
+from django.db.models import Max, Min, Model, Q
+from django.utils import timezone
 
 from apps.partners.models import Partner
+from apps.timeline.bulk import insert_new
 from apps.timeline.events import CanonicalEvent, EventKind, normalize_reference
 from apps.timeline.models import (
     InventoryPosition,
@@ -86,12 +91,11 @@ ORDER_FIRST_FIELDS = {
     K.INVOICE_GENERATED: "invoiced_at",
     K.INVOICE_POSTED: "posted_at",
 }
-ORDER_FIELDS = [
-    "customer",
-    "region",
-    "promised_at",
-    "currency",
-    "total_amount",
+# Shipment milestones that name only the order (no shipment reference) still move it on.
+ORDER_SHIPPING_KINDS = (K.SHIPMENT_MANIFESTED, K.SHIPMENT_DELIVERED, K.SHIPMENT_POD_RECEIVED)
+# From its latest order.created; an order without one keeps what it has.
+ORDER_HEADER_FIELDS = ["customer", "region", "promised_at", "currency", "total_amount"]
+ORDER_MILESTONE_FIELDS = [
     "stage",
     *ORDER_FIRST_FIELDS.values(),
     "shipped_at",
@@ -99,23 +103,45 @@ ORDER_FIELDS = [
     "pod_at",
     "last_event_at",
 ]
+ORDER_FIELDS = [*ORDER_HEADER_FIELDS, *ORDER_MILESTONE_FIELDS]
 
-Key = tuple[datetime, str]
+Values = tuple[Any, ...]
 
 
-def save_fields(model: type[Model], objects: list[Model], fields: list[str]) -> None:
-    """Write ``fields`` of loaded rows in one statement per batch.
+class ShipmentMilestone(NamedTuple):
+    """What a shipment's projection reads of each of its milestones."""
 
-    ``bulk_update`` builds a CASE expression per row and field, which dominates an apply of a few
-    hundred orders; an upsert on the primary key writes the same values at a fraction of the cost.
-    """
-    model.objects.bulk_create(
-        objects,
-        update_conflicts=True,
-        unique_fields=["id"],
-        update_fields=[*fields, "updated_at"],
-        batch_size=BATCH_SIZE,
-    )
+    shipment_id: int
+    kind: str
+    occurred_at: datetime
+    event_id: str
+    estimated_delivery_at: datetime | None
+    source_partner_id: int | None
+    source_partner_kind: str | None
+    attributes: dict[str, Any] | None
+    lines: list[dict[str, Any]]
+
+
+SHIPMENT_MILESTONE_COLUMNS = [
+    "shipment_id",
+    "kind",
+    "occurred_at",
+    "event_id",
+    "estimated_delivery_at",
+    "source_partner_id",
+    "source_partner__kind",
+    "payload__attributes",
+    "lines",
+]
+
+
+class ShipmentTimes(NamedTuple):
+    """What an order reads of each of its shipments."""
+
+    manifested_at: datetime | None
+    delivered_at: datetime | None
+    pod_at: datetime | None
+    last_carrier_event_at: datetime | None
 
 
 def orders_of_shipments(shipment_ids: Iterable[int]) -> set[int]:
@@ -135,72 +161,155 @@ def recompute(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
         _recompute_orders(order_ids)
 
 
+# --- reading and writing projected rows -------------------------------------------------------
+
+
+def _save_changed(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:
+    """Write ``fields`` of the rows (by primary key) whose values differ from the stored ones.
+
+    A batch re-projects every subject it touched and many come out as they were; leaving those
+    alone, and writing the rest without model instances, is what keeps a recompute cheap.
+    """
+    if not rows:
+        return
+    if connections[router.db_for_write(model)].vendor == "postgresql":
+        _update_changed_from_json(model, fields, rows)
+    else:
+        _bulk_update_changed(model, fields, rows)
+
+
+def _update_changed_from_json(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:
+    """One ``UPDATE ... FROM json_populate_recordset`` that skips rows already holding the values.
+
+    The rows travel as one JSON parameter and PostgreSQL reads each value with its column's type,
+    so neither the adaptation of each value nor the comparison with the stored row runs in Python.
+    """
+    connection = connections[router.db_for_write(model)]
+    quote, meta = connection.ops.quote_name, model._meta
+    columns = [meta.get_field(name).column for name in fields]
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    records = [{meta.pk.column: key, **dict(zip(columns, values, strict=True))} for key, values in rows.items()]
+    assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column in columns)
+    stored = ", ".join(f"t.{quote(column)}" for column in columns)
+    projected = ", ".join(f"v.{quote(column)}" for column in columns)
+    # Only the quoted names of our own table and columns are interpolated; values are parameters.
+    sql = (
+        f"UPDATE {table} AS t SET {assignments}, {quote('updated_at')} = %s "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table}, %s::json) AS v "
+        f"WHERE t.{pk} = v.{pk} AND ROW({stored}) IS DISTINCT FROM ROW({projected})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [timezone.now(), json.dumps(records, default=_json_value)])
+
+
+def _json_value(value: Any) -> str:
+    """Datetimes and decimals as text that their column types read back exactly."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+def _bulk_update_changed(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:
+    """The portable path (SQLite, the demo database): compare in Python, then ``bulk_update``."""
+    stored = {row[0]: row[1:] for row in model.objects.filter(pk__in=rows).values_list("pk", *fields)}
+    now = timezone.now()
+    attnames = [model._meta.get_field(name).attname for name in fields]
+    changed = [
+        model(pk=key, updated_at=now, **dict(zip(attnames, values, strict=True)))
+        for key, values in rows.items()
+        if key in stored and stored[key] != values
+    ]
+    model.objects.bulk_update(changed, [*fields, "updated_at"], batch_size=BATCH_SIZE)
+
+
+def _partner_ids(codes: Iterable[Any]) -> dict[str, int]:
+    wanted = {code for code in codes if isinstance(code, str)}
+    return dict(Partner.objects.filter(code__in=wanted).values_list("code", "id")) if wanted else {}
+
+
+def _replace_changed_lines(
+    model: type[Model], subject: str, wanted: dict[int, list[Values]], columns: list[str]
+) -> None:
+    """Give each subject of ``wanted`` exactly those lines, rewriting only subjects whose lines differ.
+
+    Stored lines are compared in id order, the order they were written in, so a subject left
+    alone lists its lines as a rewrite would.
+    """
+    stored: dict[int, list[Values]] = defaultdict(list)
+    rows = model.objects.filter(**{f"{subject}__in": wanted}).order_by("id").values_list(subject, *columns)
+    for row in rows:
+        stored[row[0]].append(row[1:])
+    changed = [subject_id for subject_id, lines in wanted.items() if lines != stored.get(subject_id, [])]
+    if not changed:
+        return
+    model.objects.filter(**{f"{subject}__in": changed}).delete()
+    attnames = [subject, *columns]
+    rows = [(subject_id, *line) for subject_id in changed for line in wanted[subject_id]]
+    insert_new(model, [model(**dict(zip(attnames, row, strict=True))) for row in rows])
+
+
 # --- shipments --------------------------------------------------------------------------------
 
 
 def _recompute_shipments(ids: set[int]) -> None:
-    rows = list(
-        Milestone.objects.filter(shipment_id__in=ids)
-        .order_by()
-        .values(
-            "shipment_id",
-            "kind",
-            "occurred_at",
-            "event_id",
-            "estimated_delivery_at",
-            "source_partner_id",
-            "source_partner__kind",
-            "lines",
-            "payload__attributes",
-        )
+    milestones = _shipment_milestones(ids)
+    partners = _partner_ids(
+        (row.attributes or {}).get(name)
+        for rows in milestones.values()
+        for row in rows
+        for name in ("carrier", "warehouse")
     )
-    by_shipment: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r["occurred_at"], r["event_id"])):
-        by_shipment[row["shipment_id"]].append(row)
-    codes = {(row["payload__attributes"] or {}).get(name) for row in rows for name in ("carrier", "warehouse")}
-    partners = {p.code: p.id for p in Partner.objects.filter(code__in={c for c in codes if isinstance(c, str)})}
     tracking = _tracking_numbers(ids)
+    projected = {
+        shipment_id: _project_shipment(milestones.get(shipment_id, []), partners, tracking.get(shipment_id, ""))
+        for shipment_id in ids
+    }
+    _save_changed(Shipment, SHIPMENT_FIELDS, projected)
+    _rebuild_shipment_lines(ids, milestones)
 
-    shipments = list(Shipment.objects.filter(id__in=ids))
-    for shipment in shipments:
-        _project_shipment(shipment, by_shipment[shipment.id], partners)
-        shipment.tracking_number = tracking.get(shipment.id, "")
-    save_fields(Shipment, shipments, SHIPMENT_FIELDS)
-    _rebuild_shipment_lines(ids, by_shipment)
+
+def _shipment_milestones(ids: set[int]) -> dict[int, list[ShipmentMilestone]]:
+    """Each shipment's milestones, sorted by (occurred_at, event_id)."""
+    rows = Milestone.objects.filter(shipment_id__in=ids).order_by().values_list(*SHIPMENT_MILESTONE_COLUMNS)
+    by_shipment: dict[int, list[ShipmentMilestone]] = defaultdict(list)
+    for row in sorted(map(ShipmentMilestone._make, rows), key=attrgetter("occurred_at", "event_id")):
+        by_shipment[row.shipment_id].append(row)
+    return by_shipment
 
 
-def _project_shipment(shipment: Shipment, rows: list[dict[str, Any]], partners: dict[str, int]) -> None:
-    """``rows`` are the shipment's milestones sorted by (occurred_at, event_id)."""
-    for name in [*SHIPMENT_FIRST_FIELDS.values(), *SHIPMENT_LAST_FIELDS.values()]:
-        setattr(shipment, name, None)
-    shipment.status, shipment.delay_reason, shipment.estimated_delivery_at = ShipmentStatus.MANIFESTED, "", None
-    shipment.carrier_id = shipment.warehouse_id = shipment.last_carrier_event_at = None
-    for row in rows:
-        kind, at, attributes = row["kind"], row["occurred_at"], row["payload__attributes"] or {}
+def _project_shipment(rows: list[ShipmentMilestone], partners: dict[str, int], tracking_number: str) -> Values:
+    """The shipment's ``SHIPMENT_FIELDS`` from its sorted milestones."""
+    state: dict[str, Any] = dict.fromkeys(SHIPMENT_FIELDS)
+    state.update(status=ShipmentStatus.MANIFESTED, delay_reason="", tracking_number=tracking_number)
+    for _shipment_id, kind, at, _event_id, estimated, source_id, source_kind, attributes, _lines in rows:
+        attributes = attributes or {}
         first = SHIPMENT_FIRST_FIELDS.get(kind)
-        if first and getattr(shipment, first) is None:
-            setattr(shipment, first, at)
+        if first and state[first] is None:
+            state[first] = at
         if kind in SHIPMENT_LAST_FIELDS:
-            setattr(shipment, SHIPMENT_LAST_FIELDS[kind], at)
+            state[SHIPMENT_LAST_FIELDS[kind]] = at
         status = SHIPMENT_STATUS_BY_KIND.get(kind)
-        if status and SHIPMENT_STATUS_RANK[status] > SHIPMENT_STATUS_RANK[shipment.status]:
-            shipment.status = status
+        if status and SHIPMENT_STATUS_RANK[status] > SHIPMENT_STATUS_RANK[state["status"]]:
+            state["status"] = status
         if kind == K.SHIPMENT_DELAYED:
-            shipment.delay_reason = str(attributes.get("reason") or "")[:200]
-        if row["estimated_delivery_at"]:
-            shipment.estimated_delivery_at = row["estimated_delivery_at"]
+            state["delay_reason"] = str(attributes.get("reason") or "")[:200]
+        if estimated:
+            state["estimated_delivery_at"] = estimated
         if kind in CARRIER_KINDS:
-            shipment.last_carrier_event_at = at
-        if shipment.carrier_id is None:
-            shipment.carrier_id = partners.get(attributes.get("carrier")) or (
-                row["source_partner_id"] if row["source_partner__kind"] == Partner.Kind.CARRIER else None
+            state["last_carrier_event_at"] = at
+        if state["carrier"] is None:
+            state["carrier"] = partners.get(attributes.get("carrier")) or (
+                source_id if source_kind == Partner.Kind.CARRIER else None
             )
-        if shipment.warehouse_id is None and kind == K.SHIPMENT_MANIFESTED:
-            shipment.warehouse_id = partners.get(attributes.get("warehouse")) or (
-                row["source_partner_id"] if row["source_partner__kind"] == Partner.Kind.WAREHOUSE else None
+        if state["warehouse"] is None and kind == K.SHIPMENT_MANIFESTED:
+            state["warehouse"] = partners.get(attributes.get("warehouse")) or (
+                source_id if source_kind == Partner.Kind.WAREHOUSE else None
             )
-    if shipment.delivered_at is None and shipment.status in (ShipmentStatus.DELIVERED, ShipmentStatus.POD_RECEIVED):
-        shipment.delivered_at = shipment.pod_at
+    if state["delivered_at"] is None and state["status"] in (ShipmentStatus.DELIVERED, ShipmentStatus.POD_RECEIVED):
+        state["delivered_at"] = state["pod_at"]
+    return tuple(state[name] for name in SHIPMENT_FIELDS)
 
 
 def _tracking_numbers(ids: set[int]) -> dict[int, str]:
@@ -212,42 +321,51 @@ def _tracking_numbers(ids: set[int]) -> dict[int, str]:
     return numbers
 
 
-def _rebuild_shipment_lines(ids: set[int], by_shipment: dict[int, list[dict[str, Any]]]) -> None:
+def _rebuild_shipment_lines(ids: set[int], milestones: dict[int, list[ShipmentMilestone]]) -> None:
     """Lines come from the latest manifest that lists any: a corrected ASN replaces the first."""
     manifests = {}
-    for shipment_id, rows in by_shipment.items():
-        with_lines = [row for row in rows if row["kind"] == K.SHIPMENT_MANIFESTED and row["lines"]]
+    for shipment_id, rows in milestones.items():
+        with_lines = [row.lines for row in rows if row.kind == K.SHIPMENT_MANIFESTED and row.lines]
         if with_lines:
-            manifests[shipment_id] = with_lines[-1]["lines"]
-    through = Shipment.orders.through
-    orders_by_shipment: dict[int, set[int]] = defaultdict(set)
-    for shipment_id, order_id in through.objects.filter(shipment_id__in=ids).values_list("shipment_id", "order_id"):
-        orders_by_shipment[shipment_id].add(order_id)
-    named = {line.get("order") for lines in manifests.values() for line in lines if line.get("order")}
-    orders_by_ref: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for value, order_id, number in Reference.objects.filter(value__in=named, order__isnull=False).values_list(
-        "value", "order_id", "order__number"
-    ):
-        orders_by_ref[value].append((number, order_id))
-    new_lines: dict[tuple[int, int | None, str], ShipmentLine] = {}
+            manifests[shipment_id] = with_lines[-1]
+    orders_by_shipment = _linked_orders(set(manifests))
+    orders_by_ref = _orders_by_reference({line.get("order") for lines in manifests.values() for line in lines})
+    wanted: dict[int, list[Values]] = {shipment_id: [] for shipment_id in ids}
     for shipment_id, lines in manifests.items():
         linked = orders_by_shipment[shipment_id]
         only_order = next(iter(linked)) if len(linked) == 1 else None
+        merged: dict[tuple[int | None, str], list[Any]] = {}
         for line in lines:
             order_id = _line_order(line.get("order"), linked, orders_by_ref) if line.get("order") else only_order
-            key = (shipment_id, order_id, line["sku"])
-            if key in new_lines:
-                new_lines[key].quantity += Decimal(line["quantity"])
+            key = (order_id, line["sku"])
+            if key in merged:
+                merged[key][2] += Decimal(line["quantity"])
             else:
-                new_lines[key] = ShipmentLine(
-                    shipment_id=shipment_id,
-                    order_id=order_id,
-                    sku=line["sku"],
-                    quantity=Decimal(line["quantity"]),
-                    uom=line.get("uom", "EA"),
-                )
-    ShipmentLine.objects.filter(shipment_id__in=ids).delete()
-    ShipmentLine.objects.bulk_create(new_lines.values(), batch_size=BATCH_SIZE)
+                merged[key] = [order_id, line["sku"], Decimal(line["quantity"]), line.get("uom", "EA")]
+        wanted[shipment_id] = [tuple(values) for values in merged.values()]
+    _replace_changed_lines(ShipmentLine, "shipment_id", wanted, ["order_id", "sku", "quantity", "uom"])
+
+
+def _linked_orders(shipment_ids: set[int]) -> dict[int, set[int]]:
+    linked: dict[int, set[int]] = defaultdict(set)
+    if shipment_ids:
+        through = Shipment.orders.through
+        for shipment_id, order_id in through.objects.filter(shipment_id__in=shipment_ids).values_list(
+            "shipment_id", "order_id"
+        ):
+            linked[shipment_id].add(order_id)
+    return linked
+
+
+def _orders_by_reference(values: set[str | None]) -> dict[str, list[tuple[str, int]]]:
+    """(number, id) of the orders each reference value names."""
+    orders: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    named = {value for value in values if value}
+    if named:
+        refs = Reference.objects.filter(value__in=named, order__isnull=False)
+        for value, order_id, number in refs.values_list("value", "order_id", "order__number"):
+            orders[value].append((number, order_id))
+    return orders
 
 
 def _line_order(ref: str, linked: set[int], orders_by_ref: dict[str, list[tuple[str, int]]]) -> int | None:
@@ -260,26 +378,39 @@ def _line_order(ref: str, linked: set[int], orders_by_ref: dict[str, list[tuple[
 
 
 def _recompute_orders(ids: set[int]) -> None:
-    rows = list(
-        Milestone.objects.filter(order_id__in=ids).order_by().values("order_id", "kind", "occurred_at", "event_id")
-    )
-    by_order: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r["occurred_at"], r["event_id"])):
-        by_order[row["order_id"]].append(row)
+    times = _order_milestone_times(ids)
     headers = _order_headers(ids)
     shipments = _shipments_by_order(ids)
-    customer_ids = dict(
-        Partner.objects.filter(
-            code__in={h["order"].get("customer") for h in headers.values() if h["order"].get("customer")}
-        ).values_list("code", "id")
+    customers = _partner_ids(header["order"].get("customer") for header in headers.values())
+    with_header, without_header = {}, {}
+    for order_id in ids:
+        first, last = times.get(order_id, ({}, None))
+        projected = _project_order(first, last, shipments.get(order_id, []))
+        if order_id in headers:
+            with_header[order_id] = (*_project_header(headers[order_id], customers), *projected)
+        else:
+            without_header[order_id] = projected
+    _save_changed(Order, ORDER_FIELDS, with_header)
+    _save_changed(Order, ORDER_MILESTONE_FIELDS, without_header)
+    _rebuild_order_lines(headers)
+
+
+def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime | None], datetime | None]]:
+    """Per order: when each kind it tracks first happened, and its latest milestone.
+
+    That is all an order's fields need: of milestones tied on time, whichever sorts first by
+    event id gives the same value.
+    """
+    kinds = [*ORDER_FIRST_FIELDS, *ORDER_SHIPPING_KINDS]
+    firsts = {f"first_{index}": Min("occurred_at", filter=Q(kind=kind)) for index, kind in enumerate(kinds)}
+    rows = (
+        Milestone.objects.filter(order_id__in=ids)
+        .order_by()
+        .values("order_id")
+        .annotate(latest=Max("occurred_at"), **firsts)
+        .values_list("order_id", "latest", *firsts)
     )
-    orders = list(Order.objects.filter(id__in=ids))
-    for order in orders:
-        header = headers.get(order.id)
-        _project_header(order, header, customer_ids)
-        _project_order(order, by_order[order.id], shipments.get(order.id, []))
-    save_fields(Order, orders, ORDER_FIELDS)
-    _rebuild_order_lines(ids, headers)
+    return {order_id: (dict(zip(kinds, times, strict=True)), latest) for order_id, latest, *times in rows}
 
 
 def _order_headers(ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -287,119 +418,109 @@ def _order_headers(ids: set[int]) -> dict[int, dict[str, Any]]:
     created = (
         Milestone.objects.filter(order_id__in=ids, kind=K.ORDER_CREATED)
         .order_by("occurred_at", "event_id")
-        .values("order_id", "payload", "lines", "amount", "currency")
+        .values_list("order_id", "payload__order", "lines", "amount", "currency")
     )
-    headers = {}
-    for row in created:
-        headers[row["order_id"]] = {
-            "order": row["payload"].get("order") or {},
-            "lines": row["lines"],
-            "amount": row["amount"],
-            "currency": row["currency"],
-        }
-    return headers
+    return {
+        order_id: {"order": info or {}, "lines": lines, "amount": amount, "currency": currency}
+        for order_id, info, lines, amount, currency in created
+    }
 
 
-def _project_header(order: Order, header: dict[str, Any] | None, customer_ids: dict[str, int]) -> None:
-    if header is None:
-        return
-    info = header["order"]
-    order.customer_id = customer_ids.get(info.get("customer"))
-    order.region = (info.get("region") or "")[:60]
-    order.promised_at = _parse_time(info.get("promised_at"))
-    order.currency = header["currency"]
-    order.total_amount = header["amount"]
-    if order.total_amount is None and header["lines"]:
-        priced = [line for line in header["lines"] if line.get("unit_price") is not None]
+def _project_header(header: dict[str, Any], customer_ids: dict[str, int]) -> Values:
+    """The order's ``ORDER_HEADER_FIELDS``."""
+    info, lines, total = header["order"], header["lines"], header["amount"]
+    if total is None and lines:
+        priced = [line for line in lines if line.get("unit_price") is not None]
         if priced:
-            order.total_amount = sum(Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in priced)
+            total = sum(Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in priced)
+    promised_at = _parse_time(info.get("promised_at"))
+    return (
+        customer_ids.get(info.get("customer")),
+        (info.get("region") or "")[:60],
+        promised_at,
+        header["currency"],
+        total,
+    )
 
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _shipments_by_order(ids: set[int]) -> dict[int, list[dict[str, Any]]]:
+def _shipments_by_order(ids: set[int]) -> dict[int, list[ShipmentTimes]]:
     through = Shipment.orders.through
-    rows = through.objects.filter(order_id__in=ids).values(
+    rows = through.objects.filter(order_id__in=ids).values_list(
         "order_id",
         "shipment__manifested_at",
         "shipment__delivered_at",
         "shipment__pod_at",
         "shipment__last_carrier_event_at",
-        "shipment__status",
     )
-    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row["order_id"]].append(row)
+    grouped: dict[int, list[ShipmentTimes]] = defaultdict(list)
+    for order_id, *times in rows:
+        grouped[order_id].append(ShipmentTimes(*times))
     return grouped
 
 
-def _project_order(order: Order, rows: list[dict[str, Any]], shipments: list[dict[str, Any]]) -> None:
-    for name in ORDER_FIRST_FIELDS.values():
-        setattr(order, name, None)
-    own_shipping: dict[str, datetime] = {}
-    for row in rows:
-        name = ORDER_FIRST_FIELDS.get(row["kind"])
-        if name and getattr(order, name) is None:
-            setattr(order, name, row["occurred_at"])
-        # Shipment events that name only the order (no shipment reference) still move it on.
-        own_shipping.setdefault(row["kind"], row["occurred_at"])
-
-    manifested = [s["shipment__manifested_at"] for s in shipments if s["shipment__manifested_at"]]
-    order.shipped_at = min(manifested, default=own_shipping.get(K.SHIPMENT_MANIFESTED))
-    order.delivered_at = _when_all(shipments, "shipment__delivered_at", own_shipping.get(K.SHIPMENT_DELIVERED))
-    order.pod_at = _when_all(shipments, "shipment__pod_at", own_shipping.get(K.SHIPMENT_POD_RECEIVED))
-    some_delivered = any(s["shipment__delivered_at"] for s in shipments)
-    order.stage = _order_stage(order, some_delivered)
-    times = [row["occurred_at"] for row in rows]
-    times += [t for s in shipments for t in (s["shipment__manifested_at"], s["shipment__last_carrier_event_at"]) if t]
-    order.last_event_at = max(times, default=None)
+def _project_order(
+    first: dict[str, datetime | None], latest: datetime | None, shipments: list[ShipmentTimes]
+) -> Values:
+    """The order's ``ORDER_MILESTONE_FIELDS`` from its milestone times and its shipments."""
+    state: dict[str, Any] = {name: first.get(kind) for kind, name in ORDER_FIRST_FIELDS.items()}
+    manifested = [s.manifested_at for s in shipments if s.manifested_at]
+    state["shipped_at"] = min(manifested, default=first.get(K.SHIPMENT_MANIFESTED))
+    state["delivered_at"] = _when_all([s.delivered_at for s in shipments], first.get(K.SHIPMENT_DELIVERED))
+    state["pod_at"] = _when_all([s.pod_at for s in shipments], first.get(K.SHIPMENT_POD_RECEIVED))
+    state["stage"] = _order_stage(state, some_delivered=any(s.delivered_at for s in shipments))
+    times = [t for s in shipments for t in (s.manifested_at, s.last_carrier_event_at) if t]
+    state["last_event_at"] = max([latest, *times] if latest else times, default=None)
+    return tuple(state[name] for name in ORDER_MILESTONE_FIELDS)
 
 
-def _when_all(shipments: list[dict[str, Any]], field: str, fallback: datetime | None) -> datetime | None:
-    """When the last of the order's shipments reached ``field``; None while any has not."""
-    if not shipments:
+def _when_all(times: list[datetime | None], fallback: datetime | None) -> datetime | None:
+    """When the last of the order's shipments got there; None while any has not."""
+    if not times:
         return fallback
-    times = [s[field] for s in shipments]
-    return max(times) if all(times) else None
+    reached = [t for t in times if t]
+    return max(reached) if len(reached) == len(times) else None
 
 
-def _order_stage(order: Order, some_delivered: bool) -> str:
-    if order.cancelled_at and not order.shipped_at:
+def _order_stage(state: dict[str, Any], *, some_delivered: bool) -> str:
+    if state["cancelled_at"] and not state["shipped_at"]:
         return OrderStage.CANCELLED
     ladder = [
-        (order.posted_at, OrderStage.POSTED),
-        (order.invoiced_at, OrderStage.INVOICED),
-        (order.delivered_at, OrderStage.DELIVERED),
+        (state["posted_at"], OrderStage.POSTED),
+        (state["invoiced_at"], OrderStage.INVOICED),
+        (state["delivered_at"], OrderStage.DELIVERED),
         (some_delivered, OrderStage.PARTIALLY_DELIVERED),
-        (order.shipped_at, OrderStage.SHIPPED),
-        (order.packed_at, OrderStage.PACKED),
-        (order.picked_at, OrderStage.PICKED),
-        (order.allocated_at, OrderStage.ALLOCATED),
-        (order.released_at, OrderStage.RELEASED),
+        (state["shipped_at"], OrderStage.SHIPPED),
+        (state["packed_at"], OrderStage.PACKED),
+        (state["picked_at"], OrderStage.PICKED),
+        (state["allocated_at"], OrderStage.ALLOCATED),
+        (state["released_at"], OrderStage.RELEASED),
     ]
     return next((stage for reached, stage in ladder if reached), OrderStage.CREATED)
 
 
-def _rebuild_order_lines(ids: set[int], headers: dict[int, dict[str, Any]]) -> None:
-    lines: dict[tuple[int, str], OrderLine] = {}
+def _rebuild_order_lines(headers: dict[int, dict[str, Any]]) -> None:
+    """An order's lines are those of its latest ``order.created``, one per SKU."""
+    wanted: dict[int, list[Values]] = {}
     for order_id, header in headers.items():
+        merged: dict[str, list[Any]] = {}
         for line in header["lines"]:
-            key = (order_id, line["sku"])
-            if key in lines:
-                lines[key].quantity += Decimal(line["quantity"])
+            if line["sku"] in merged:
+                merged[line["sku"]][2] += Decimal(line["quantity"])
                 continue
-            lines[key] = OrderLine(
-                order_id=order_id,
-                sku=line["sku"],
-                line_number=line.get("line_number") or "",
-                quantity=Decimal(line["quantity"]),
-                uom=line.get("uom", "EA"),
-                unit_price=Decimal(line["unit_price"]) if line.get("unit_price") is not None else None,
-            )
-    OrderLine.objects.filter(order_id__in=headers).delete()
-    OrderLine.objects.bulk_create(lines.values(), batch_size=BATCH_SIZE)
+            unit_price = line.get("unit_price")
+            merged[line["sku"]] = [
+                line["sku"],
+                line.get("line_number") or "",
+                Decimal(line["quantity"]),
+                line.get("uom", "EA"),
+                Decimal(unit_price) if unit_price is not None else None,
+            ]
+        wanted[order_id] = [tuple(values) for values in merged.values()]
+    _replace_changed_lines(OrderLine, "order_id", wanted, ["sku", "line_number", "quantity", "uom", "unit_price"])
 
 
 # --- inventory --------------------------------------------------------------------------------
