@@ -1,11 +1,14 @@
 from typing import Any
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from apps.ingest import polling, services
 
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+# Two workers applying overlapping subjects at once can collide on a unique or foreign key (one
+# moves a milestone's reports while the other reports it too). Applying is idempotent, so the
+# retry, which sees what the other committed, converges like any redelivery.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError, ConnectionError, TimeoutError)
 
 
 class ProcessMessage(Task):

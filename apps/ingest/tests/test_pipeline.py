@@ -190,3 +190,25 @@ def test_one_bad_event_in_a_file_is_refused_alone_and_the_rest_applied(erp):
     assert (message.events_count, message.applied_count) == (2, 2)
     assert any(warning.startswith("events[1].kind:") for warning in message.warnings)
     assert set(Order.objects.values_list("number", flat=True)) == {"SO-1", "SO-2"}
+
+
+def test_a_collision_with_another_worker_is_retried_and_converges(erp, monkeypatch):
+    """Two workers crossing on the same milestone can raise IntegrityError; the retry applies."""
+    from django.db import IntegrityError
+
+    message = _receive(erp, as_body(order_created()))
+    real, calls = services.message_process, []
+
+    def collide_once(message_id, **options):
+        calls.append(message_id)
+        if len(calls) == 1:
+            raise IntegrityError("update or delete on table violates foreign key constraint")
+        return real(message_id, **options)
+
+    monkeypatch.setattr(services, "message_process", collide_once)
+    process_message_task.apply_async(args=[message.pk])  # in-process: the retry runs at once
+
+    assert len(calls) == 2
+    message.refresh_from_db()
+    assert message.status == "processed"
+    assert Order.objects.filter(number="SO-1").exists()
