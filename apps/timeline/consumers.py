@@ -22,6 +22,8 @@ class OrderTimelineConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def order_changed(self, event: dict) -> None:
+    async def orders_changed(self, event: dict) -> None:
+        if self.order_id not in event["order_ids"]:
+            return  # another order of the same group
         url = reverse("order-detail", args=[self.order_id])
         await self.send(text_data=render_to_string("timeline/_live_refresh.html", {"url": url}))

@@ -1,6 +1,7 @@
 """Live updates: tell every open timeline page of an order that the order changed."""
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
@@ -11,8 +12,13 @@ from apps.timeline.reactions import Phase, Touched, reaction
 logger = logging.getLogger(__name__)
 
 
+# Orders share a few groups: an apply touching thousands of orders sends one message per group
+# it touched, not one per order, and each page ignores the ids that are not its own.
+ORDER_GROUPS = 64
+
+
 def order_group(order_id: int) -> str:
-    return f"order-{order_id}"
+    return f"orders-{order_id % ORDER_GROUPS}"
 
 
 def broadcast_orders_changed(order_ids: Iterable[int]) -> None:
@@ -20,16 +26,18 @@ def broadcast_orders_changed(order_ids: Iterable[int]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    ids = list(order_ids)
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for order_id in order_ids:
+        by_group[order_group(order_id)].append(order_id)
 
     async def send_all() -> None:
-        for order_id in ids:
-            await layer.group_send(order_group(order_id), {"type": "order.changed", "order_id": order_id})
+        for group, ids in by_group.items():
+            await layer.group_send(group, {"type": "orders.changed", "order_ids": ids})
 
     try:
         async_to_sync(send_all)()
     except Exception:
-        logger.warning("live update for orders %s not sent", ids[:10], exc_info=True)
+        logger.warning("live update for %d orders not sent", sum(map(len, by_group.values())), exc_info=True)
 
 
 @reaction(phase=Phase.AFTER_COMMIT, stage="live")
