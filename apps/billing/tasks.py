@@ -1,16 +1,8 @@
 from celery import shared_task
-from django.db import OperationalError
 
 from apps.billing.services import evaluate_invoice_rules, orders_awaiting_invoice
 
 BATCH = 500
-
-
-@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def evaluate_invoice_rules_task(order_ids: list[int]) -> int:
-    """React to an apply: invoice the touched orders whose rule is now met."""
-    result = evaluate_invoice_rules(order_ids=order_ids)
-    return len(result.applied) if result else 0
 
 
 @shared_task
