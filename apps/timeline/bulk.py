@@ -7,6 +7,7 @@ database's own unique indexes. Elsewhere (SQLite, the demo's default) it is ``bu
 """
 
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,8 +31,10 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> None:
         return
     columns = [field for field in model._meta.concrete_fields if not field.primary_key]
     table = connection.ops.quote_name(model._meta.db_table)
-    staging = connection.ops.quote_name(f"staging_{model._meta.db_table}")
     names = ", ".join(connection.ops.quote_name(column.column) for column in columns)
+    # Named after its columns too: a session that outlives a migration never copies into a
+    # staging table of the old shape.
+    staging = connection.ops.quote_name(f"staging_{model._meta.db_table}_{zlib.crc32(names.encode()):08x}")
     readers = [_reader(column) for column in columns]
     # Every name below is a table or column of the model, quoted; no value is ever in the SQL.
     create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS SELECT {names} FROM {table}"  # noqa: S608
