@@ -268,7 +268,7 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
         tally = _Tally(rejected={key: rejected[key] for key in (e.event_id for e in events) if key in rejected})
         if events:
             tally.read(events)
-        mine = [fate.get(e.event_id) for e in events if owner[e.event_id] == message.pk]
+        mine = [fate.get(event_id) for event_id in {e.event_id for e in events if owner[e.event_id] == message.pk}]
         tally.applied, tally.parked = mine.count("applied"), mine.count("parked")
         tally.duplicates = tally.count - tally.applied - tally.parked - len(tally.rejected)
         _finish(message, document, tally)

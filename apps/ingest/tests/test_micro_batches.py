@@ -88,3 +88,14 @@ def test_the_worker_task_micro_batches(erp):
     messages = _orders(erp, 3)
     process_message_task.apply(args=[messages[0].pk])
     assert InboundMessage.objects.filter(status="processed").count() == 3
+
+
+def test_an_event_repeated_in_one_message_counts_once_as_applied(erp):
+    first = _receive(erp, as_body(order_created("SO-1"), order_created("SO-1")))
+    second = _receive(erp, as_body(order_created("SO-2")))
+    message_process(first.pk, companions=10)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.events_count, first.applied_count, first.duplicate_count) == (2, 1, 1)
+    assert (second.applied_count, second.duplicate_count) == (1, 0)
