@@ -145,6 +145,7 @@ from apps.ingest.models import InboundMessage  # noqa: E402
 from apps.partners.models import Partner  # noqa: E402
 from apps.partners.services import api_token_create  # noqa: E402
 from apps.timeline.models import Milestone, MilestoneReport, Order, ParkedEvent, Shipment  # noqa: E402
+from apps.timeline.stages import stage_seconds, stages_reset  # noqa: E402
 from controltower.celery import app as celery_app  # noqa: E402
 
 Figures = dict[str, Any]
@@ -311,16 +312,6 @@ def timeout_for(events: int) -> float:
 # --- stage split and query counts -----------------------------------------------------------------
 
 
-def stage_functions() -> tuple[Callable[[], None], Callable[[], dict[str, float]]]:
-    """``stages_reset`` and ``stage_seconds``, or stand-ins when the module is not there (yet)."""
-    try:
-        from apps.timeline.stages import stage_seconds, stages_reset
-    except ImportError:
-        print("  (apps.timeline.stages is missing: no per-stage split)")
-        return (lambda: None), dict
-    return stages_reset, stage_seconds
-
-
 @dataclass
 class QueryCount:
     queries: int = 0
@@ -350,8 +341,7 @@ def sync_load(summary: Summary, label: str) -> Figures:
     """Ingest a set with ``ingest --sync``: parse, apply and react in this process."""
     set_eager(True)
     checkpoint()
-    reset, seconds_by_stage = stage_functions()
-    reset()
+    stages_reset()
     first = last_message_id()
     parked = ParkedEvent.objects.count()
     counter = QueryCount()
@@ -378,7 +368,7 @@ def sync_load(summary: Summary, label: str) -> Figures:
     if failures:
         figures["failures"] = len(failures)
         figures["first failure"] = failures[0][:300]
-    stages = seconds_by_stage()
+    stages = stage_seconds()
     figures["stages"] = {stage: round(seconds, 3) for stage, seconds in sorted(stages.items())}
     figures["stage share %"] = {stage: round(100 * seconds / wall, 1) for stage, seconds in sorted(stages.items())}
     return figures

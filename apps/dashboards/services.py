@@ -31,6 +31,7 @@ from apps.dashboards.models import Fact, Metric, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
+from apps.timeline.projections import shipments_of_orders
 
 M = Metric
 LOCK_ID = 0x4B5049  # any constant; names the KPI writer's advisory lock
@@ -162,9 +163,7 @@ def kpis_refresh(
 
 
 def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> dict[str, set[int]]:
-    shipment_ids = set(
-        Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list("shipment_id", flat=True)
-    )
+    shipment_ids = shipments_of_orders(order_ids)
     freight_ids = set(
         FreightCharge.objects.filter(shipment_id__in=shipment_ids).order_by().values_list("id", flat=True)
     )

@@ -20,7 +20,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.rules import DETECTORS, Detector, Hit
-from apps.timeline.models import Shipment
+from apps.timeline.projections import shipments_of_orders
 
 OPEN = ExceptionCase.OPEN_STATUSES
 CLOSED_BY_PEOPLE = (ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED)
@@ -201,7 +201,6 @@ class _ScopedCase(NamedTuple):
     subject_id: int
     status: str
     resolution: str
-    condition_cleared_at: datetime | None
 
 
 def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
@@ -210,12 +209,10 @@ def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
     Filtering on the two subject columns (each indexed) rather than joining through the
     shipment's orders lets the database read only these cases, however many others are open.
     """
-    shipment_ids = set(
-        Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list("shipment_id", flat=True)
-    )
+    shipment_ids = shipments_of_orders(order_ids)
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
     rows = ExceptionCase.objects.filter(Q(order_id__in=order_ids) | Q(shipment_id__in=shipment_ids), live).values_list(
-        "rule_id", "id", "subject_id", "status", "resolution", "condition_cleared_at"
+        "rule_id", "id", "subject_id", "status", "resolution"
     )
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
@@ -226,11 +223,8 @@ def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
 def _close_cleared_in_scope(cases: list[_ScopedCase], hits: dict[int, Hit], now: datetime) -> list[int]:
     """After an apply: only the touched subjects' cases whose subject is no longer a hit."""
     gone = [case for case in cases if case.subject_id not in hits]
-    handled = [
-        case.id
-        for case in gone
-        if case.status in CLOSED_BY_PEOPLE and case.condition_cleared_at is None and case.resolution != "auto"
-    ]
+    # Closed by a person and not cleared yet (``_cases_in_scope`` reads no cleared ones).
+    handled = [case.id for case in gone if case.status in CLOSED_BY_PEOPLE and case.resolution != "auto"]
     if handled:
         ExceptionCase.objects.filter(id__in=handled, condition_cleared_at__isnull=True).update(condition_cleared_at=now)
     cleared = list(

@@ -502,7 +502,7 @@ def messages_requeue_stuck(*, older_than: timedelta = STUCK_AFTER) -> int:
     stuck = list(
         InboundMessage.objects.filter(
             status=InboundMessage.Status.RECEIVED, received_at__lt=timezone.now() - older_than
-        ).select_related("channel")[:5000]
+        ).only("pk", "queue")[:5000]
     )
     enqueue_processing(stuck)
     return len(stuck)

@@ -152,6 +152,14 @@ def orders_of_shipments(shipment_ids: Iterable[int]) -> set[int]:
     return set(through.objects.filter(shipment_id__in=ids).values_list("order_id", flat=True))
 
 
+def shipments_of_orders(order_ids: Iterable[int]) -> set[int]:
+    ids = set(order_ids)
+    if not ids:
+        return set()
+    through = Shipment.orders.through
+    return set(through.objects.filter(order_id__in=ids).values_list("shipment_id", flat=True))
+
+
 def recompute(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
     """Recompute shipments first (orders read them), then orders."""
     shipment_ids, order_ids = set(shipment_ids), set(order_ids)

@@ -44,9 +44,6 @@ class Touched:
     shipment_ids: set[int] = field(default_factory=set)
     milestones: list[Milestone] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.order_ids or self.shipment_ids or self.milestones)
-
     def add(self, other: "Touched") -> None:
         self.order_ids |= other.order_ids
         self.shipment_ids |= other.shipment_ids
@@ -81,20 +78,18 @@ def registered(phase: Phase) -> list[Reaction]:
     return [func for func in _load(tuple(settings.TIMELINE_REACTIONS)) if func.phase == phase]  # type: ignore[attr-defined]
 
 
-def run(phase: Phase, touched: Touched) -> None:
-    """Run the reactions of ``phase``. Inside the transaction a failure rolls the apply back;
-    after commit each reaction is on its own (a failure is logged, the others still run, and
-    the periodic sweeps catch up on what it missed)."""
-    if phase == Phase.AFTER_COMMIT:
-        _react_after_commit(touched)
-        return
-    for func in registered(phase):
+def run_in_transaction(touched: Touched) -> None:
+    """The reactions atomic with the apply: a failure rolls the apply back."""
+    for func in registered(Phase.IN_TRANSACTION):
         with timed(func.stage):  # type: ignore[attr-defined]
             func(touched)
 
 
 def _react_after_commit(touched: Touched) -> None:
-    """A reaction may apply events itself (invoice rules invoice the touched orders): those
+    """Each reaction on its own: a failure is logged, the others still run, and the periodic
+    sweeps catch up on what it missed.
+
+    A reaction may apply events itself (invoice rules invoice the touched orders): those
     subjects are collected and reacted to in one more round, unless this round already covers
     them, so an invoiced order is not detected and refreshed twice."""
     nested = Touched()
@@ -126,7 +121,7 @@ def after_commit(touched: Touched) -> None:
         collector.add(touched)
         return
     subjects = Touched(order_ids=set(touched.order_ids), shipment_ids=set(touched.shipment_ids))
-    transaction.on_commit(lambda: run(Phase.AFTER_COMMIT, subjects))
+    transaction.on_commit(lambda: _react_after_commit(subjects))
 
 
 @contextmanager

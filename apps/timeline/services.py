@@ -120,7 +120,7 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
         touched = reactions.Touched(
             order_ids=set(result.order_ids), shipment_ids=set(result.shipment_ids), milestones=batch.recorded
         )
-        reactions.run(reactions.Phase.IN_TRANSACTION, touched)
+        reactions.run_in_transaction(touched)
         result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
         reactions.after_commit(touched)
         crossing = batch.parked_keys | batch.gained_keys

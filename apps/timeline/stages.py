@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _seconds: Counter[str] = Counter()
-_calls: Counter[str] = Counter()
 
 
 @contextmanager
@@ -22,7 +21,6 @@ def timed(stage: str) -> Iterator[None]:
         yield
     finally:
         _seconds[stage] += time.perf_counter() - started
-        _calls[stage] += 1
 
 
 def stage_seconds() -> dict[str, float]:
@@ -30,10 +28,5 @@ def stage_seconds() -> dict[str, float]:
     return dict(_seconds)
 
 
-def stage_calls() -> dict[str, int]:
-    return dict(_calls)
-
-
 def stages_reset() -> None:
     _seconds.clear()
-    _calls.clear()
