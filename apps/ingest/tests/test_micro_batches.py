@@ -99,3 +99,19 @@ def test_an_event_repeated_in_one_message_counts_once_as_applied(erp):
     second.refresh_from_db()
     assert (first.events_count, first.applied_count, first.duplicate_count) == (2, 1, 1)
     assert (second.applied_count, second.duplicate_count) == (1, 0)
+
+
+def test_a_stuck_message_is_requeued_on_the_queue_chosen_when_it_arrived(erp, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.ingest.services import messages_requeue_stuck
+
+    delivery = _receive(erp, as_body(order_created("SO-1")), priority="critical")
+    InboundMessage.objects.filter(pk=delivery.pk).update(received_at=timezone.now() - timedelta(hours=1))
+    queued = []
+    monkeypatch.setattr(process_message_task, "apply_async", lambda **kw: queued.append((kw["args"], kw["queue"])))
+
+    assert messages_requeue_stuck() == 1
+    assert queued == [([delivery.pk], "critical")]
