@@ -205,6 +205,10 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Events dated further ahead than this are refused: a date a year ahead would win every later
+# correction (an invoice "released" next year beats this week's hold). A day covers clock skew
+# and local times sent without their zone.
+EVENT_FUTURE_MARGIN_SECONDS = env.int("EVENT_FUTURE_MARGIN_SECONDS", default=24 * 3600)
 
 # --- Outbound: deliveries to subscribers ------------------------------------------------------------
 # Retries wait base * 2^(attempt - 1) seconds (capped), with jitter; beat sends what is due.

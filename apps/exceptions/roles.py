@@ -22,6 +22,7 @@ ROLES: dict[str, list[str]] = {
         "view_inboundmessage",
         "view_outboundmessage",
         "replay_inboundmessage",
+        "post_inboundmessage",
         "view_parkedevent",
         *(
             f"{action}_{model}"

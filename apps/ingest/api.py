@@ -22,11 +22,11 @@ from rest_framework.views import APIView
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import known_formats
-from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, messages_replay
+from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, message_scopes, messages_replay
 from apps.partners.authentication import IsPartnerOrPerson, IsPerson, PartnerPrincipal
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventSource, EventValidationError, parse_events
-from apps.timeline.services import queue_for_events
+from apps.timeline.services import queue_for_events, scope_violations
 
 CONTENT_TYPE_FORMATS = {
     "application/edi-x12": "x12",
@@ -90,20 +90,45 @@ ACCEPTED = inline_serializer(
 
 
 def acting_partner(request: Request, code: str | None) -> Partner:
-    """A partner token writes only as its partner; a signed-in person names the partner."""
+    """A partner token writes only as its partner; a person with the permission names the partner.
+
+    Either way what is sent stays within that partner's scopes: a person acting for a carrier
+    sends what the carrier may send, no more.
+    """
     if isinstance(request.user, PartnerPrincipal):
         partner = request.user.partner
         if code and code != partner.code:
             raise PermissionDenied(f"this token belongs to {partner.code}; it cannot write as {code}")
         return partner
-    if not request.user.is_staff:
-        raise PermissionDenied("only staff members may send messages for a partner")
+    if not request.user.has_perm("ingest.post_inboundmessage"):
+        raise PermissionDenied("sending messages for a partner needs the 'post inbound message' permission")
     if not code:
         raise BadRequest({"partner": ["Name the partner this message comes from."]})
     partner = Partner.objects.filter(code=code).first()
     if partner is None:
         raise BadRequest({"partner": [f"Unknown partner {code!r}."]})
+    if not partner.active:
+        raise PermissionDenied(f"partner {code} is inactive: nothing can be sent for it")
     return partner
+
+
+def token_scopes(request: Request) -> list[str] | None:
+    """What the caller's token allows, or None for a person (the channel's or kind's apply)."""
+    if isinstance(request.user, PartnerPrincipal):
+        return list(request.user.scopes)
+    return None
+
+
+def refused(reasons: dict[str, str], events: list) -> Response:
+    """403: the whole request is refused, each offending event named with the reason."""
+    kinds = {event.event_id: event.kind.value for event in events}
+    return Response(
+        {
+            "detail": f"{len(reasons)} event(s) are outside what this sender may send; nothing was stored.",
+            "refused": [{"event_id": key, "kind": kinds.get(key), "reason": reason} for key, reason in reasons.items()],
+        },
+        status=status.HTTP_403_FORBIDDEN,
+    )
 
 
 def named_channel(partner: Partner, code: str | None) -> Channel | None:
@@ -181,6 +206,7 @@ class MessageCreateView(APIView):
                 idempotency_key=request.headers.get("Idempotency-Key"),
                 filename=filename,
                 content_type=request.content_type or "",
+                scopes=token_scopes(request),
             )
         except MessageRejected as exc:
             raise BadRequest({"body": [str(exc)]}) from exc
@@ -229,10 +255,14 @@ class EventCreateView(APIView):
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest({"body": [f"Not valid JSON: {exc}"]}) from exc
+        scopes = message_scopes(partner, channel, token_scopes(request))
         try:
-            events = parse_events(payload, source=EventSource(partner=partner.code))
+            events = parse_events(payload, source=EventSource(partner=partner.code, scopes=tuple(scopes)))
         except EventValidationError as exc:
             return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+        reasons = scope_violations(events)
+        if reasons:
+            return refused(reasons, events)
         try:
             message, created = message_receive(
                 body=body,
@@ -243,6 +273,7 @@ class EventCreateView(APIView):
                 idempotency_key=request.headers.get("Idempotency-Key"),
                 content_type="application/json",
                 priority=queue_for_events(events),
+                scopes=token_scopes(request),
             )
         except MessageRejected as exc:
             raise BadRequest({"body": [str(exc)]}) from exc

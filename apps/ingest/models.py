@@ -50,6 +50,12 @@ class InboundMessage(models.Model):
     queue = models.CharField(
         max_length=10, default="default", help_text="The worker queue that processes it, chosen when it was received."
     )
+    scopes = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What its sender (token and channel) was allowed to send when it arrived; "
+        "empty when the sender was found later, from the channel then.",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -66,7 +72,10 @@ class InboundMessage(models.Model):
                 fields=["sha256"], condition=Q(partner__isnull=True), name="unique_message_body_unknown_sender"
             ),
         ]
-        permissions = [("replay_inboundmessage", "Can replay dead letters")]
+        permissions = [
+            ("replay_inboundmessage", "Can replay dead letters"),
+            ("post_inboundmessage", "Can send messages on behalf of a partner"),
+        ]
         indexes = [
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["partner", "status"]),

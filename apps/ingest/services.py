@@ -24,8 +24,10 @@ from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
+from apps.partners.scopes import sender_scopes
 from apps.timeline import reactions
 from apps.timeline.events import CanonicalEvent, EventKind, EventSource
+from apps.timeline.services import ApplyResult
 from apps.timeline.services import apply_events as apply_timeline_events
 from apps.timeline.stages import timed
 
@@ -64,13 +66,15 @@ def message_receive(
     content_type: str = "",
     enqueue: bool = True,
     priority: str | None = None,
+    scopes: list[str] | None = None,
 ) -> tuple[InboundMessage, bool]:
     """Store a payload; return it and whether it is new.
 
     The same payload again (same idempotency key, or same partner and body) returns the original
     message and changes nothing. A new message is queued for processing once the transaction
     commits, unless ``enqueue`` is False; ``priority`` names its queue when the receiver already
-    knows what the message holds (a channel with its own priority still decides).
+    knows what the message holds (a channel with its own priority still decides). ``scopes`` is
+    what the sender's token allowed; the channel's, or the partner kind's, apply besides.
     """
     if not body:
         raise MessageRejected("the message is empty")
@@ -96,6 +100,7 @@ def message_receive(
                 filename=filename[:255],
                 content_type=content_type[:100],
                 queue=processing_queue(channel, priority),
+                scopes=message_scopes(partner, channel, scopes),
             )
     except IntegrityError:
         existing = _existing_message(partner, idempotency_key, digest)
@@ -126,6 +131,19 @@ def enqueue_processing(messages: Iterable[InboundMessage]) -> None:
 
     for message in messages:
         process_message_task.apply_async(args=[message.pk], queue=message.queue)
+
+
+def message_scopes(
+    partner: Partner | None, channel: Channel | None, token_scopes: list[str] | None = None
+) -> list[str] | None:
+    """What a message may hold: all its grants allow (token, channel), else its partner kind's
+    defaults; None while the sender is unknown (an EDI file identifies it later)."""
+    if partner is None:
+        return None
+    grants = [token_scopes] if token_scopes is not None else []
+    if channel is not None:
+        grants.append(channel.scopes)
+    return sender_scopes(partner.kind, *grants)
 
 
 def processing_queue(channel: Channel | None, priority: str | None = None) -> str:
@@ -222,15 +240,17 @@ def _process_alone(message: InboundMessage, *, keep_events: bool) -> Outcome:
     try:
         document, parsed = _open(message)
         outcome, tally = Outcome(message=message), _Tally()
-        for batch in _batches(parsed, APPLY_BATCH_SIZE):
-            result = apply_timeline_events(batch)
-            tally.read(batch)
-            tally.applied += len(result.applied)
-            tally.duplicates += len(result.duplicates)
-            tally.parked += len(result.parked)
-            tally.rejected.update(result.rejected)
-            if keep_events:
-                outcome.events += batch
+        with transaction.atomic():  # a message holding one event out of scope is refused whole
+            for batch in _batches(parsed, APPLY_BATCH_SIZE):
+                result = apply_timeline_events(batch)
+                _refuse_out_of_scope(result, batch)
+                tally.read(batch)
+                tally.applied += len(result.applied)
+                tally.duplicates += len(result.duplicates)
+                tally.parked += len(result.parked)
+                tally.rejected.update(result.rejected)
+                if keep_events:
+                    outcome.events += batch
     except PermanentFailure as exc:
         _mark_dead(message, str(exc))
         return Outcome(message=message)
@@ -259,11 +279,16 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
             owner.setdefault(event.event_id, message.pk)
     fate: dict[str, str] = {}
     rejected: dict[str, str] = {}
-    for batch in _batches((event for _, _, events in opened for event in events), APPLY_BATCH_SIZE):
-        result = apply_timeline_events(batch)
-        fate.update(dict.fromkeys(result.parked, "parked"))
-        fate.update(dict.fromkeys(result.applied, "applied"))
-        rejected.update(result.rejected)
+    try:
+        with transaction.atomic():
+            for batch in _batches((event for _, _, events in opened for event in events), APPLY_BATCH_SIZE):
+                result = apply_timeline_events(batch)
+                _refuse_out_of_scope(result, batch)
+                fate.update(dict.fromkeys(result.parked, "parked"))
+                fate.update(dict.fromkeys(result.applied, "applied"))
+                rejected.update(result.rejected)
+    except OutOfScope as exc:
+        return _without_refused(opened, exc.reasons, owner)
     for message, document, events in opened:
         tally = _Tally(rejected={key: rejected[key] for key in (e.event_id for e in events) if key in rejected})
         if events:
@@ -275,6 +300,45 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
     return Outcome(message=messages[0])
 
 
+class OutOfScope(PermanentFailure):
+    """Events the sender may not send: the whole message is refused, nothing of it applied."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        self.reasons = reasons
+        shown = "; ".join(f"{key}: {reason}" for key, reason in list(reasons.items())[:20])
+        more = f" (and {len(reasons) - 20} more)" if len(reasons) > 20 else ""
+        super().__init__(f"refused: {len(reasons)} event(s) out of the sender's scope: {shown}{more}")
+
+
+def _refuse_out_of_scope(result: ApplyResult, events: list[CanonicalEvent]) -> None:
+    """Raise for this message's own refused events; those of parked events from earlier messages
+    that came back now are only logged, their message was processed long ago."""
+    ours = {event.event_id for event in events}
+    reasons = {key: reason for key, reason in result.refused.items() if key in ours}
+    for key in result.refused.keys() - reasons.keys():
+        logger.warning("parked event %s refused when its subject appeared: %s", key, result.refused[key])
+    if reasons:
+        raise OutOfScope(reasons)
+
+
+def _without_refused(
+    opened: list[tuple[InboundMessage, ParsedDocument, list[CanonicalEvent]]],
+    reasons: dict[str, str],
+    owner: dict[str, int],
+) -> Outcome:
+    """Nothing of the micro-batch was applied: refuse the messages holding events out of scope,
+    then apply the others together again."""
+    refused = {owner[key] for key in reasons}
+    for message, _, events in opened:
+        if message.pk in refused:
+            own = {key: reasons[key] for key in (event.event_id for event in events) if key in reasons}
+            _mark_dead(message, str(OutOfScope(own)))
+    others = [message for message, _, _ in opened if message.pk not in refused]
+    for message in others:
+        message.attempts -= 1  # counted again when they are opened again
+    return _process_together(others) if others else Outcome(message=opened[0][0])
+
+
 def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEvent]]:
     """The document and its events, with their source. What is learnt on the way (format,
     sender, channel) is kept on the message even when a later step fails."""
@@ -282,6 +346,10 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
     message.format = fmt = _format_of(message, body)
     message.partner = partner = message.partner or _identify_sender(fmt, body)
     message.channel = channel = message.channel or _default_channel(partner, fmt)
+    if not partner.active:
+        raise PermanentFailure(f"partner {partner.code} is inactive: its messages are not processed")
+    if message.scopes is None:
+        message.scopes = message_scopes(partner, channel)
     document, parsed = _parse_stream(fmt, body, _context(partner, channel, message.received_at))
     return document, (_with_source(event, partner, channel, message) for event in parsed)
 
@@ -417,7 +485,9 @@ def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:
 def _with_source(
     event: CanonicalEvent, partner: Partner, channel: Channel | None, message: InboundMessage
 ) -> CanonicalEvent:
-    source = EventSource(partner=partner.code, channel=channel.code if channel else None, message=message.pk)
+    source = EventSource(
+        partner=partner.code, channel=channel.code if channel else None, message=message.pk, scopes=message.scopes
+    )
     return event.model_copy(update={"source": source})
 
 

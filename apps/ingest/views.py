@@ -16,7 +16,13 @@ def webhook(request: HttpRequest, partner: str, channel: str) -> JsonResponse:
     """Store a signed webhook from a partner's channel; 202 means stored, parsing comes later."""
     target = (
         Channel.objects.select_related("partner")
-        .filter(partner__code=partner, code=channel, active=True, direction=Channel.Direction.INBOUND)
+        .filter(
+            partner__code=partner,
+            partner__active=True,
+            code=channel,
+            active=True,
+            direction=Channel.Direction.INBOUND,
+        )
         .first()
     )
     if target is None:

@@ -8,6 +8,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
 from apps.partners.models import ApiToken, Partner
+from apps.partners.scopes import sender_scopes
 from apps.partners.services import TOKEN_PREFIX, api_token_authenticate
 
 
@@ -16,6 +17,7 @@ class PartnerPrincipal:
     """The caller behind a partner token: it acts as that partner and nothing else."""
 
     partner: Partner
+    scopes: tuple[str, ...] = ()
     is_authenticated: bool = True
     is_staff: bool = False
     is_superuser: bool = False
@@ -42,8 +44,9 @@ class PartnerTokenAuthentication(BaseAuthentication):
             return None
         token = api_token_authenticate(raw)
         if token is None:
-            raise AuthenticationFailed("Invalid or revoked API token.")
-        return PartnerPrincipal(partner=token.partner), token
+            raise AuthenticationFailed("Invalid or revoked API token, or its partner is inactive.")
+        scopes = sender_scopes(token.partner.kind, token.scopes)
+        return PartnerPrincipal(partner=token.partner, scopes=tuple(scopes)), token
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="api"'

@@ -4,6 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from apps.partners.scopes import SCOPES, default_scopes
+
 code_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "Use letters, digits, dot, dash or underscore, starting with a letter or digit."
 )
@@ -16,6 +18,16 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r}; use an IANA name such as Europe/Paris.") from exc
 
 
+def validate_scopes(value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError({"scopes": "Scopes must be a list of scope names."})
+    unknown = sorted(set(value) - set(SCOPES))
+    if unknown:
+        raise ValidationError({"scopes": f"Unknown scope {', '.join(unknown)}; known: {', '.join(SCOPES)}."})
+
+
 class Partner(models.Model):
     class Kind(models.TextChoices):
         CUSTOMER = "customer", "Customer"
@@ -23,6 +35,7 @@ class Partner(models.Model):
         WAREHOUSE = "warehouse", "Warehouse"
         ERP = "erp", "ERP"
         TMS = "tms", "TMS"
+        SHOP = "shop", "eCommerce shop"
 
     code = models.CharField(max_length=40, unique=True, validators=[code_validator])
     name = models.CharField(max_length=200)
@@ -96,6 +109,13 @@ class Channel(models.Model):
         blank=True,
         help_text="How often this channel normally sends (e.g. 01:00:00); quieter than that is flagged.",
     )
+    scopes = models.JSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="What this channel may send: scope names from apps/partners/scopes.py. Left empty when "
+        "created, it gets the partner kind's defaults; an empty list allows nothing.",
+    )
     mapping_overrides = models.JSONField(
         default=dict,
         blank=True,
@@ -111,9 +131,15 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return f"{self.partner.code}/{self.code}"
 
+    def save(self, *args, **kwargs) -> None:
+        if self.scopes is None:
+            self.scopes = default_scopes(self.partner.kind)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         if not isinstance(self.mapping_overrides, dict):
             raise ValidationError({"mapping_overrides": "Mapping overrides must be a JSON object."})
+        validate_scopes(self.scopes)
 
 
 class ApiToken(models.Model):
@@ -126,6 +152,13 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="What this token may send: scope names from apps/partners/scopes.py. Left empty when "
+        "created, it gets the partner kind's defaults; an empty list allows nothing.",
+    )
 
     class Meta:
         ordering = ["partner__code", "-created_at"]
@@ -133,6 +166,14 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.partner.code} {self.name} ({self.prefix}…)"
 
+    def save(self, *args, **kwargs) -> None:
+        if self.scopes is None:
+            self.scopes = default_scopes(self.partner.kind)
+        super().save(*args, **kwargs)
+
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def clean(self) -> None:
+        validate_scopes(self.scopes)

@@ -55,11 +55,14 @@ def partner_upsert(
     return partner, created
 
 
-def api_token_create(*, partner: Partner, name: str) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is never stored and never shown again."""
+def api_token_create(*, partner: Partner, name: str, scopes: list[str] | None = None) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored and never shown again.
+
+    Without ``scopes`` it may send what partners of its kind send (``apps.partners.scopes``).
+    """
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(partner=partner, name=name, prefix=prefix, hashed=_hash(secret))
+    token = ApiToken.objects.create(partner=partner, name=name, prefix=prefix, hashed=_hash(secret), scopes=scopes)
     return token, f"{TOKEN_PREFIX}{prefix}_{secret}"
 
 
@@ -68,13 +71,18 @@ def api_token_revoke(*, token: ApiToken) -> None:
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:
-    """The active token ``raw`` names, or None. Constant-time comparison of the secret's hash."""
+    """The active token ``raw`` names, or None (an inactive partner's tokens are cut off too).
+    Constant-time comparison of the secret's hash."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
     prefix, _, secret = raw.removeprefix(TOKEN_PREFIX).partition("_")
     if not prefix or not secret:
         return None
-    token = ApiToken.objects.select_related("partner").filter(prefix=prefix, revoked_at__isnull=True).first()
+    token = (
+        ApiToken.objects.select_related("partner")
+        .filter(prefix=prefix, revoked_at__isnull=True, partner__active=True)
+        .first()
+    )
     if token is None or not hmac.compare_digest(token.hashed, _hash(secret)):
         return None
     if token.last_used_at is None or timezone.now() - token.last_used_at > TOKEN_TOUCH_INTERVAL:

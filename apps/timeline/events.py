@@ -150,6 +150,8 @@ class EventSource(_Strict):
     partner: str | None = None
     channel: str | None = None
     message: int | None = None
+    # What the sender's token and channel allow (apps.partners.scopes); None: its kind's defaults.
+    scopes: tuple[str, ...] | None = None
 
 
 class CanonicalEvent(_Strict):

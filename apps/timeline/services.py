@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from apps.partners.models import Channel, Partner
-from apps.timeline import projections, reactions
+from apps.timeline import projections, reactions, scopes
 from apps.timeline.bulk import insert_new
 from apps.timeline.events import (
     ORDER_REFERENCE_KINDS,
@@ -71,6 +71,9 @@ class ApplyResult:
     parked: list[str] = field(default_factory=list)
     unparked: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    # Out of its sender's scope (or dated in the future): never applied; a message holding one is
+    # refused whole.
+    refused: dict[str, str] = field(default_factory=dict)
     order_ids: set[int] = field(default_factory=set)
     shipment_ids: set[int] = field(default_factory=set)
     created_orders: int = 0
@@ -152,6 +155,14 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
         rows = list(ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__in=ids))
         ParkedEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
         return apply_events([load_stored_event(row.payload) for row in rows])
+
+
+def scope_violations(events: Sequence[CanonicalEvent]) -> dict[str, str]:
+    """Why each event its sender may not send would be refused, by event id. Reads only: the
+    receivers' check at the door, so a sender hears at once (the apply checks again)."""
+    batch = _load_batch(events)
+    _load_references(set(chain.from_iterable(_keys(event.references) for event in events)), batch)
+    return scopes.judge(events, batch.partners, _known_subjects(batch)).refused
 
 
 def enqueue_events(events: Sequence[CanonicalEvent]) -> None:
@@ -270,6 +281,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
     """Apply ``events``; return the reference keys that gained a subject (they may unpark events)."""
     all_keys = set(chain.from_iterable(_keys(event.references) for event in events))
     _load_references(all_keys, batch)
+    events = _within_scope(events, batch, result)
     before = {key: frozenset(targets) for key, targets in batch.references.items()}
 
     result.created_orders += _create(ORDERS, events, batch)
@@ -306,6 +318,24 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
     _link_claimed_orders(gained, result)
     batch.gained_keys |= gained
     return gained
+
+
+def _within_scope(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> list[CanonicalEvent]:
+    """The events their senders may send; the others are refused, or parked until their subject
+    is known (an order not created yet cannot tell whose it is)."""
+    verdict = scopes.judge(events, batch.partners, _known_subjects(batch))
+    result.refused.update(verdict.refused)
+    _park(verdict.deferred, batch, result)
+    return verdict.allowed
+
+
+def _known_subjects(batch: _Batch) -> scopes.Resolve:
+    def known(event: CanonicalEvent) -> tuple[list[int], int | None]:
+        order_id = ORDERS.resolve(event, batch)
+        shipment_id = SHIPMENTS.resolve(event, batch) if event.references_of(SHIPMENT_REFERENCE_KINDS) else None
+        return ([order_id] if order_id else []), shipment_id
+
+    return known
 
 
 def _subject(event: CanonicalEvent, batch: _Batch) -> tuple[int | None, int | None]:
@@ -404,7 +434,7 @@ def _milestone(event: CanonicalEvent, batch: _Batch, *, order_id: int | None, sh
     partner = batch.partners.get(source.partner or "")
     channel = batch.channels.get((source.partner or "", source.channel or ""))
     # The lines are in their own column; a 5,000-line snapshot is not stored twice.
-    payload = event.model_dump(mode="json", exclude_none=True, exclude={"lines"})
+    payload = event.model_dump(mode="json", exclude_none=True, exclude={"lines": True, "source": {"scopes"}})
     return Milestone(
         event_id=event.event_id,
         kind=event.kind.value,

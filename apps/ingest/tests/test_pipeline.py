@@ -10,7 +10,9 @@ from apps.ingest import services
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive
 from apps.ingest.tasks import process_message_task
+from apps.timeline.events import parse_events
 from apps.timeline.models import Order
+from apps.timeline.services import apply_events
 
 from .conftest import as_body, order_created
 
@@ -153,20 +155,31 @@ def test_a_csv_feed_with_no_readable_row_is_a_dead_letter(erp):
     assert message.error.startswith("nothing could be read: line 2")
 
 
-def test_a_processed_message_feeds_the_kpis_and_counts_resends(erp):
+def test_a_processed_message_feeds_the_kpis_and_counts_resends(erp, carrier):
+    def scan(event_id: str, kind: str, hour: str, **fields) -> dict:
+        references = [{"kind": "tracking", "value": "1Z1"}]
+        return {
+            "event_id": event_id,
+            "kind": kind,
+            "occurred_at": f"2026-11-20T{hour}:00+00:00",
+            "references": references,
+            **fields,
+        }
+
+    message_process(_receive(erp, as_body(order_created(occurred_at="2026-11-20T07:00:00+00:00"))).pk)
+    manifest = {
+        **scan("asn-1", "shipment.manifested", "07:30"),
+        "references": [{"kind": "shipment", "value": "SH-1"}, {"kind": "tracking", "value": "1Z1"}],
+        "attributes": {"carrier": "UPSN"},
+    }
+    apply_events(parse_events([manifest]))
     body = as_body(
-        order_created(occurred_at="2026-11-20T08:00:00+00:00"),
-        order_created("SO-2", occurred_at="2026-11-20T09:30:00+00:00"),
-        {
-            "event_id": "scan-1",
-            "kind": "shipment.status_unmapped",
-            "occurred_at": "2026-11-20T09:00:00+00:00",
-            "references": [{"kind": "order", "value": "SO-1"}],
-            "attributes": {"status_code": "X9"},
-        },
+        scan("pickup-1", "shipment.picked_up", "08:00"),
+        scan("transit-1", "shipment.in_transit", "09:30"),
+        scan("scan-1", "shipment.status_unmapped", "09:00", attributes={"status_code": "X9"}),
     )
-    message = _receive(erp, body)
-    again = _receive(erp, body)
+    message = _receive(carrier, body)
+    again = _receive(carrier, body)
     message_process(message.pk)  # real commits: the KPI refresh runs once processing commits
 
     message.refresh_from_db()

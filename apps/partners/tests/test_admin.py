@@ -338,7 +338,8 @@ def test_pages_render_for_a_timeline_built_by_apply_events(admin_client: Client)
                     "currency": "EUR",
                 },
             ],
-            source=EventSource(partner="UPSN", channel="hook"),
+            # A channel an Integration Admin widened to the whole story, so one source shows everywhere.
+            source=EventSource(partner="UPSN", channel="hook", scopes=("orders", "invoices", "fulfilment")),
         )
     )
     order = Order.objects.get(number="SO-1")
