@@ -15,6 +15,8 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 HAS_SERVICES = bool(settings.REDIS_URL) and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if not HAS_SERVICES and os.environ.get("REQUIRE_SERVICES"):
+    raise RuntimeError("REQUIRE_SERVICES is set but REDIS_URL or a PostgreSQL DATABASE_URL is missing")
 needs_services = pytest.mark.skipif(
     not HAS_SERVICES, reason="needs REDIS_URL and a PostgreSQL DATABASE_URL (set by .ci/run)"
 )
