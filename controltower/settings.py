@@ -5,10 +5,13 @@ With no variables set, the project runs on one machine with no servers: a SQLite
 ``DATABASE_URL`` and ``REDIS_URL`` moves it onto PostgreSQL and Redis.
 """
 
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -37,6 +40,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "axes",
     "apps.partners",
     "apps.timeline",
     "apps.billing",
@@ -48,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "controltower.middleware.UserTimezoneMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controltower.urls"
@@ -90,6 +97,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "controltower.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -234,8 +245,11 @@ TRACKING_LINK_DAYS = env.int("TRACKING_LINK_DAYS", default=30)
 # --- Dashboards and monitoring ----------------------------------------------------------------------
 # KPI days are calendar days in this zone (an order shipped at 23:30 in Paris counts for that day).
 KPI_TIME_ZONE = env.str("KPI_TIME_ZONE", default=TIME_ZONE)
-# When set, /metrics asks for "Authorization: Bearer <token>"; unset, it is open (keep it internal).
+# /metrics answers a request carrying "Authorization: Bearer <METRICS_TOKEN>" or coming straight
+# (REMOTE_ADDR, never a forwarded address) from one of METRICS_ALLOWED_IPS (addresses or networks).
+# With neither set it answers 404: it is never public by default.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = [ipaddress.ip_network(net, strict=False) for net in env.list("METRICS_ALLOWED_IPS", default=[])]
 
 # --- Email: the console in the demo; set EMAIL_URL (smtp+tls://user:pass@host:587) in production ---
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
@@ -259,13 +273,19 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Order-to-cash timelines, canonical events and exception cases.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["apps.partners.authentication.IsPerson"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security (production values apply whenever DEBUG is off) ---------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only a proxy we run may say the request came over HTTPS: set this when one in front of us sets
+# X-Forwarded-Proto (and drops the client's own); otherwise any client could claim it.
+TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
+# How many proxies of ours stand in front and append to X-Forwarded-For; 0 reads REMOTE_ADDR only.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -275,6 +295,33 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# No inline script or style anywhere: behaviour lives in static/js, htmx runs without eval.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        # 'self' covers ws:// and wss:// to this host (CSP level 3): the live pages' websockets.
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT failures a (username, address) pair
+# is refused for LOGIN_COOLOFF_MINUTES, whatever the password. Keyed on the pair, so failures
+# from elsewhere cannot lock the real user out.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "controltower.auth.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 LOGGING = {
     "version": 1,

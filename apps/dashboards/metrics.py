@@ -6,13 +6,14 @@ grouped by queue and severity, and the parked-event count.
 """
 
 import hmac
+import ipaddress
 from collections import Counter
 from collections.abc import Iterator
 
 import redis
 from django.conf import settings
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -53,20 +54,33 @@ REGISTRY.register(ControlTowerCollector())
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _authorized(request):
-        response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = "Bearer"
-        return response
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    """The scrape, for the bearer of ``METRICS_TOKEN`` or a peer in ``METRICS_ALLOWED_IPS``.
+
+    Anyone else gets 401 when a token is configured and 404 when none is, so that /metrics is
+    never public by default.
+    """
+    if _has_token(request) or _from_allowed_address(request):
+        return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    if not settings.METRICS_TOKEN:
+        raise Http404
+    response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
 
 
-def _authorized(request: HttpRequest) -> bool:
-    """Open when no ``METRICS_TOKEN`` is configured; otherwise the bearer token must match."""
+def _has_token(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
-    if not token:
-        return True
     given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _from_allowed_address(request: HttpRequest) -> bool:
+    """The connecting peer (``REMOTE_ADDR``, never a forwarded header) is in the allow-list."""
+    try:
+        peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(peer in network for network in settings.METRICS_ALLOWED_IPS)
 
 
 def _message_counts() -> MessageCounts:

@@ -45,6 +45,9 @@ class InboundMessageAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in InboundMessage._meta.concrete_fields if f.name != "body"] + ["raw_body"]
     inlines = (AcknowledgmentInline,)
 
+    class Media:
+        css = {"all": ["css/admin-ingest.css"]}  # no inline styles under the CSP
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundMessage]:
         queryset = super().get_queryset(request)
         # The list never needs the raw bytes; the change page reads them for the preview.
@@ -64,9 +67,7 @@ class InboundMessageAdmin(admin.ModelAdmin):
     def raw_body(self, message: InboundMessage) -> str:
         text = message.text(BODY_PREVIEW_CHARS)
         more = " …" if message.size > BODY_PREVIEW_CHARS else ""
-        return format_html(
-            '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}{}</pre>', text, more
-        )
+        return format_html('<pre class="raw-body">{}{}</pre>', text, more)
 
     @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[InboundMessage]) -> None:

@@ -24,3 +24,27 @@
     window.location.reload();
   }
 })();
+
+// Behaviour that would otherwise sit in inline handlers or htmx filters, which the
+// Content-Security-Policy forbids (no inline script, no eval).
+(function () {
+  "use strict";
+  // <button data-empty-closest=".case-more">: empty the nearest ancestor matching the selector.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-empty-closest]");
+    if (!button) {
+      return;
+    }
+    var container = button.closest(button.getAttribute("data-empty-closest"));
+    if (container) {
+      container.replaceChildren();
+    }
+  });
+  // hx-trigger="every Ns" data-poll-while-visible: skip the poll while the tab is hidden.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var poller = event.detail.elt;
+    if (document.visibilityState !== "visible" && poller.hasAttribute("data-poll-while-visible")) {
+      event.preventDefault();
+    }
+  });
+})();

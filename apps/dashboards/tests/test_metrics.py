@@ -1,3 +1,4 @@
+import ipaddress
 import math
 import os
 import uuid
@@ -34,6 +35,13 @@ def scrape(client, **headers) -> dict[str, dict[tuple[tuple[str, str], ...], flo
 def by(samples: dict[tuple[tuple[str, str], ...], float], *names: str) -> dict[tuple[str, ...], float]:
     """Samples keyed by the values of the given labels, in that order."""
     return {tuple(dict(labels)[name] for name in names): value for labels, value in samples.items()}
+
+
+@pytest.fixture(autouse=True)
+def scraper_on_loopback(settings):
+    """Scrapes come from the test client's address, allowed here as an internal scraper's would be."""
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_IPS = [ipaddress.ip_network("127.0.0.1/32")]
 
 
 @pytest.fixture
@@ -192,15 +200,19 @@ def test_only_get_is_allowed(client):
     assert client.post("/metrics").status_code == 405
 
 
-def test_without_a_configured_token_metrics_are_open(client, settings):
-    settings.METRICS_TOKEN = ""
+def test_with_no_token_and_no_allowed_address_metrics_are_not_served(client, settings):
+    settings.METRICS_ALLOWED_IPS = []
 
-    assert client.get("/metrics").status_code == 200
+    response = client.get("/metrics")
+
+    assert response.status_code == 404
+    assert b"controltower_" not in response.content
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer", "s3cret-token", "Basic czNjcmV0LXRva2Vu"])
 def test_a_configured_token_is_required(client, settings, authorization):
     settings.METRICS_TOKEN = "s3cret-token"
+    settings.METRICS_ALLOWED_IPS = []
     headers = {"Authorization": authorization} if authorization else {}
 
     response = client.get("/metrics", headers=headers)
@@ -212,6 +224,7 @@ def test_a_configured_token_is_required(client, settings, authorization):
 
 def test_the_right_token_gets_the_metrics(client, settings):
     settings.METRICS_TOKEN = "s3cret-token"
+    settings.METRICS_ALLOWED_IPS = []
 
     samples = scrape(client, Authorization="Bearer s3cret-token")
 
