@@ -220,6 +220,8 @@ WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
 # correction (an invoice "released" next year beats this week's hold). A day covers clock skew
 # and local times sent without their zone.
 EVENT_FUTURE_MARGIN_SECONDS = env.int("EVENT_FUTURE_MARGIN_SECONDS", default=24 * 3600)
+# After a webhook secret is rotated, signatures made with the one it replaced verify this long.
+SECRET_ROTATION_GRACE_SECONDS = env.int("SECRET_ROTATION_GRACE_SECONDS", default=24 * 3600)
 
 # --- Outbound: deliveries to subscribers ------------------------------------------------------------
 # Retries wait base * 2^(attempt - 1) seconds (capped), with jitter; beat sends what is due.

@@ -2,10 +2,12 @@
 
 A channel of format ``poll`` holds its configuration in ``mapping_overrides``::
 
-    {"url": "https://api.carrier.example/track/{tracking}", "method": "GET",
-     "headers": {"Authorization": "Bearer ..."}, "adapter": "aftership",
+    {"url": "https://api.carrier.example/track/{tracking}", "method": "GET", "adapter": "aftership",
      "rate_per_minute": 60, "timeout_seconds": 5, "batch": 200,
      "breaker": {"failures": 5, "open_seconds": 300}}
+
+and the headers it sends (``{"Authorization": "Bearer ..."}``, the carrier's API key) in its
+write-only ``poll_headers``.
 
 Each run asks about at most ``batch`` open shipments of the channel's carrier, one request each,
 and stores every 2xx body through ``message_receive`` with the adapter as its format: the
@@ -101,9 +103,9 @@ class PollConfig:
         return self.body.replace(TRACKING_PLACEHOLDER, json.dumps(tracking)[1:-1]).encode()
 
 
-def poll_config(mapping: Any) -> PollConfig:
-    """Read and check a poll channel's ``mapping_overrides``; raises PollConfigError naming every
-    problem at once, so the admin can fix them in one go."""
+def poll_config(mapping: Any, headers: Any = None) -> PollConfig:
+    """Read and check a poll channel's ``mapping_overrides`` and ``poll_headers``; raises
+    PollConfigError naming every problem at once, so the admin can fix them in one go."""
     if not isinstance(mapping, dict):
         raise PollConfigError("mapping_overrides must be a JSON object")
     problems: list[str] = []
@@ -114,7 +116,7 @@ def poll_config(mapping: Any) -> PollConfig:
     config = PollConfig(
         url=_url(mapping.get("url"), problems),
         method=_method(mapping.get("method", "GET"), problems),
-        headers=_headers(mapping.get("headers", {}), problems),
+        headers=_headers({} if headers is None else headers, problems),
         body=_body(mapping.get("body"), problems),
         adapter=_adapter(mapping.get("adapter", "auto"), problems),
         rate_per_minute=int(_number(mapping, "rate_per_minute", 60, 1, 6000, problems)),
@@ -433,7 +435,7 @@ def poll_carrier_channel(channel: Channel) -> PollReport:
     """
     report = PollReport(channel=str(channel))
     try:
-        config = poll_config(channel.mapping_overrides)
+        config = poll_config(channel.mapping_overrides, channel.poll_headers)
     except PollConfigError as exc:
         report.error = f"not polled, the configuration is invalid: {exc}"
         logger.error("tracking pull %s: %s", channel, report.error)

@@ -2,16 +2,19 @@
 
 The sender signs ``timestamp + "." + body`` with HMAC-SHA256 and the channel's secret, and sends
 ``X-Timestamp: <unix seconds>`` and ``X-Signature: sha256=<hex>``. We refuse a wrong signature,
-a timestamp more than the tolerance away from now, and a signature we have already seen.
+a timestamp more than the tolerance away from now, and a signature we have already seen. After a
+rotation, a signature made with the previous secret verifies until the grace period ends.
 """
 
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
 
+from apps.partners.credentials import webhook_secrets_accepted
 from apps.partners.models import Channel
 
 
@@ -28,7 +31,9 @@ def verify_signature(
     *, channel: Channel, timestamp: str, signature: str, body: bytes, now: float | None = None
 ) -> None:
     """Raise SignatureRejected unless the request is signed, fresh and not seen before."""
-    if not channel.webhook_secret:
+    now = time.time() if now is None else now
+    secrets = webhook_secrets_accepted(channel, now=datetime.fromtimestamp(now, tz=UTC))
+    if not secrets:
         raise SignatureRejected("this channel has no webhook secret configured")
     if not timestamp or not signature:
         raise SignatureRejected("X-Timestamp and X-Signature headers are required")
@@ -37,10 +42,10 @@ def verify_signature(
     except ValueError as exc:
         raise SignatureRejected("X-Timestamp must be unix seconds") from exc
     tolerance = settings.WEBHOOK_TOLERANCE_SECONDS
-    if abs((now or time.time()) - sent_at) > tolerance:
+    if abs(now - sent_at) > tolerance:
         raise SignatureRejected(f"X-Timestamp is more than {tolerance} seconds away from now")
-    expected = signature_for(channel.webhook_secret, timestamp, body)
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+    given = signature.strip().encode()
+    if not any(hmac.compare_digest(signature_for(secret, timestamp, body).encode(), given) for secret in secrets):
         raise SignatureRejected("X-Signature does not match the body")
     # Remember the signature for as long as its timestamp would be accepted: a replay is refused.
     if not cache.add(f"webhook-signature:{channel.pk}:{signature.strip()}", 1, timeout=2 * tolerance):

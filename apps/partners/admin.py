@@ -1,17 +1,36 @@
 """Admin for partners and channels: where integration admins configure who sends what."""
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format
 
+from apps.partners.credentials import (
+    channel_poll_headers_set,
+    channel_webhook_secret_set,
+    poll_headers_masked,
+    poll_headers_parse,
+    secret_mask,
+)
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.partners.services import api_token_create, api_token_revoke
+
+# A secret typed by staff must be at least this long; generated ones are much longer.
+SECRET_MIN_LENGTH = 16
+# Channel fields no admin URL may filter on: ``?webhook_secret__startswith=a`` would reveal a
+# secret one character at a time.
+CHANNEL_SECRET_FIELDS = frozenset({"webhook_secret", "webhook_secret_previous", "poll_headers"})
+# Write-only inputs, left out of the page for people who may only view channels.
+CHANNEL_SECRET_INPUTS = ("rotate_webhook_secret", "new_webhook_secret", "new_poll_headers", "clear_poll_headers")
 
 
 class JSONObjectField(forms.JSONField):
@@ -33,7 +52,42 @@ class JSONObjectField(forms.JSONField):
         return data
 
 
+def _when(moment: datetime) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just typed into a form with errors."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class ChannelForm(forms.ModelForm):
+    """Secrets are inputs only: the current ones are never rendered, not even masked, here."""
+
+    rotate_webhook_secret = forms.BooleanField(
+        label="Generate a new webhook secret",
+        required=False,
+        help_text="Shown once, after saving. The current secret keeps verifying for the grace period.",
+    )
+    new_webhook_secret = forms.CharField(
+        label="Or set the secret the partner gave you",
+        required=False,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=Channel._meta.get_field("webhook_secret").max_length,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Replaces the current secret, which keeps verifying for the grace period. Blank: keep it.",
+    )
+    new_poll_headers = forms.CharField(
+        label="Set the poll headers",
+        required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "cols": 100, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One 'Name: value' a line, such as 'Authorization: Bearer <carrier key>'; replaces every "
+        "current header. Blank: keep them.",
+    )
+    clear_poll_headers = forms.BooleanField(label="Remove the poll headers", required=False)
+
     class Meta:
         model = Channel
         fields = (
@@ -45,7 +99,6 @@ class ChannelForm(forms.ModelForm):
             "priority",
             "active",
             "expected_cadence",
-            "webhook_secret",
             "mapping_overrides",
         )
         field_classes = {"mapping_overrides": JSONObjectField}
@@ -54,6 +107,32 @@ class ChannelForm(forms.ModelForm):
                 attrs={"rows": 14, "cols": 100, "spellcheck": "false", "style": "font-family: monospace"}
             )
         }
+
+    def clean_mapping_overrides(self) -> dict[str, Any]:
+        mapping = self.cleaned_data["mapping_overrides"]
+        if "headers" in mapping:
+            raise ValidationError(
+                'Headers go in "Set the poll headers", where they are kept write-only; remove "headers" here.',
+                code="headers_in_mapping",
+            )
+        return mapping
+
+    def clean_new_poll_headers(self) -> dict[str, str] | None:
+        text = self.cleaned_data["new_poll_headers"]
+        if not text.strip():
+            return None
+        try:
+            return poll_headers_parse(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="bad_header") from exc
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("rotate_webhook_secret") and data.get("new_webhook_secret"):
+            self.add_error("new_webhook_secret", "Either generate a secret or set one, not both.")
+        if data.get("clear_poll_headers") and data.get("new_poll_headers"):
+            self.add_error("new_poll_headers", "Either set new headers or remove them, not both.")
+        return data
 
 
 class EdiIdentifierInline(admin.TabularInline):
@@ -94,13 +173,81 @@ class PartnerAdmin(admin.ModelAdmin):
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    """Webhook secrets and poll headers are write-only: set or generated here, shown once in a
+    message after saving, masked on every page afterwards, and never usable as a list filter."""
+
     form = ChannelForm
     list_display = ("code", "partner", "name", "format", "direction", "priority", "expected_cadence", "active")
     list_filter = ("format", "direction", "active", "priority", "partner__kind")
     list_select_related = ("partner",)
     search_fields = ("code", "name", "partner__code", "partner__name")
     autocomplete_fields = ("partner",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("webhook_secret_status", "poll_headers_status", "created_at", "updated_at")
+    actions = ("rotate_webhook_secret",)
+    fieldsets = (
+        (None, {"fields": ChannelForm.Meta.fields}),
+        ("Webhook secret", {"fields": ("webhook_secret_status", "rotate_webhook_secret", "new_webhook_secret")}),
+        ("Tracking pull headers", {"fields": ("poll_headers_status", "new_poll_headers", "clear_poll_headers")}),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> Any:
+        if obj is None or self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in CHANNEL_SECRET_INPUTS]})
+            for name, options in self.fieldsets
+        ]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if lookup.split(LOOKUP_SEP)[0] in CHANNEL_SECRET_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="current secret")
+    def webhook_secret_status(self, channel: Channel) -> str:
+        if not channel.webhook_secret:
+            return "Not set: webhooks to this channel are refused. A webhook channel gets one when saved."
+        status = secret_mask(channel.webhook_secret)
+        if channel.webhook_secret_rotated_at:
+            status += f", set {_when(channel.webhook_secret_rotated_at)}"
+        until = channel.webhook_secret_previous_until
+        if channel.webhook_secret_previous and until and until > timezone.now():
+            previous = secret_mask(channel.webhook_secret_previous)
+            status += f"; the previous one ({previous}) verifies until {_when(until)}"
+        return status
+
+    @admin.display(description="current headers")
+    def poll_headers_status(self, channel: Channel) -> str:
+        return poll_headers_masked(channel.poll_headers)
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        typed = data.get("new_webhook_secret") or ""
+        new_webhook_channel = not change and obj.format == Channel.Format.WEBHOOK
+        generate = data.get("rotate_webhook_secret") or (new_webhook_channel and not typed)
+        if typed or generate:
+            secret = channel_webhook_secret_set(channel=obj, secret=typed)
+            if generate:
+                self._show_once(request, obj, secret)
+        if data.get("new_poll_headers") is not None or data.get("clear_poll_headers"):
+            channel_poll_headers_set(channel=obj, headers=data.get("new_poll_headers") or {})
+
+    @admin.action(description="Rotate the webhook secret of selected channels", permissions=["change"])
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset.select_related("partner"):
+            secret = channel_webhook_secret_set(channel=channel)
+            self.log_change(request, channel, "Rotated the webhook secret.")
+            self._show_once(request, channel, secret)
+
+    def _show_once(self, request: HttpRequest, channel: Channel, secret: str) -> None:
+        self.message_user(
+            request,
+            f"New webhook secret of {channel}: {secret} Copy it now and give it to the partner over a safe "
+            "channel: it will not be shown again. The previous secret keeps verifying for the grace period.",
+            messages.WARNING,
+        )
 
 
 @admin.register(ApiToken)

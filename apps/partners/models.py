@@ -99,10 +99,26 @@ class Channel(models.Model):
         default=Priority.DEFAULT,
         help_text="Queue for this channel's messages; critical events always use the critical queue.",
     )
+    # Secrets are write-only (not editable: no form or serializer can show them); they are set and
+    # masked through apps.partners.credentials.
     webhook_secret = models.CharField(
         max_length=128,
         blank=True,
+        editable=False,
         help_text="Shared secret for HMAC-SHA256 webhook signatures (X-Signature over timestamp + '.' + body).",
+    )
+    webhook_secret_previous = models.CharField(
+        max_length=128, blank=True, editable=False, help_text="The secret before the last rotation."
+    )
+    webhook_secret_previous_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Signatures made with the previous secret verify until then."
+    )
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    poll_headers = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="HTTP headers a tracking pull sends, such as the carrier's API key.",
     )
     expected_cadence = models.DurationField(
         null=True,

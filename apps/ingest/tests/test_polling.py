@@ -177,13 +177,9 @@ def test_the_oldest_carrier_news_goes_first_and_runs_rotate_through_every_shipme
 
 
 def test_the_configured_method_headers_and_body_are_sent(channel, fake_carrier):
-    _configure(
-        channel,
-        fake_carrier,
-        method="POST",
-        headers={"Authorization": "Bearer carrier-key"},
-        body='{"tracking_number": "{tracking}"}',
-    )
+    _configure(channel, fake_carrier, method="POST", body='{"tracking_number": "{tracking}"}')
+    channel.poll_headers = {"Authorization": "Bearer carrier-key"}
+    channel.save()
     _manifest("1Z 001")
 
     poll_carrier_channel(channel)
@@ -320,18 +316,19 @@ def test_a_channel_with_a_bad_configuration_is_reported_and_nothing_is_called(ch
 
 
 @pytest.mark.parametrize(
-    ("mapping", "problem"),
+    ("mapping", "headers", "problem"),
     [
-        ([], "must be a JSON object"),
-        ({"url": "http://h/{tracking}", "method": "DELETE"}, "method: GET or POST"),
-        ({"url": "http://h/{tracking}", "headers": {"X": "a\r\nB: c"}}, "headers"),
-        ({"url": "http://h/{tracking}", "timeout_seconds": True}, "timeout_seconds"),
-        ({"url": "http://h/{tracking}", "breaker": {"failures": 0}}, "breaker.failures"),
+        ([], None, "must be a JSON object"),
+        ({"url": "http://h/{tracking}", "method": "DELETE"}, None, "method: GET or POST"),
+        ({"url": "http://h/{tracking}"}, {"X": "a\r\nB: c"}, "headers"),
+        ({"url": "http://h/{tracking}"}, ["Authorization"], "headers"),
+        ({"url": "http://h/{tracking}", "timeout_seconds": True}, None, "timeout_seconds"),
+        ({"url": "http://h/{tracking}", "breaker": {"failures": 0}}, None, "breaker.failures"),
     ],
 )
-def test_configuration_problems_are_named(mapping, problem):
+def test_configuration_problems_are_named(mapping, headers, problem):
     with pytest.raises(PollConfigError, match=problem.replace(".", r"\.")):
-        poll_config(mapping)
+        poll_config(mapping, headers)
 
 
 def test_poll_all_carriers_runs_every_active_poll_channel(channel, fake_carrier, carrier):

@@ -1,10 +1,14 @@
+import secrets
 import time
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.urls import reverse
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.webhooks import signature_for
+from apps.partners.credentials import channel_webhook_secret_set
 
 from .conftest import WEBHOOK_SECRET, as_body, order_created
 
@@ -67,3 +71,46 @@ def test_a_channel_without_a_secret_accepts_nothing(client, carrier):
     response = _post(client, as_body(order_created()))
     assert response.status_code == 401
     assert "no webhook secret" in response.json()["detail"]
+
+
+# --- rotation ------------------------------------------------------------------------------------------
+
+
+def _rotate(carrier) -> str:
+    return channel_webhook_secret_set(channel=carrier.channels.get(code="hook"))
+
+
+def test_after_a_rotation_the_previous_secret_verifies_until_the_grace_period_ends(client, carrier, settings):
+    settings.SECRET_ROTATION_GRACE_SECONDS = 3600
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        new = _rotate(carrier)
+
+        assert _post(client, as_body(order_created("SO-1")), secret=WEBHOOK_SECRET).status_code == 202
+        assert _post(client, as_body(order_created("SO-2")), secret=new).status_code == 202
+        clock.shift(3599)
+        assert _post(client, as_body(order_created("SO-3")), secret=WEBHOOK_SECRET).status_code == 202
+        clock.shift(2)
+        refused = _post(client, as_body(order_created("SO-4")), secret=WEBHOOK_SECRET)
+        assert _post(client, as_body(order_created("SO-5")), secret=new).status_code == 202
+
+    assert refused.status_code == 401
+    assert "does not match" in refused.json()["detail"]
+    assert InboundMessage.objects.count() == 4
+
+
+def test_a_second_rotation_ends_the_first_secrets_grace(client, carrier):
+    first = _rotate(carrier)
+    second = _rotate(carrier)
+
+    assert _post(client, as_body(order_created("SO-1")), secret=WEBHOOK_SECRET).status_code == 401
+    assert _post(client, as_body(order_created("SO-2")), secret=first).status_code == 202
+    assert _post(client, as_body(order_created("SO-3")), secret=second).status_code == 202
+
+
+def test_during_the_grace_period_a_random_secret_is_still_refused(client, carrier):
+    _rotate(carrier)
+
+    response = _post(client, as_body(order_created()), secret=secrets.token_urlsafe(32))
+
+    assert response.status_code == 401
+    assert not InboundMessage.objects.exists()
