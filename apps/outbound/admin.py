@@ -1,11 +1,16 @@
 """Admin for outbound: subscriptions (configured here), deliveries and endpoints (read and replayed)."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from apps.outbound import admin_customers  # noqa: F401 - registers the customer e-mail and tracking link admins
@@ -18,13 +23,16 @@ from apps.outbound.services import (
     outbox_folder,
     subscription_secret_rotate,
 )
+from apps.partners.credentials import secret_mask
 
 REPLAY = "outbound.replay_delivery"
 SIGNATURE_NOTE = (
     "Receivers verify each delivery with this secret: X-Signature is sha256= followed by the hex "
-    'HMAC-SHA256 of X-Timestamp + "." + the body. Give it to the partner over a safe channel; '
-    "rotate it (action on the list) if it leaked."
+    'HMAC-SHA256 of X-Timestamp + "." + the body. It is shown once, when generated; rotate it if it '
+    "leaked. A new secret signs from the next attempt, so receivers should accept both while they switch."
 )
+# A secret typed by staff must be at least this long; generated ones are much longer.
+SECRET_MIN_LENGTH = 16
 
 
 class SubscriptionForm(forms.ModelForm):
@@ -46,6 +54,17 @@ class SubscriptionForm(forms.ModelForm):
     )
     max_attempts = forms.IntegerField(min_value=1, max_value=MAX_ATTEMPTS_LIMIT, initial=8)
     timeout_seconds = forms.IntegerField(min_value=1, max_value=TIMEOUT_LIMIT_SECONDS, initial=10)
+    rotate_secret = forms.BooleanField(
+        label="Generate a new signing secret", required=False, help_text="Shown once, after saving."
+    )
+    new_secret = forms.CharField(
+        label="Or set the secret the receiver gave you",
+        required=False,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=Subscription._meta.get_field("secret").max_length,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Replaces the current secret from the next delivery. Blank: keep it.",
+    )
 
     class Meta:
         model = Subscription
@@ -65,9 +84,17 @@ class SubscriptionForm(forms.ModelForm):
             "timeout_seconds",
         )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("rotate_secret") and data.get("new_secret"):
+            self.add_error("new_secret", "Either generate a secret or set one, not both.")
+        return data
+
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    """The signing secret is write-only: shown once in a message when generated, masked afterwards."""
+
     form = SubscriptionForm
     list_display = ("partner", "name", "target", "kinds", "format", "active", "circuit")
     list_display_links = ("name",)
@@ -80,15 +107,41 @@ class SubscriptionAdmin(admin.ModelAdmin):
     actions = ("rotate_secret",)
     fieldsets = (
         (None, {"fields": ("partner", "name", "active")}),
-        ("Where", {"fields": ("channel", "target_url", "signing_secret")}),
+        ("Where", {"fields": ("channel", "target_url")}),
+        ("Signing secret", {"fields": ("signing_secret", "rotate_secret", "new_secret")}),
         ("What", {"fields": ("event_kinds", "format", "acknowledgments", "customers", "regions")}),
         ("How", {"fields": ("ordered", "max_attempts", "timeout_seconds", "circuit_panel")}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
+        """A new subscription gets a generated secret unless one is typed; viewers get no inputs."""
+        if obj is None:
+            hidden = {"rotate_secret"}
+        elif not self.has_change_permission(request, obj):
+            hidden = {"rotate_secret", "new_secret"}
+        else:
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in hidden]})
+            for name, options in self.fieldsets
+        ]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if lookup.split(LOOKUP_SEP)[0] == "secret":
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def save_model(self, request: HttpRequest, obj: Subscription, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         endpoint_of(obj)
+        typed = form.cleaned_data.get("new_secret") or ""
+        if typed or form.cleaned_data.get("rotate_secret"):
+            secret = subscription_secret_rotate(subscription=obj, secret=typed)
+            if not typed:
+                self._show_once(request, obj, secret)
+        elif not change:
+            self._show_once(request, obj, obj.secret)
 
     @admin.display(description="target")
     def target(self, subscription: Subscription) -> str:
@@ -108,11 +161,14 @@ class SubscriptionAdmin(admin.ModelAdmin):
         endpoint = subscription.endpoint
         return endpoint.get_state_display() if endpoint else "Closed (nothing sent yet)"
 
-    @admin.display(description="secret")
+    @admin.display(description="current secret")
     def signing_secret(self, subscription: Subscription) -> str:
         if subscription.pk is None:
-            return "Generated when you save; shown here afterwards."
-        return format_html("<code>{}</code><p class='help'>{}</p>", subscription.secret, SIGNATURE_NOTE)
+            return "Generated when you save and shown once."
+        status = secret_mask(subscription.secret)
+        if subscription.secret_rotated_at:
+            status += f", set {date_format(timezone.localtime(subscription.secret_rotated_at), 'DATETIME_FORMAT')}"
+        return format_html("<code>{}</code><p class='help'>{}</p>", status, SIGNATURE_NOTE)
 
     @admin.display(description="circuit breaker")
     def circuit_panel(self, subscription: Subscription) -> str:
@@ -129,13 +185,19 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate the signing secret of selected subscriptions", permissions=["change"])
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
-        subscriptions = list(queryset)
+        subscriptions = list(queryset.select_related("partner"))
         for subscription in subscriptions:
-            subscription_secret_rotate(subscription=subscription)
+            secret = subscription_secret_rotate(subscription=subscription)
+            self.log_change(request, subscription, "Rotated the signing secret.")
+            self._show_once(request, subscription, secret)
+        self.message_user(request, f"{len(subscriptions)} secret(s) rotated.", messages.SUCCESS)
+
+    def _show_once(self, request: HttpRequest, subscription: Subscription, secret: str) -> None:
         self.message_user(
             request,
-            f"{len(subscriptions)} secret(s) rotated. Give each partner its new one: the old one no longer verifies.",
-            messages.SUCCESS,
+            f"New signing secret of {subscription}: {secret} Copy it now and give it to the receiver over a safe "
+            "channel: it will not be shown again. It signs from the next delivery.",
+            messages.WARNING,
         )
 
 

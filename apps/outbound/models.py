@@ -86,9 +86,14 @@ class Subscription(models.Model):
     acknowledgments = models.BooleanField(
         default=False, help_text="Send the 997s acknowledging this partner's inbound X12 here."
     )
+    # Write-only: shown once when created or rotated, masked everywhere afterwards.
     secret = models.CharField(
-        max_length=128, default=new_secret, help_text="Signs every delivery (HMAC-SHA256, X-Signature)."
+        max_length=128,
+        default=new_secret,
+        editable=False,
+        help_text="Signs every delivery (HMAC-SHA256, X-Signature).",
     )
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     active = models.BooleanField(default=True)
     customers = models.ManyToManyField(
         Partner,

@@ -660,11 +660,17 @@ def subscription_save(*, subscription: Subscription | None, data: dict[str, Any]
     return subscription
 
 
-def subscription_secret_rotate(*, subscription: Subscription) -> str:
-    """A new signing secret, in force from the next attempt; returns it."""
-    secret = new_secret()
-    Subscription.objects.filter(pk=subscription.pk).update(secret=secret, updated_at=timezone.now())
-    subscription.secret = secret
+def subscription_secret_rotate(*, subscription: Subscription, secret: str = "") -> str:
+    """A new signing secret (``secret`` when the receiver chose one, else a generated one), in
+    force from the next attempt; returns it.
+
+    There is no grace period: ``X-Signature`` carries a single signature, so deliveries cannot be
+    signed with the old and the new secret at once. Receivers accept both while they switch.
+    """
+    secret = secret or new_secret()
+    now = timezone.now()
+    Subscription.objects.filter(pk=subscription.pk).update(secret=secret, secret_rotated_at=now, updated_at=now)
+    subscription.secret, subscription.secret_rotated_at = secret, now
     return secret
 
 

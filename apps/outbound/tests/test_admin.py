@@ -113,7 +113,7 @@ def test_an_x12_subscription_for_a_partner_with_an_edi_id_is_saved(admin):
     assert subscription.endpoint.key.endswith("ERP1/edi-out")
 
 
-def test_the_change_page_shows_kinds_as_lines_and_the_secret_with_its_use(admin):
+def test_the_change_page_shows_kinds_as_lines_and_the_secret_masked_with_its_use(admin):
     subscription = SubscriptionFactory(event_kinds=["shipment.*", "order.released"], regions=["EU-West"])
 
     page = admin.get(f"{LIST}{subscription.pk}/change/").content.decode()
@@ -121,7 +121,8 @@ def test_the_change_page_shows_kinds_as_lines_and_the_secret_with_its_use(admin)
 
     assert "shipment.*\norder.released</textarea>" in page
     assert "EU-West</textarea>" in page
-    assert subscription.secret in page
+    assert subscription.secret not in page
+    assert f"…{subscription.secret[-4:]}" in page
     assert "Receivers verify each delivery with this secret" in unescape(page)
     assert 'class="selectfilter"' in page  # customers: filter_horizontal
     assert "Generated when you save" in add_page
