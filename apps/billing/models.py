@@ -35,6 +35,8 @@ class FreightCharge(models.Model):
         indexes = [
             models.Index(fields=["posted_at"], condition=Q(settled_at__isnull=True), name="freight_unsettled"),
         ]
+        # Without it a person sees that a charge was posted, disputed or settled, never how much.
+        permissions = [("view_freight_amounts", "Can see freight charge amounts")]
 
     def __str__(self) -> str:
         return f"Freight {self.number}"
@@ -65,6 +67,8 @@ class Invoice(models.Model):
         permissions = [
             ("release_invoice", "Can release a held invoice"),
             ("trigger_invoice", "Can invoice an order by hand"),
+            # Without it a person sees that an order was invoiced, held or posted, never how much.
+            ("view_invoice_amounts", "Can see invoice amounts"),
         ]
 
     def __str__(self) -> str:

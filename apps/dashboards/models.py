@@ -95,6 +95,7 @@ class Rollup(models.Model):
                 name="unique_rollup_per_bucket",
             ),
         ]
+        permissions = [("view_sla_dashboard", "Can see the SLA dashboard and the orders behind its figures")]
 
     def __str__(self) -> str:
         return f"{self.metric} {self.day}: {self.count}"
