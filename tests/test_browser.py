@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.exceptions.roles import roles_ensure
 from apps.partners.models import Partner
 from apps.timeline.services import apply_events
 from tests.stories import carrier, events, manifested, order_created
@@ -26,7 +27,8 @@ def story(transactional_db):
             carrier("1Z999AA10123456784", "shipment.in_transit", 20),
         )
     )
-    get_user_model().objects.create_user("agent", password=PASSWORD)
+    agent = get_user_model().objects.create_user("agent", password=PASSWORD)
+    agent.groups.add(roles_ensure()["Customer Service"])
 
 
 def _sign_in(page, live_server) -> None:

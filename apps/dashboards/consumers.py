@@ -6,6 +6,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.dashboards.realtime import GROUP
+from apps.dashboards.views import VIEW
+from controltower.access import websocket_allows
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -18,9 +20,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     delay = 1.0
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        if not await websocket_allows(self.scope, VIEW):
+            await self.close(code=4403)
             return
         query = parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         self.url = reverse("sla-dashboard") + (f"?{urlencode(query[:50])}" if query else "")

@@ -2,7 +2,6 @@
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,6 +14,7 @@ from apps.dashboards.trace import message_trace
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import messages_replay
 from apps.partners.models import Channel, Partner
+from controltower.access import role_required
 from controltower.http import next_url
 
 VIEW = "ingest.view_inboundmessage"
@@ -67,8 +67,7 @@ class ReplayForm(DeadLetterFilterForm):
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def integration_health_view(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     rows = integration_health(now=now)
@@ -77,8 +76,7 @@ def integration_health_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def dead_letters_view(request: HttpRequest) -> HttpResponse:
     form = DeadLetterFilterForm(request.GET)
     page = Paginator(dead_letters(**form.filters()), DEAD_LETTERS_PER_PAGE).get_page(request.GET.get("page"))
@@ -89,8 +87,7 @@ def dead_letters_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def message_trace_view(request: HttpRequest, pk: int) -> HttpResponse:
     trace = message_trace(pk)
     if trace is None:
@@ -104,8 +101,7 @@ def message_trace_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@permission_required(REPLAY, raise_exception=True)
+@role_required(REPLAY)
 def messages_replay_view(request: HttpRequest) -> HttpResponse:
     """Queue the chosen dead letters again and go back where the button was."""
     form = ReplayForm(request.POST)

@@ -19,12 +19,14 @@ from apps.exceptions.serializers import (
     CaseSerializer,
 )
 from apps.exceptions.services import CaseActionError, cases_act
-from apps.exceptions.views import permitted_cases
+from apps.exceptions.views import VIEW, WORK, amounts_hidden_for, permitted_cases
+from controltower.access import person_with
 
 
 class CaseListView(generics.ListAPIView):
     """Exception cases, newest first, filtered by queue, status and rule code."""
 
+    permission_classes = [person_with(VIEW)]
     serializer_class = CaseSerializer
     filter_backends: list = []
 
@@ -37,21 +39,33 @@ class CaseListView(generics.ListAPIView):
         query.is_valid(raise_exception=True)
         return case_api_list(cases=permitted_cases(self.request.user), **query.validated_data)
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "amounts_hidden_for": amounts_hidden_for(self.request.user)}
+
 
 def _case(request: Request, pk: int) -> ExceptionCase:
     return get_object_or_404(case_history(case_api_list(cases=permitted_cases(request.user))), pk=pk)
 
 
+def _case_data(request: Request, pk: int) -> dict:
+    context = {"amounts_hidden_for": amounts_hidden_for(request.user)}
+    return CaseDetailSerializer(_case(request, pk), context=context).data
+
+
 class CaseDetailView(APIView):
     """One case with its history."""
 
+    permission_classes = [person_with(VIEW)]
+
     @extend_schema(responses=CaseDetailSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(CaseDetailSerializer(_case(request, pk)).data)
+        return Response(_case_data(request, pk))
 
 
 class CaseActionView(APIView):
     """Work one case: assign it to yourself, acknowledge, comment, resolve or dismiss (with a reason)."""
+
+    permission_classes = [person_with(WORK)]
 
     @extend_schema(
         request=CaseActionSerializer,
@@ -87,4 +101,4 @@ class CaseActionView(APIView):
                 status=status.HTTP_409_CONFLICT,
             )
         broadcast_cases_changed_on_commit([case.queue])
-        return Response(CaseDetailSerializer(_case(request, pk)).data)
+        return Response(_case_data(request, pk))

@@ -7,6 +7,8 @@ from django.urls import reverse
 from apps.exceptions.models import Queue
 from apps.exceptions.realtime import queue_group
 from apps.exceptions.selectors import MINE
+from apps.exceptions.views import VIEW
+from controltower.access import websocket_allows
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
@@ -17,9 +19,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
     """
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        if not await websocket_allows(self.scope, VIEW):
+            await self.close(code=4403)
             return
         self.queue = self.scope["url_route"]["kwargs"]["queue"]
         if self.queue != MINE and self.queue not in Queue.values:

@@ -28,7 +28,7 @@ class QueueCounts:
 
 def queue_counts(request: HttpRequest) -> dict[str, object]:
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    if user is None or not user.has_perm("exceptions.view_exceptioncase"):
         return {}
 
     def load() -> QueueCounts:

@@ -1,8 +1,17 @@
 """The roles people work in, as Django groups with their permissions.
 
-Everyone signed in reads timelines and works the cases of the queues; beyond that, only Finance
-releases holds and invoices by hand, and only Integration Admin replays messages and configures
-partners, channels and tokens.
+Views check permissions, never group names, so an admin who moves a permission moves what a role
+sees. An account with no role (and no superuser flag) reads nothing.
+
+- Every role reads timelines (order page, search, orders API) and every queue, and works the
+  cases of its own queue (``QUEUES_BY_ROLE``).
+- Customer Service: tracking links for customers; invoice amounts (customers ask about them).
+- Finance: releases holds and invoices by hand; freight and invoice amounts; the SLA dashboard
+  (delivery-to-invoice lag, freight settlement).
+- Supply Chain: the SLA dashboard (lags, OTIF, partners going bad); freight amounts (carrier cost
+  is part of judging a carrier); edits exception rules.
+- Integration Admin: integration health, message trace and replay, partners, channels, tokens,
+  subscriptions and customer e-mails; the SLA dashboard (its data-quality figures). No amounts.
 """
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
@@ -12,13 +21,27 @@ READ = ["view_partner", "view_channel", "view_order", "view_shipment", "view_mil
 WORK_CASES = ["view_exceptioncase", "change_exceptioncase", "view_exceptionrule"]
 # Shareable, read-only tracking links to an order's timeline, handed to the customer.
 SHARE_LINKS = ["view_trackinglink", "add_trackinglink", "change_trackinglink"]
+DASHBOARD = "view_sla_dashboard"
+FREIGHT_AMOUNTS = "view_freight_amounts"
+INVOICE_AMOUNTS = "view_invoice_amounts"
 ROLES: dict[str, list[str]] = {
-    "Customer Service": [*READ, *WORK_CASES, *SHARE_LINKS],
-    "Finance": [*READ, *WORK_CASES, "view_freightcharge", "release_invoice", "trigger_invoice", "view_invoicerule"],
-    "Supply Chain": [*READ, *WORK_CASES, "view_inventoryposition", "change_exceptionrule"],
+    "Customer Service": [*READ, *WORK_CASES, *SHARE_LINKS, INVOICE_AMOUNTS],
+    "Finance": [
+        *READ,
+        *WORK_CASES,
+        "view_freightcharge",
+        "release_invoice",
+        "trigger_invoice",
+        "view_invoicerule",
+        FREIGHT_AMOUNTS,
+        INVOICE_AMOUNTS,
+        DASHBOARD,
+    ],
+    "Supply Chain": [*READ, *WORK_CASES, "view_inventoryposition", "change_exceptionrule", FREIGHT_AMOUNTS, DASHBOARD],
     "Integration Admin": [
         *READ,
         *WORK_CASES,
+        DASHBOARD,
         "view_inboundmessage",
         "view_outboundmessage",
         "replay_inboundmessage",
@@ -48,7 +71,7 @@ ROLES: dict[str, list[str]] = {
         *SHARE_LINKS,
     ],
 }
-PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound")
+PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound", "dashboards")
 
 
 @transaction.atomic

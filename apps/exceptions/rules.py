@@ -342,9 +342,10 @@ def _freight_excess(charge: dict) -> Decimal | None:
 
 
 def _describe_freight_issue(charge: dict) -> str:
+    """No figures: the summary shows to every role, the amount at risk only to those who see freight amounts."""
     amount, quoted = charge["amount"], charge["quoted_amount"]
     if amount is not None and quoted is not None and amount > quoted:
-        return f"Freight charge {charge['number']} is {amount:.2f} against a quote of {quoted:.2f}"
+        return f"Freight charge {charge['number']} above its quote"
     return f"Freight charge {charge['number']} disputed"
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import BooleanField, Case, Count, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, Count, DecimalField, F, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from apps.exceptions.models import CaseEvent, ExceptionCase, Queue
@@ -49,15 +49,28 @@ def case_list(
     min_amount: Decimal | None = None,
     search: str = "",
     sort: str = SORT_AGE,
+    amounts_hidden_for: Iterable[str] = (),
     now: datetime | None = None,
 ) -> QuerySet[ExceptionCase]:
     """The cases of one queue (or assigned to one person), filtered and sorted, each with ``is_overdue``.
 
     ``cases`` narrows the starting set (what the person may see). Age sort: oldest first; amount
-    sort: largest amount at risk first, cases without an amount last.
+    sort: largest amount at risk first, cases without an amount last. ``amounts_hidden_for`` names
+    the subject types whose amount the person may not see: the amount filter and sort treat those
+    cases as having none, so neither reveals it.
     """
     now = now or timezone.now()
     cases = cases if cases is not None else ExceptionCase.objects.all()
+    hidden = list(amounts_hidden_for)
+    cases = cases.alias(
+        shown_amount=Case(
+            When(subject_type__in=hidden, then=Value(None)),
+            default=F("amount_at_risk"),
+            output_field=DecimalField(max_digits=16, decimal_places=4),
+        )
+        if hidden
+        else F("amount_at_risk"),
+    )
     if queue:
         cases = cases.filter(queue=queue)
     if assignee is not None:
@@ -76,13 +89,13 @@ def case_list(
     if older_than_hours is not None:
         cases = cases.filter(opened_at__lte=now - timedelta(hours=older_than_hours))
     if min_amount is not None:
-        cases = cases.filter(amount_at_risk__gte=min_amount)
+        cases = cases.filter(shown_amount__gte=min_amount)
     if search:
         cases = cases.filter(
             Q(summary__icontains=search) | Q(order__number__icontains=search) | Q(shipment__number__icontains=search)
         )
     if sort == SORT_AMOUNT:
-        ordering = [F("amount_at_risk").desc(nulls_last=True), "opened_at", "id"]
+        ordering = [F("shown_amount").desc(nulls_last=True), "opened_at", "id"]
     else:
         ordering = ["opened_at", "id"]
     return _listed(cases, now).order_by(*ordering)

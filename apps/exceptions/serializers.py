@@ -48,7 +48,12 @@ class CaseSerializer(serializers.Serializer):
     summary = serializers.CharField()
     subject = SubjectSerializer(source="*")
     region = serializers.CharField()
-    amount_at_risk = serializers.DecimalField(max_digits=16, decimal_places=4, allow_null=True)
+    amount_at_risk = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        allow_null=True,
+        help_text="Null also on freight and invoice cases when your role may not see those amounts.",
+    )
     currency = serializers.CharField()
     opened_at = OffsetDateTimeField()
     due_at = OffsetDateTimeField()
@@ -56,6 +61,13 @@ class CaseSerializer(serializers.Serializer):
     resolution = serializers.CharField()
     resolution_note = serializers.CharField()
     assignee = serializers.CharField(source="assignee.get_username", default=None, allow_null=True)
+
+    def to_representation(self, case: ExceptionCase) -> dict:
+        """``context["amounts_hidden_for"]``: the subject types whose amount the reader may not see."""
+        data = super().to_representation(case)
+        if case.subject_type in self.context["amounts_hidden_for"]:
+            data["amount_at_risk"] = None
+        return data
 
 
 class CaseEventSerializer(serializers.Serializer):

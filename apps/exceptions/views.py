@@ -1,13 +1,15 @@
 """The work queues: list, filter, expand and work exception cases, one at a time or in bulk.
 
-Who may see and work which cases is decided in one place, :func:`permitted_cases`.
+Who may see and work which cases is decided in one place, :func:`permitted_cases`: reading needs
+``exceptions.view_exceptioncase`` (every role has it), working needs
+``exceptions.change_exceptioncase`` and a role whose queue the case is in. The amount at risk of a
+freight or invoice case shows only to people who may see that kind of amount.
 """
 
 import csv
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -19,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from apps.billing.visibility import Amounts
 from apps.exceptions.forms import (
     DEFAULT_STATUSES,
     CaseAction,
@@ -26,14 +29,17 @@ from apps.exceptions.forms import (
     CaseFilterForm,
     NotificationPreferenceForm,
 )
-from apps.exceptions.models import ExceptionCase, Queue
+from apps.exceptions.models import ExceptionCase, Queue, SubjectType
 from apps.exceptions.notifications import preference_for
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.roles import queues_of
 from apps.exceptions.selectors import MINE, case_detail, case_list, cases_by_ids
 from apps.exceptions.services import CaseActionError, ReasonCode, cases_act
+from controltower.access import role_required
 from controltower.http import next_url
 
+VIEW = "exceptions.view_exceptioncase"
+WORK = "exceptions.change_exceptioncase"
 CASES_PER_PAGE = 50
 EXPORT_CHUNK = 500
 QUEUE_LABELS = {**dict(Queue.choices), MINE: "My cases"}
@@ -57,19 +63,27 @@ class HtmxHttpRequest(HttpRequest):
 
 def permitted_cases(user: AbstractBaseUser | AnonymousUser, *, work: bool = False) -> QuerySet[ExceptionCase]:
     """The cases ``user`` may see (``work=False``: all of them) or act on (the queues of their roles)."""
-    if not user.is_authenticated:
-        return ExceptionCase.objects.none()
-    if work:
+    if work and user.has_perm(WORK):
         return ExceptionCase.objects.filter(queue__in=queues_of(user))
-    return ExceptionCase.objects.all()
+    if not work and user.has_perm(VIEW):
+        return ExceptionCase.objects.all()
+    return ExceptionCase.objects.none()
+
+
+def amounts_hidden_for(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
+    """The case subjects whose amount at risk ``user`` may not see (it is the charge's or the invoice's)."""
+    amounts = Amounts.of(user)
+    shown = {SubjectType.FREIGHT_CHARGE: amounts.freight, SubjectType.INVOICE: amounts.invoice}
+    return frozenset(subject.value for subject, visible in shown.items() if not visible)
 
 
 def _abilities(user: AbstractBaseUser) -> dict[str, object]:
     """What the templates may offer: buttons only for what the person's role allows."""
     return {
-        "my_queues": queues_of(user),
+        "my_queues": queues_of(user) if user.has_perm(WORK) else set(),
         "can_release": user.has_perm("billing.release_invoice"),
         "can_trigger": user.has_perm("billing.trigger_invoice"),
+        "amounts_hidden_for": amounts_hidden_for(user),
     }
 
 
@@ -88,18 +102,23 @@ def _filtered(request: HttpRequest, queue: str) -> tuple[CaseFilterForm, QuerySe
         data.setlist("status", DEFAULT_STATUSES)
     form = CaseFilterForm(data, queue="" if queue == MINE else queue)
     scope = {"assignee": request.user} if queue == MINE else {"queue": queue}
-    cases = case_list(cases=permitted_cases(request.user), **scope, **form.filters())
+    cases = case_list(
+        cases=permitted_cases(request.user),
+        **scope,
+        **form.filters(),
+        amounts_hidden_for=amounts_hidden_for(request.user),
+    )
     return form, cases
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def queue_index(request: HttpRequest) -> HttpResponse:
     return redirect("case-queue", queue=MINE)
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def queue_view(request: HtmxHttpRequest, queue: str) -> HttpResponse:
     """One queue (or my cases); an HTMX request (the live refresh) gets the list and the counters."""
     queue = _queue_or_404(queue)
@@ -157,9 +176,11 @@ def _cell(value: object) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv_rows(cases: QuerySet[ExceptionCase]) -> Iterator[list[str]]:
+def _csv_rows(cases: QuerySet[ExceptionCase], hidden: frozenset[str]) -> Iterator[list[str]]:
+    """One row per case; ``hidden``: subject types whose amount at risk is left empty."""
     yield CSV_HEADER
     for case in cases.iterator(chunk_size=EXPORT_CHUNK):
+        amount = "" if case.amount_at_risk is None or case.subject_type in hidden else case.amount_at_risk
         yield [
             _cell(value)
             for value in (
@@ -177,7 +198,7 @@ def _csv_rows(cases: QuerySet[ExceptionCase]) -> Iterator[list[str]]:
                 case.customer.code if case.customer else "",
                 case.partner.code if case.partner else "",
                 case.region,
-                case.amount_at_risk if case.amount_at_risk is not None else "",
+                amount,
                 case.currency,
                 case.opened_at.isoformat(),
                 case.due_at.isoformat(),
@@ -188,20 +209,21 @@ def _csv_rows(cases: QuerySet[ExceptionCase]) -> Iterator[list[str]]:
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def queue_export(request: HttpRequest, queue: str) -> StreamingHttpResponse:
     """Every case matching the page's filters, as CSV, streamed."""
     queue = _queue_or_404(queue)
     _, cases = _filtered(request, queue)
     writer = csv.writer(_Echo())
-    response = StreamingHttpResponse((writer.writerow(row) for row in _csv_rows(cases)), content_type="text/csv")
+    rows = _csv_rows(cases, amounts_hidden_for(request.user))
+    response = StreamingHttpResponse((writer.writerow(row) for row in rows), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="cases-{queue}-{stamp}.csv"'
     return response
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def case_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A case expanded in place: its order's timeline summary, its history and the actions."""
     detail = case_detail(pk, cases=permitted_cases(request.user))
@@ -230,7 +252,7 @@ def _next_url(request: HttpRequest) -> str:
 
 
 @require_POST
-@login_required
+@role_required(WORK)
 def case_actions(request: HtmxHttpRequest) -> HttpResponse:
     """Assign, acknowledge, comment, resolve or dismiss the selected cases.
 
@@ -296,7 +318,7 @@ def case_actions(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "exceptions/_action_result.html", context)
 
 
-@login_required
+@role_required(VIEW)
 def notification_settings(request: HttpRequest) -> HttpResponse:
     """Each person chooses how they hear about their queues: a daily digest, critical cases at once."""
     form = NotificationPreferenceForm(request.POST or None, instance=preference_for(request.user))

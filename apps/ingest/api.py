@@ -290,6 +290,8 @@ class MessageDetailView(APIView):
         messages = InboundMessage.objects.select_related("partner", "channel").defer("body")
         if isinstance(request.user, PartnerPrincipal):
             messages = messages.filter(partner=request.user.partner)
+        elif not request.user.has_perm("ingest.view_inboundmessage"):
+            raise PermissionDenied("Reading messages needs a role that grants ingest.view_inboundmessage.")
         return Response(MessageStatusSerializer(get_object_or_404(messages, pk=pk)).data)
 
 

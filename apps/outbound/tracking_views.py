@@ -2,7 +2,6 @@
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,6 +19,7 @@ from apps.outbound.tracking import (
     tracking_page,
 )
 from apps.timeline.models import Order
+from controltower.access import role_required
 
 # A link is a secret: never cached, never indexed, never leaked to another site in a Referer.
 PUBLIC_HEADERS = {
@@ -54,16 +54,14 @@ def track(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
-@permission_required("outbound.view_trackinglink", raise_exception=True)
+@role_required("outbound.view_trackinglink")
 def order_tracking_links_view(request: HttpRequest, order_id: int) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
     return _fragment(request, order, LinkForm(initial={"days": settings.TRACKING_LINK_DAYS}))
 
 
 @require_POST
-@login_required
-@permission_required("outbound.add_trackinglink", raise_exception=True)
+@role_required("outbound.add_trackinglink")
 def tracking_link_create_view(request: HtmxHttpRequest, order_id: int) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
     form = LinkForm(request.POST)
@@ -76,8 +74,7 @@ def tracking_link_create_view(request: HtmxHttpRequest, order_id: int) -> HttpRe
 
 
 @require_POST
-@login_required
-@permission_required("outbound.change_trackinglink", raise_exception=True)
+@role_required("outbound.change_trackinglink")
 def tracking_link_revoke_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     link = get_object_or_404(TrackingLink.objects.select_related("order"), pk=pk)
     tracking_link_revoke(link=link, actor=request.user)

@@ -5,7 +5,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,6 +26,7 @@ from apps.outbound.selectors import (
     subscription_deliveries,
 )
 from apps.outbound.services import deliveries_replay
+from controltower.access import role_required
 from controltower.http import next_url
 
 VIEW = "outbound.view_subscription"
@@ -41,8 +41,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def subscription_list_view(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     context = {
@@ -84,8 +83,7 @@ def _poll_url(subscription: Subscription, kept: dict[str, str], page: int) -> st
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def subscription_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A subscription's circuit and deliveries; HTMX (the filter and the 5 s refresh) gets the table."""
     subscription = _subscription(pk)
@@ -112,8 +110,7 @@ def _attempts_chart(subscription: Subscription) -> dict[str, object]:
 
 
 @require_GET
-@login_required
-@permission_required(VIEW, raise_exception=True)
+@role_required(VIEW)
 def delivery_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     detail = delivery_detail(pk)
     if detail is None:
@@ -130,8 +127,7 @@ def _replayed_message(count: int) -> str:
 
 
 @require_POST
-@login_required
-@permission_required(REPLAY, raise_exception=True)
+@role_required(REPLAY)
 def deliveries_replay_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Send a subscription's dead deliveries again: chosen ones, or all of them.
 

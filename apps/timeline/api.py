@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.billing.visibility import Amounts
 from apps.timeline.selectors import OrderMatch, find_orders, order_timeline
 from apps.timeline.serializers import (
     OrderMatchSerializer,
@@ -14,11 +15,14 @@ from apps.timeline.serializers import (
     OrderTimelineSerializer,
     timeline_data,
 )
+from apps.timeline.views import VIEW
+from controltower.access import person_with
 
 
 class OrderListView(generics.ListAPIView):
     """Orders that a reference resolves to, with how each matched and all their references."""
 
+    permission_classes = [person_with(VIEW)]
     serializer_class = OrderMatchSerializer
     filter_backends: list = []
 
@@ -33,11 +37,14 @@ class OrderListView(generics.ListAPIView):
 
 
 class OrderDetailView(APIView):
-    """The full timeline of one order: the same document as ``manage.py timeline REF --json``."""
+    """The full timeline of one order: the same document as ``manage.py timeline REF --json``,
+    without the freight or invoice amounts the caller's role may not see."""
+
+    permission_classes = [person_with(VIEW)]
 
     @extend_schema(responses=OrderTimelineSerializer)
     def get(self, request: Request, pk: int) -> Response:
         timeline = order_timeline(pk)
         if timeline is None:
             raise Http404
-        return Response(timeline_data(timeline))
+        return Response(timeline_data(timeline, amounts=Amounts.of(request.user)))

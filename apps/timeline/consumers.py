@@ -3,15 +3,20 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.timeline.realtime import order_group
+from apps.timeline.views import VIEW
+from controltower.access import websocket_allows
 
 
 class OrderTimelineConsumer(AsyncWebsocketConsumer):
-    """Pushes a refresh trigger to an open order timeline page when the order changes."""
+    """Pushes a refresh trigger to an open order timeline page when the order changes.
+
+    The push carries no data: the page re-reads itself through the order page, which shows what
+    the person's role allows (amounts included).
+    """
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        if not await websocket_allows(self.scope, VIEW):
+            await self.close(code=4403)
             return
         self.order_id = int(self.scope["url_route"]["kwargs"]["order_id"])
         self.group = order_group(self.order_id)

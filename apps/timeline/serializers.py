@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from apps.billing.visibility import ALL_AMOUNTS, Amounts, is_money_attribute
 from apps.timeline.selectors import OrderMatch, OrderTimeline
 
 
@@ -54,7 +55,9 @@ class OrderSerializer(OrderStateSerializer):
     region = serializers.CharField(source="order.region")
     currency = serializers.CharField(source="order.currency")
     total_amount = serializers.DecimalField(source="order.total_amount", max_digits=16, decimal_places=4)
-    invoiced_amount = serializers.DecimalField(max_digits=16, decimal_places=4)
+    invoiced_amount = serializers.DecimalField(
+        max_digits=16, decimal_places=4, allow_null=True, help_text="Null when your role may not see invoice amounts."
+    )
     late = serializers.BooleanField()
     at_risk = serializers.BooleanField()
 
@@ -107,7 +110,12 @@ class MilestoneSerializer(serializers.Serializer):
     also_reported_by = ReportSerializer(source="other_reports.all", many=True)
     references = ReferenceSerializer(many=True)
     location = serializers.JSONField()
-    amount = serializers.DecimalField(max_digits=16, decimal_places=4)
+    amount = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        allow_null=True,
+        help_text="Null on freight and invoice events when your role may not see their amounts.",
+    )
     currency = serializers.CharField()
     estimated_delivery_at = OffsetDateTimeField()
     attributes = serializers.JSONField(source="payload.attributes", default=dict)
@@ -118,8 +126,10 @@ class FreightChargeSerializer(serializers.Serializer):
     shipment = serializers.CharField(source="shipment.number")
     carrier = serializers.CharField(source="carrier.code", default=None)
     status = serializers.CharField()
-    amount = serializers.DecimalField(max_digits=16, decimal_places=4)
-    quoted_amount = serializers.DecimalField(max_digits=16, decimal_places=4)
+    amount = serializers.DecimalField(
+        max_digits=16, decimal_places=4, allow_null=True, help_text="Null when your role may not see freight amounts."
+    )
+    quoted_amount = serializers.DecimalField(max_digits=16, decimal_places=4, allow_null=True)
     currency = serializers.CharField()
     posted_at = OffsetDateTimeField()
     validated_at = OffsetDateTimeField()
@@ -130,7 +140,9 @@ class FreightChargeSerializer(serializers.Serializer):
 class InvoiceSerializer(serializers.Serializer):
     number = serializers.CharField()
     status = serializers.CharField()
-    amount = serializers.DecimalField(max_digits=16, decimal_places=4)
+    amount = serializers.DecimalField(
+        max_digits=16, decimal_places=4, allow_null=True, help_text="Null when your role may not see invoice amounts."
+    )
     currency = serializers.CharField()
     hold_reason = serializers.CharField()
     generated_at = OffsetDateTimeField()
@@ -159,8 +171,24 @@ class OrderTimelineSerializer(serializers.Serializer):
     returns = ReturnSerializer(many=True)
 
 
-def timeline_data(timeline: OrderTimeline) -> dict:
-    return OrderTimelineSerializer(timeline).data
+def timeline_data(timeline: OrderTimeline, *, amounts: Amounts = ALL_AMOUNTS) -> dict:
+    """The timeline document, with the freight and invoice amounts ``amounts`` does not show nulled."""
+    data = OrderTimelineSerializer(timeline).data
+    if not amounts.invoice:
+        data["order"]["invoiced_amount"] = None
+        for invoice in data["invoices"]:
+            invoice["amount"] = None
+    if not amounts.freight:
+        for charge in data["freight_charges"]:
+            charge["amount"] = charge["quoted_amount"] = None
+    hidden = amounts.hidden_kinds
+    for milestone in data["milestones"]:
+        if milestone["kind"] in hidden:
+            milestone["amount"] = None
+            milestone["attributes"] = {
+                name: value for name, value in milestone["attributes"].items() if not is_money_attribute(name)
+            }
+    return data
 
 
 class MatchSerializer(serializers.Serializer):

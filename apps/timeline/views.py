@@ -1,16 +1,22 @@
-"""Customer-service pages: search by any reference, the order list and the order timeline."""
+"""Customer-service pages: search by any reference, the order list and the order timeline.
+
+Every role reads timelines (``timeline.view_order``); freight and invoice amounts show only to
+people granted them.
+"""
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
+from apps.billing.visibility import Amounts
 from apps.timeline.models import OrderStage
 from apps.timeline.selectors import find_orders, order_list, order_timeline
+from controltower.access import role_required
 
+VIEW = "timeline.view_order"
 ORDERS_PER_PAGE = 50
 
 
@@ -28,7 +34,7 @@ class OrderFilterForm(forms.Form):
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def search(request: HttpRequest) -> HttpResponse:
     """One match goes straight to the order; several are listed; none says so."""
     form = SearchForm(request.GET)
@@ -42,7 +48,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def order_list_view(request: HttpRequest) -> HttpResponse:
     form = OrderFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else {}
@@ -54,11 +60,12 @@ def order_list_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required(VIEW)
 def order_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The order's timeline; an HTMX request (the live refresh) gets only the timeline section."""
     timeline = order_timeline(pk)
     if timeline is None:
         raise Http404("No such order.")
     template = "timeline/order_detail.html#timeline" if request.htmx else "timeline/order_detail.html"
-    return render(request, template, {"timeline": timeline, "order": timeline.order})
+    context = {"timeline": timeline, "order": timeline.order, "amounts": Amounts.of(request.user)}
+    return render(request, template, context)

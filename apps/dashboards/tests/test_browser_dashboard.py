@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from playwright.sync_api import Locator, Page, expect
 
+from apps.exceptions.roles import roles_ensure
 from tests.support import needs_chromium
 
 pytestmark = [
@@ -31,7 +32,8 @@ def manager(transactional_db, story) -> str:
     Tests ask for this fixture before `browser`: the story's broadcasts need a thread without
     Playwright's event loop.
     """
-    get_user_model().objects.create_user("manager", password=PASSWORD)
+    manager = get_user_model().objects.create_user("manager", password=PASSWORD)
+    manager.groups.add(roles_ensure()["Supply Chain"])
     return "manager"
 
 

@@ -24,7 +24,7 @@ PERIOD = {"period": "custom", "start": "2026-11-01", "end": "2026-11-07"}
 
 @pytest.fixture
 def agent(client):
-    client.force_login(UserFactory())
+    client.force_login(UserFactory(permissions=["dashboards.view_sla_dashboard"]))
     return client
 
 
@@ -107,13 +107,16 @@ def test_the_dashboard_reads_rollups_in_a_constant_number_of_queries(agent, stor
         agent.get(reverse("sla-dashboard"), PERIOD)
 
 
+@pytest.mark.django_db(transaction=True)  # the consumer reads the permission on a connection of its own
 def test_an_open_dashboard_is_told_to_refresh_with_its_own_filters(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     DashboardConsumer.delay = 0
 
+    manager = UserFactory(permissions=["dashboards.view_sla_dashboard"])
+
     async def scenario() -> str:
         communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboards/?partner=UPSX&period=7")
-        communicator.scope["user"] = UserFactory.build(id=1)
+        communicator.scope["user"] = manager
         connected, _ = await communicator.connect()
         assert connected
         await sync_to_async(broadcast_kpis_changed)()

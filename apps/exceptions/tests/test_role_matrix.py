@@ -1,4 +1,6 @@
-"""Each role does what it should and is refused (403, and no button shown) what it should not."""
+"""Money and queues by role: each role does what it should and is refused (403, and no button shown)
+what it should not. The full matrix of pages, exports, API actions and websockets is
+``tests/test_role_matrix.py``."""
 
 from datetime import timedelta
 
@@ -10,7 +12,6 @@ from apps.billing.models import Invoice
 from apps.exceptions.models import ExceptionCase
 from apps.exceptions.roles import roles_ensure
 from apps.exceptions.services import builtin_rules_ensure, detect
-from apps.partners.models import Channel, Partner
 from apps.timeline.events import parse_events
 from apps.timeline.services import apply_events
 
@@ -135,18 +136,3 @@ def test_the_api_applies_the_same_rules(client, people, cases):
     response = client.post(url, {"action": "trigger_invoice"}, content_type="application/json")
     assert response.status_code == 200
     assert response.json()["status"] == "resolved"
-
-
-def test_only_integration_admins_replay_messages_and_edit_channels(client, people):
-    channel = Channel.objects.create(
-        partner=Partner.objects.create(code="ERP", name="ERP", kind="erp"), code="api", format="json"
-    )
-    replay = reverse("api-messages-replay")
-    change = reverse("admin:partners_channel_change", args=[channel.pk])
-    client.force_login(people["Integration Admin"])
-    assert client.post(replay, {"all": True}, content_type="application/json").status_code == 200
-    assert client.get(change).status_code == 200
-    for role in ("Finance", "Customer Service", "Supply Chain"):
-        client.force_login(people[role])
-        assert client.post(replay, {"all": True}, content_type="application/json").status_code == 403
-        assert client.get(change).status_code in (302, 403)

@@ -336,9 +336,9 @@ def test_without_htmx_the_forms_go_back_to_the_order(client, order):
 
 
 def test_the_order_page_loads_the_fragment_only_for_people_who_may_see_links(client, order):
-    client.force_login(UserFactory())
+    client.force_login(UserFactory(permissions=["timeline.view_order"]))
     assert fragment_url(order) not in client.get(reverse("order-detail", kwargs={"pk": order.pk})).content.decode()
 
-    client.force_login(UserFactory(permissions=["outbound.view_trackinglink"]))
+    client.force_login(UserFactory(permissions=["timeline.view_order", "outbound.view_trackinglink"]))
     content = client.get(reverse("order-detail", kwargs={"pk": order.pk})).content.decode()
     assert f'hx-get="{fragment_url(order)}"' in content

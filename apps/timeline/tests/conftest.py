@@ -11,6 +11,7 @@ from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventSource, parse_events
 from apps.timeline.models import Order
 from apps.timeline.services import ApplyResult, apply_events
+from tests.factories import UserFactory
 
 Apply = Callable[..., ApplyResult]
 
@@ -124,9 +125,13 @@ def story(partners, apply) -> Order:
     return Order.objects.get(number="SO-100001")
 
 
+# What a Finance person reads: timelines, with freight and invoice amounts.
+READER = ["timeline.view_order", "billing.view_freight_amounts", "billing.view_invoice_amounts"]
+
+
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="agent")
+def user():
+    return UserFactory(username="agent", permissions=READER)
 
 
 @pytest.fixture

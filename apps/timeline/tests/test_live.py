@@ -7,12 +7,14 @@ from channels.testing import WebsocketCommunicator
 
 from apps.timeline.realtime import ORDER_GROUPS, broadcast_orders_changed, order_group
 from controltower.routing import websocket_urlpatterns
+from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+# The consumer checks the person's permission through a fresh database connection: commit the data.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_page_is_refreshed_for_its_own_order_not_for_a_neighbour_in_its_group(django_user_model):
-    user = django_user_model.objects.create_user("agent")
+    user = UserFactory(username="agent", permissions=["timeline.view_order"])
     mine, neighbour = 3, 3 + ORDER_GROUPS
     assert order_group(mine) == order_group(neighbour)
     app = URLRouter(websocket_urlpatterns)

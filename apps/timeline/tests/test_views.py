@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from apps.timeline.models import Order
 from apps.timeline.tests.conftest import create_order, event, ref
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -207,15 +208,23 @@ def test_the_live_refresh_fragment_refetches_the_timeline_out_of_band(story):
 
 def test_order_page_query_count_is_flat(agent_client, story, apply, django_assert_max_num_queries):
     url = reverse("order-detail", args=[story.pk])
-    more = [
-        event(f"s-{i}", "shipment.manifested", 80, ref("shipment", f"SH-X{i}"), ref("order", "SO-100001"))
+    manifests = [
+        event(
+            f"s-{i}",
+            "shipment.manifested",
+            80,
+            ref("shipment", f"SH-X{i}"),
+            ref("order", "SO-100001"),
+            attributes={"carrier": "UPSN"},
+        )
         for i in range(5)
     ]
-    more += [
+    apply(*manifests, partner="DCLYON", channel="edi")
+    scans = [
         event(f"t-{i}", "shipment.in_transit", 70 - i, ref("shipment", f"SH-X{i % 5}"), location={"city": "Lyon"})
         for i in range(60)
     ]
-    apply(*more, partner="UPSN", channel="hook")
+    apply(*scans, partner="UPSN", channel="hook")
 
     with django_assert_max_num_queries(14):  # two of them read the permissions behind the trace links
         response = agent_client.get(url)
@@ -233,7 +242,7 @@ def test_staff_see_the_admin_link_and_everyone_a_sign_out_form(client, django_us
     assert 'action="/logout/" method="post"' in page
     assert 'href="/admin/"' not in page
 
-    client.force_login(django_user_model.objects.create_user(username="boss", is_staff=True))
+    client.force_login(UserFactory(username="boss", is_staff=True, permissions=["timeline.view_order"]))
     assert 'href="/admin/"' in text(client.get("/search/"))
 
 
