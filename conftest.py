@@ -41,9 +41,52 @@ def browser(monkeypatch):
         connections.close_all()
 
 
+@pytest.fixture(autouse=True)
+def guarded_connections(monkeypatch) -> list[str]:
+    """The addresses the network guard connected to during the test, which never leaves this
+    machine: names other than ``localhost`` do not resolve (a test that needs one patches
+    ``apps.partners.network.resolve``) and a connection to anything but loopback is refused."""
+    import ipaddress
+    import socket
+
+    import httpcore
+
+    from apps.partners import network
+
+    real_resolve, real_connect, connected = network.resolve, httpcore.SyncBackend.connect_tcp, []
+
+    def resolve(host: str, port: int) -> list:
+        if host != "localhost":
+            try:
+                socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST)
+            except socket.gaierror:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        return real_resolve(host, port)
+
+    def connect_tcp(backend, host: str, port: int, *args, **kwargs):
+        connected.append(host)
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise httpcore.ConnectError(f"[tests] {host} is not on this machine")
+        return real_connect(backend, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(network, "resolve", resolve)
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect_tcp)
+    return connected
+
+
 @pytest.fixture
-def receiver() -> Iterator:
-    """A subscriber's endpoint on loopback (see tests/receiver.py)."""
+def trust_loopback(settings) -> None:
+    """Let the network guard call servers a test starts on 127.0.0.1, over plain http."""
+    settings.NETWORK_TRUSTED_TARGETS = ["http://127.0.0.1"]
+
+
+@pytest.fixture
+def receiver(trust_loopback) -> Iterator:
+    """A subscriber's endpoint on loopback (see tests/receiver.py), trusted by the network guard."""
     from tests.receiver import start_receiver
 
     endpoint, server = start_receiver()

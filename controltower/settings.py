@@ -223,6 +223,16 @@ EVENT_FUTURE_MARGIN_SECONDS = env.int("EVENT_FUTURE_MARGIN_SECONDS", default=24 
 # After a webhook secret is rotated, signatures made with the one it replaced verify this long.
 SECRET_ROTATION_GRACE_SECONDS = env.int("SECRET_ROTATION_GRACE_SECONDS", default=24 * 3600)
 
+# --- Requests we make: subscriptions and carrier tracking pull (apps/partners/network.py) -------
+# Loopback, private, link-local (cloud metadata), multicast, reserved and shared addresses are
+# refused at connect time unless listed here: host names ("wms.corp.example", ".corp.example" with
+# its subdomains), addresses or networks ("10.20.0.0/16", "fd00::/8"). Plain http is sent only in
+# development (DEBUG) or to an entry written with it ("http://wms.corp.example", "http://10.20.0.0/16").
+NETWORK_TRUSTED_TARGETS = env.list("NETWORK_TRUSTED_TARGETS", default=[])
+# Replies are read up to these sizes (a subscriber's answer is only logged; a carrier's is stored).
+OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=64 * 1024)
+POLL_MAX_RESPONSE_BYTES = env.int("POLL_MAX_RESPONSE_BYTES", default=2**20)
+
 # --- Outbound: deliveries to subscribers ------------------------------------------------------------
 # Retries wait base * 2^(attempt - 1) seconds (capped), with jitter; beat sends what is due.
 OUTBOUND_RETRY_BASE_SECONDS = env.float("OUTBOUND_RETRY_BASE_SECONDS", default=30)
@@ -233,7 +243,8 @@ OUTBOUND_BREAKER_THRESHOLD = env.int("OUTBOUND_BREAKER_THRESHOLD", default=5)
 OUTBOUND_BREAKER_COOLDOWN_SECONDS = env.float("OUTBOUND_BREAKER_COOLDOWN_SECONDS", default=60)
 # A sender that has not finished within its timeout plus this grace is presumed dead.
 OUTBOUND_CLAIM_GRACE_SECONDS = env.float("OUTBOUND_CLAIM_GRACE_SECONDS", default=30)
-# Hosts subscriptions may send to (".example.com" includes its subdomains); empty allows any host.
+# When set, subscriptions may send only to these hosts (".example.com" includes its subdomains);
+# empty: to any host the network guard allows (public ones, and the trusted targets above).
 OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 # Delivered deliveries (and their attempt log) are deleted this long after delivery; dead letters stay.
 OUTBOUND_RETENTION_DAYS = env.int("OUTBOUND_RETENTION_DAYS", default=30)
