@@ -1,5 +1,6 @@
 """A subscriber's endpoint on loopback, for outbound tests: it verifies signatures, dedupes on
-Idempotency-Key like a careful receiver, and fails on demand (status codes, slowness)."""
+Idempotency-Key like a careful receiver, and fails on demand (status codes, slowness, a reply
+that trickles on and on)."""
 
 import hashlib
 import hmac
@@ -27,8 +28,10 @@ class Received:
 class Receiver:
     """Answers each request with the next scripted behaviour, then with ``default``.
 
-    A behaviour is a status code, ``(status, headers)``, or ``("slow", seconds)`` to hold the
-    request before a 200.
+    A behaviour is a status code, ``(status, headers)``, ``("slow", seconds)`` to hold the
+    request before a 200, or ``("trickle", seconds)``: a 200 announcing a huge body, then one byte
+    every 50 ms for that long. ``body`` replaces the usual ``{"ok": ...}`` answer; ``most_at_once``
+    is the most requests it was ever answering at the same time.
     """
 
     url: str = ""
@@ -37,6 +40,9 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     accepted: dict[str, Received] = field(default_factory=dict)  # by Idempotency-Key
     lock: threading.Lock = field(default_factory=threading.Lock)
+    body: bytes = b""
+    at_once: int = 0
+    most_at_once: int = 0
 
     def answer_next(self, *behaviours: int | tuple) -> None:
         self.script.extend(behaviours)
@@ -61,11 +67,24 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            with receiver.lock:
+                receiver.at_once += 1
+                receiver.most_at_once = max(receiver.most_at_once, receiver.at_once)
+            try:
+                self._answer()
+            finally:
+                with receiver.lock:
+                    receiver.at_once -= 1
+
+        def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             received = Received(self.path, dict(self.headers.items()), body)
             with receiver.lock:
                 receiver.requests.append(received)
             behaviour = receiver._behaviour()
+            if isinstance(behaviour, tuple) and behaviour[0] == "trickle":
+                self._trickle(behaviour[1])
+                return
             status, headers = 200, {}
             if isinstance(behaviour, tuple) and behaviour[0] == "slow":
                 time.sleep(behaviour[1])
@@ -82,9 +101,23 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(b'{"ok": %s}' % (b"true" if status < 300 else b"false"))
+                self.wfile.write(receiver.body or b'{"ok": %s}' % (b"true" if status < 300 else b"false"))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the sender gave up (timeout) before we answered
+
+        def _trickle(self, seconds: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            until = time.monotonic() + seconds
+            try:
+                while time.monotonic() < until:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender stopped reading: what a deadline should do
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -31,6 +31,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_the_receiver_has_it_once
     transactional_db, queued, receiver, monkeypatch
 ):
     monkeypatch.setenv("OUTBOUND_CLAIM_GRACE_SECONDS", "1")
+    monkeypatch.setenv("NETWORK_TRUSTED_TARGETS", "http://127.0.0.1")  # the workers' settings, as the receiver's
     subscription = SubscriptionFactory(target_url=receiver.url, event_kinds=["shipment.manifested"], timeout_seconds=4)
     receiver.answer_next(("slow", 3))
     first = start_worker(capture=True)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from apps.partners import network
 from apps.partners.models import Partner
 from apps.timeline.events import EventKind
 
@@ -34,8 +35,15 @@ def kind_matches(patterns: Iterable[str], kind: str) -> bool:
 
 
 def target_host_error(url: str) -> str | None:
-    """Why deliveries may not go to ``url``'s host under ``OUTBOUND_ALLOWED_HOSTS``; None when they
-    may. An empty list allows any host; ``.example.com`` allows example.com and its subdomains."""
+    """Why deliveries may not go to ``url``, as far as can be told when it is saved: a host outside
+    ``OUTBOUND_ALLOWED_HOSTS``, or one the network guard refuses (plain http, an internal address,
+    a name resolving to one now). The guard checks the addresses again each time it connects."""
+    return allowed_hosts_error(url) or network.url_refusal(url, resolve_name=True)
+
+
+def allowed_hosts_error(url: str) -> str | None:
+    """Why ``url``'s host is outside ``OUTBOUND_ALLOWED_HOSTS``; None when it is in, or the list is
+    empty. ``.example.com`` allows example.com and its subdomains."""
     allowed = settings.OUTBOUND_ALLOWED_HOSTS
     host = (urlsplit(url).hostname or "").lower()
     if not allowed or any(_host_matches(host, pattern.lower()) for pattern in allowed):

@@ -15,12 +15,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -30,7 +28,8 @@ from django.utils import timezone
 from apps.ingest.models import OutboundMessage
 from apps.ingest.webhooks import signature_for
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
-from apps.outbound.routing import OrderScope, Route, route_of, target_host_error
+from apps.outbound.routing import OrderScope, Route, allowed_hosts_error, route_of
+from apps.partners import network
 from apps.timeline.models import Milestone, Order, Shipment
 
 USER_AGENT = "ControlTower-Outbound/1"
@@ -241,6 +240,9 @@ class Request:
     body: bytes
     headers: dict[str, str]
     filename: str
+    # time.monotonic() by which the exchange must end: the claim plus the subscription's timeout,
+    # which leaves the whole claim grace for recording the attempt before the claim expires.
+    deadline: float = float("inf")
 
 
 @dataclass
@@ -274,7 +276,7 @@ class Outcome:
 def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome | None:
     """Send one delivery if it is due and nothing holds it back. Returns None when it was not sent
     (not due, taken by another sender, waiting for an earlier event of its order, breaker open)."""
-    now = now or timezone.now()
+    claimed, now = time.monotonic(), now or timezone.now()
     delivery = _claim(delivery_id, now)
     if delivery is None:
         return None
@@ -301,6 +303,7 @@ def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome |
     except ValueError as exc:
         unwritable = Response(error=f"the document cannot be written: {exc}", permanent=True)
         return _record(delivery, Request(body=b"", headers={}, filename=""), unwritable, endpoint, now)
+    request.deadline = claimed + subscription.timeout_seconds
     response = _transport(subscription)(subscription, request)
     return _record(delivery, request, response, endpoint, now)
 
@@ -380,36 +383,40 @@ def _transport(subscription: Subscription) -> Callable[[Subscription, Request], 
     return _post if subscription.target_url else _write_to_outbox
 
 
-@cache
-def _client() -> httpx.Client:
-    """One connection pool per process: building a client (and its TLS context) per send is slow."""
-    return httpx.Client(follow_redirects=False, trust_env=False)
-
-
 def _post(subscription: Subscription, request: Request) -> Response:
+    """POST through the network guard: internal addresses refused at connect time, no redirect
+    followed, at most ``OUTBOUND_MAX_RESPONSE_BYTES`` of the reply read, and the whole exchange
+    over by the request's deadline, so an attempt always ends (and is recorded) before its claim
+    expires and the sweep could hand the delivery out a second time."""
     started = time.monotonic()
-    if host_error := target_host_error(subscription.target_url):  # the list changed since it was saved
+    if host_error := allowed_hosts_error(subscription.target_url):  # the list changed since it was saved
         return Response(error=host_error, permanent=True)
     try:
-        answer = _client().post(
-            subscription.target_url, content=request.body, headers=request.headers, timeout=subscription.timeout_seconds
+        reply = network.request(
+            "POST",
+            subscription.target_url,
+            headers=request.headers,
+            body=request.body,
+            timeout=max(request.deadline - started, 0.001),
+            max_bytes=settings.OUTBOUND_MAX_RESPONSE_BYTES,
         )
-    except httpx.TimeoutException as exc:
-        return Response(
-            error=f"timed out after {subscription.timeout_seconds} s ({type(exc).__name__})",
-            duration_ms=_since(started),
-        )
-    except httpx.HTTPError as exc:
-        return Response(error=f"could not connect: {exc or type(exc).__name__}", duration_ms=_since(started))
+    except network.TimedOut:
+        return Response(error=f"timed out after {subscription.timeout_seconds} s", duration_ms=_since(started))
+    except network.TargetRefused as exc:
+        return Response(error=f"not sent: {exc}", permanent=True, duration_ms=_since(started))
+    except network.ConnectFailed as exc:
+        return Response(error=f"could not connect: {exc}", duration_ms=_since(started))
+    except network.RequestFailed as exc:
+        return Response(error=str(exc), duration_ms=_since(started))
     response = Response(
-        status_code=answer.status_code,
-        body=answer.text[:RESPONSE_EXCERPT],
-        retry_after=_retry_after(answer),
+        status_code=reply.status,
+        body=reply.body.decode(errors="replace")[:RESPONSE_EXCERPT],
+        retry_after=_retry_after(reply.headers),
         duration_ms=_since(started),
     )
     if not response.ok:
-        location = answer.headers.get("Location")
-        response.error = f"HTTP {answer.status_code}" + (f", redirected to {location}" if location else "")
+        location = reply.headers.get("location")
+        response.error = f"HTTP {reply.status}" + (f", redirected to {location} (not followed)" if location else "")
     return response
 
 
@@ -436,8 +443,8 @@ def _since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _retry_after(answer: httpx.Response) -> float | None:
-    value = answer.headers.get("Retry-After", "")
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after", "")
     return float(value) if value.isdigit() else None
 
 

@@ -149,7 +149,7 @@ def test_a_target_outside_the_allowed_hosts_is_refused(api, erp, settings):
     settings.OUTBOUND_ALLOWED_HOSTS = [".example.com", "erp.internal"]
 
     refused = post(api, URL, body(target_url="http://169.254.169.254/latest/meta-data"))
-    allowed = [post(api, URL, body(target_url=url)) for url in ("https://hooks.example.com/in", "http://ERP.internal/")]
+    allowed = [post(api, URL, body(target_url=url)) for url in ("https://hooks.example.com/in", "https://ERP.internal/")]
 
     assert refused.status_code == 400
     assert refused.json()["target_url"] == [

@@ -89,7 +89,14 @@ def test_a_delivery_arrives_signed_and_verifiable_with_the_subscription_secret(r
 
 @pytest.mark.parametrize(
     ("failure", "error"),
-    [(500, "HTTP 500"), (503, "HTTP 503"), (429, "HTTP 429"), (("slow", 2.5), "timed out after 1 s")],
+    [
+        (500, "HTTP 500"),
+        (503, "HTTP 503"),
+        (408, "HTTP 408"),
+        (425, "HTTP 425"),
+        (429, "HTTP 429"),
+        (("slow", 2.5), "timed out after 1 s"),
+    ],
 )
 def test_a_failing_receiver_gets_the_same_delivery_again_later(receiver, publish, sweep, failure, error):
     subscription = SubscriptionFactory(target_url=receiver.url, timeout_seconds=1)
@@ -186,11 +193,14 @@ def test_the_breaker_opens_after_consecutive_failures_probes_and_closes(receiver
     endpoint = Endpoint.objects.get()
     assert (endpoint.state, endpoint.failures, endpoint.trips) == (Endpoint.State.OPEN, 3, 1)
 
-    # While it is open, nothing goes to the endpoint: not the retries, not new events.
+    # While it is open, nothing goes to the endpoint: not the retries, not new events; and waiting
+    # spends none of their attempts.
     publish(order_created("SO-4"))
     sweep(after=30)
     assert len(receiver.requests) == 3
     assert Delivery.objects.filter(status=Delivery.Status.PENDING).count() == 4
+    assert sorted(Delivery.objects.values_list("attempts", flat=True)) == [0, 1, 1, 1]
+    assert DeliveryAttempt.objects.count() == 3
 
     # After the cooldown one probe goes; it fails, so the breaker opens again, for longer.
     sweep(after=61)
