@@ -14,17 +14,19 @@ and stores every 2xx body through ``message_receive`` with the adapter as its fo
 pipeline parses and applies it like any other message, and an unchanged tracker (the same bytes)
 is a duplicate that creates nothing. The rate limit, the circuit breaker, the run lock and the
 rotation cursor live in the Django cache, so they hold across workers when the cache is Redis.
+
+Requests go through the network guard (``apps.partners.network``): the URL must be https (plain
+http only in development or to a trusted target), internal addresses are refused when connecting,
+redirects are failures (fix the channel's URL), and each answer is read up to
+``POLL_MAX_RESPONSE_BYTES`` within ``timeout_seconds`` for the whole exchange.
 """
 
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -35,13 +37,13 @@ from django.db.models import F, Q, QuerySet
 from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import known_formats
 from apps.ingest.services import MessageRejected, message_receive
+from apps.partners import network
 from apps.partners.models import Channel
 from apps.timeline.models import Shipment, ShipmentStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
-READ_CHUNK_BYTES = 64 * 1024
 USER_AGENT = "ControlTower tracking pull"
 # The carrier answered about this one tracking number: the endpoint itself is healthy.
 SHIPMENT_LEVEL_STATUSES = frozenset({400, 404, 410, 422})
@@ -53,24 +55,6 @@ OUT_OF_TIME = "out_of_time"
 RUN_SECONDS = 15 * 60
 STATE_TTL_SECONDS = 7 * 24 * 3600
 TRACKING_PLACEHOLDER = "{tracking}"
-
-
-def _plain_http_opener() -> urllib.request.OpenerDirector:
-    """Only HTTP(S): no file:// or ftp:// from a URL typed in admin, no redirects followed (a
-    redirect is reported as a failure, to be fixed in the channel's URL), no proxies from the
-    environment."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
-_OPENER = _plain_http_opener()
 
 
 class PollConfigError(ValueError):
@@ -137,6 +121,8 @@ def _url(value: Any, problems: list[str]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append("url: must be an http:// or https:// address")
+    elif refusal := network.url_refusal(value):
+        problems.append(f"url: {refusal}")
     if TRACKING_PLACEHOLDER not in value:
         problems.append("url: must contain {tracking}, where the tracking number goes")
     return value
@@ -311,62 +297,42 @@ class Fetched:
     endpoint_failed: bool = False
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def fetch_tracking(config: PollConfig, tracking: str) -> Fetched:
     """Ask the endpoint about one tracking number, within ``timeout_seconds`` in total."""
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **config.headers}
     data = config.body_for(tracking)
     if data is not None:
         headers.setdefault("Content-Type", "application/json")
-    url = config.url_for(tracking)
-    # The scheme is checked by poll_config and the opener has no handler for anything but HTTP(S).
-    request = urllib.request.Request(url, data=data, headers=headers, method=config.method)  # noqa: S310
-    deadline = time.monotonic() + config.timeout_seconds
+    limit = min(settings.POLL_MAX_RESPONSE_BYTES, settings.INGEST_MAX_MESSAGE_BYTES)
     try:
-        with _OPENER.open(request, timeout=config.timeout_seconds) as response:
-            return Fetched(body=_read(response, deadline), content_type=response.headers.get("Content-Type", ""))
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return _refused(exc.code)
-    except urllib.error.URLError as exc:
-        return Fetched(problem=_describe(exc.reason, config), endpoint_failed=True)
-    except _TooLarge:
-        return Fetched(problem=f"the response is over {settings.INGEST_MAX_MESSAGE_BYTES:,} bytes")
-    except (OSError, HTTPException) as exc:
-        return Fetched(problem=_describe(exc, config), endpoint_failed=True)
+        reply = network.request(
+            config.method,
+            config.url_for(tracking),
+            headers=headers,
+            body=data,
+            timeout=config.timeout_seconds,
+            max_bytes=limit,
+        )
+    except network.TargetRefused as exc:
+        return Fetched(problem=f"not fetched: {exc}", endpoint_failed=True)
+    except network.TimedOut:
+        return Fetched(problem=f"timed out after {config.timeout_seconds:g}s", endpoint_failed=True)
+    except network.RequestFailed as exc:
+        return Fetched(problem=str(exc), endpoint_failed=True)
+    if not 200 <= reply.status < 300:
+        return _refused(reply.status, reply.headers.get("location"))
+    if reply.truncated:
+        return Fetched(problem=f"the response is over {limit:,} bytes")
+    return Fetched(body=reply.body, content_type=reply.headers.get("content-type", ""))
 
 
-def _read(response: Any, deadline: float) -> bytes:
-    """Read the body in chunks; bounded by the message size limit and the deadline."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := response.read(READ_CHUNK_BYTES):
-        size += len(chunk)
-        if size > settings.INGEST_MAX_MESSAGE_BYTES:
-            raise _TooLarge
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refused(status: int) -> Fetched:
+def _refused(status: int, location: str | None) -> Fetched:
     if status == 404:
         return Fetched(problem="unknown tracking number (HTTP 404)")
     if status in SHIPMENT_LEVEL_STATUSES:
         return Fetched(problem=f"the carrier refused this tracking number (HTTP {status})")
-    return Fetched(problem=f"HTTP {status}", endpoint_failed=True)
-
-
-def _describe(error: object, config: PollConfig) -> str:
-    if isinstance(error, TimeoutError):
-        return f"timed out after {config.timeout_seconds:g}s"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    return f"{type(error).__name__}: {error}" if isinstance(error, Exception) else str(error)
+    redirect = f", redirected to {location} (not followed)" if location else ""
+    return Fetched(problem=f"HTTP {status}{redirect}", endpoint_failed=True)
 
 
 # --- which shipments --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from apps.partners.network import url_refusal
 from apps.partners.scopes import SCOPES, default_scopes
 
 code_validator = RegexValidator(
@@ -156,6 +157,9 @@ class Channel(models.Model):
         if not isinstance(self.mapping_overrides, dict):
             raise ValidationError({"mapping_overrides": "Mapping overrides must be a JSON object."})
         validate_scopes(self.scopes)
+        url = self.mapping_overrides.get("url") if self.format == self.Format.POLL else None
+        if isinstance(url, str) and (refusal := url_refusal(url, resolve_name=True)):
+            raise ValidationError({"mapping_overrides": f"url: {refusal}."})
 
 
 class ApiToken(models.Model):

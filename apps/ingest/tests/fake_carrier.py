@@ -2,11 +2,14 @@
 
 ``GET /track/<tracking>`` answers what the test set for that tracking number with ``reply`` or
 ``events``, else 404 "unknown tracking number"; ``outage`` makes every request get the same
-answer (500s, slow responses). ``stop`` closes the port, so later calls get connection refused.
+answer (500s, slow responses). A reply may carry headers (a redirect's Location) or ``trickle``:
+a 200 announcing a huge body, then one byte every 50 ms for that many seconds. ``stop`` closes
+the port, so later calls get connection refused.
 """
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +21,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+    trickle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,16 @@ class FakeCarrier:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def reply(self, tracking: str, status: int = 200, body: bytes = b"", delay: float = 0.0) -> None:
-        self.replies[tracking] = Reply(status=status, body=body, delay=delay)
+    def reply(
+        self,
+        tracking: str,
+        status: int = 200,
+        body: bytes = b"",
+        delay: float = 0.0,
+        headers: tuple[tuple[str, str], ...] = (),
+        trickle: float = 0.0,
+    ) -> None:
+        self.replies[tracking] = Reply(status=status, body=body, delay=delay, headers=headers, trickle=trickle)
 
     def events(self, tracking: str, *events: dict[str, Any]) -> None:
         """Answer 200 with canonical JSON events for this tracking number."""
@@ -96,6 +109,21 @@ class FakeCarrier:
             return
         handler.send_response(reply.status)
         handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.send_header("Content-Length", str(10**9 if reply.trickle else len(reply.body)))
+        for name, value in reply.headers:
+            handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(reply.body)
+        if reply.trickle:
+            self._trickle(handler, reply.trickle)
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        try:
+            while time.monotonic() < until and not self._stopped.is_set():
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading
+        handler.close_connection = True

@@ -1,5 +1,6 @@
 """Carrier tracking pull against a real HTTP server on 127.0.0.1 (see fake_carrier)."""
 
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 
 from apps.ingest import polling
 from apps.ingest.models import InboundMessage
@@ -22,6 +24,7 @@ from apps.ingest.polling import (
     poll_carrier_channel,
     poll_config,
 )
+from apps.partners import network
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import parse_events
 from apps.timeline.models import Shipment
@@ -43,7 +46,7 @@ def _fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake_carrier() -> Iterator[FakeCarrier]:
+def fake_carrier(trust_loopback) -> Iterator[FakeCarrier]:
     server = FakeCarrier().start()
     yield server
     server.stop()
@@ -370,3 +373,128 @@ def test_a_run_stops_asking_when_its_time_is_up(channel, fake_carrier, monkeypat
     report = poll_carrier_channel(channel)
 
     assert (report.polled, report.skipped) == (1, {OUT_OF_TIME: 2})
+
+
+# --- the network guard ----------------------------------------------------------------------------
+
+METADATA_ANSWER = b'{"AccessKeyId": "ASIA-very-secret"}'
+
+
+@pytest.fixture
+def development(settings) -> None:
+    """Plain http is allowed in development, so only the addresses can be what is refused."""
+    settings.DEBUG = True
+    settings.NETWORK_TRUSTED_TARGETS = []
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("localhost", "localhost resolves to 127.0.0.1, a loopback address"),
+        ("[::1]", "::1 is a loopback address"),
+        ("10.1.2.3", "10.1.2.3 is a private address"),
+        ("169.254.169.254", "169.254.169.254 is a cloud metadata address"),
+    ],
+)
+def test_an_internal_target_is_never_fetched_and_the_run_says_why(
+    channel, fake_carrier, development, guarded_connections, host, reason
+):
+    port = fake_carrier.url.split(":")[2].split("/")[0]
+    _configure(channel, fake_carrier)
+    channel.mapping_overrides["url"] = f"http://{host}:{port}/track/{{tracking}}"
+    channel.save()
+    _manifest("1Z001")
+    fake_carrier.reply("1Z001", body=METADATA_ANSWER)
+
+    report = poll_carrier_channel(channel)
+
+    # An address is refused with the configuration, before the run; a name when connecting.
+    [said] = [report.error] if report.error else [failure.reason for failure in report.failed]
+    assert f"{reason}; only NETWORK_TRUSTED_TARGETS may allow it" in said
+    assert (fake_carrier.seen, guarded_connections) == ([], [])
+    assert not InboundMessage.objects.exists(), "nothing to show on a trace page"
+
+
+def test_a_name_rebound_to_loopback_after_the_channel_was_saved_is_refused_when_polling(
+    channel, fake_carrier, development, guarded_connections, monkeypatch
+):
+    answers = iter([[ipaddress.ip_address("93.184.215.14")], [ipaddress.ip_address("127.0.0.1")]])
+    monkeypatch.setattr(network, "resolve", lambda host, port: next(answers))
+    port = fake_carrier.url.split(":")[2].split("/")[0]
+    channel.mapping_overrides = _config(url=f"http://tracking.example:{port}/track/{{tracking}}")
+    channel.full_clean()  # saved while the name pointed at a public address
+    channel.save()
+    _manifest("1Z001")
+    fake_carrier.reply("1Z001", body=METADATA_ANSWER)
+
+    report = poll_carrier_channel(channel)
+
+    assert report.failed[0].reason.startswith("not fetched: tracking.example resolves to 127.0.0.1, a loopback")
+    assert (fake_carrier.seen, guarded_connections) == ([], [])
+    assert not InboundMessage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://169.254.169.254/latest/{tracking}", "169.254.169.254 is a cloud metadata address"),
+        ("https://localhost/track/{tracking}", "localhost resolves to 127.0.0.1, a loopback address"),
+        ("http://api.carrier.example/track/{tracking}", "plain http is refused outside development"),
+    ],
+)
+def test_saving_a_poll_channel_with_an_internal_or_plain_http_url_is_refused(carrier, url, reason):
+    channel = Channel(partner=carrier, code="track", format=Channel.Format.POLL, mapping_overrides={"url": url})
+
+    with pytest.raises(ValidationError) as refused:
+        channel.full_clean()
+
+    assert reason in refused.value.message_dict["mapping_overrides"][0]
+
+
+def test_a_plain_http_url_is_not_polled_outside_development(channel, fake_carrier, settings):
+    _configure(channel, fake_carrier)
+    _manifest("1Z001")
+    settings.NETWORK_TRUSTED_TARGETS = ["127.0.0.1"]  # the address, but not plain http to it
+
+    report = poll_carrier_channel(channel)
+
+    assert report.error.startswith("not polled, the configuration is invalid: url: plain http is refused")
+    assert not fake_carrier.seen
+
+
+def test_a_redirect_is_a_failure_and_never_followed(channel, fake_carrier):
+    _configure(channel, fake_carrier)
+    _manifest("1Z001")
+    fake_carrier.reply("1Z001", 302, headers=(("Location", "http://169.254.169.254/latest/meta-data/"),))
+
+    report = poll_carrier_channel(channel)
+
+    assert report.failed[0].reason == "HTTP 302, redirected to http://169.254.169.254/latest/meta-data/ (not followed)"
+    assert fake_carrier.tracking_asked == ["1Z001"]
+    assert not InboundMessage.objects.exists()
+
+
+def test_a_trickling_answer_ends_at_the_timeout_for_the_whole_exchange(channel, fake_carrier):
+    _configure(channel, fake_carrier, timeout_seconds=0.5)
+    _manifest("1Z001")
+    fake_carrier.reply("1Z001", body=b'{"events": [', trickle=5)
+
+    started = time.monotonic()
+    report = poll_carrier_channel(channel)
+
+    assert time.monotonic() - started < 1.2
+    assert [f.reason for f in report.failed] == ["timed out after 0.5s"]
+    assert not InboundMessage.objects.exists()
+
+
+def test_an_answer_over_the_size_limit_is_a_failure_and_not_stored(channel, fake_carrier, settings):
+    settings.POLL_MAX_RESPONSE_BYTES = 1000
+    _configure(channel, fake_carrier)
+    _manifest("1Z001")
+    fake_carrier.events("1Z001", *[_event("shipment.in_transit", "1Z001", "2026-11-21T10:00:00+00:00")] * 20)
+
+    report = poll_carrier_channel(channel)
+
+    assert [f.reason for f in report.failed] == ["the response is over 1,000 bytes"]
+    assert not InboundMessage.objects.exists()
