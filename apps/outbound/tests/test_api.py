@@ -149,13 +149,31 @@ def test_a_target_outside_the_allowed_hosts_is_refused(api, erp, settings):
     settings.OUTBOUND_ALLOWED_HOSTS = [".example.com", "erp.internal"]
 
     refused = post(api, URL, body(target_url="http://169.254.169.254/latest/meta-data"))
-    allowed = [post(api, URL, body(target_url=url)) for url in ("https://hooks.example.com/in", "https://ERP.internal/")]
+    allowed = [
+        post(api, URL, body(target_url=url)) for url in ("https://hooks.example.com/in", "https://ERP.internal/")
+    ]
 
     assert refused.status_code == 400
     assert refused.json()["target_url"] == [
         "'169.254.169.254' is not an allowed target host (OUTBOUND_ALLOWED_HOSTS: .example.com, erp.internal)."
     ]
     assert [response.status_code for response in allowed] == [201, 201]
+
+
+def test_an_internal_or_plain_http_target_is_refused_with_the_reason(api, erp, settings):
+    metadata = post(api, URL, body(target_url="https://169.254.169.254/latest/meta-data"))
+    loopback = post(api, URL, body(target_url="https://localhost:8000/admin/"))
+    plain = post(api, URL, body(target_url="http://erp.example.com/hooks"))
+    settings.NETWORK_TRUSTED_TARGETS = ["10.20.0.0/16"]
+    trusted = post(api, URL, body(target_url="https://10.20.0.5/hooks"))
+
+    assert [r.status_code for r in (metadata, loopback, plain, trusted)] == [400, 400, 400, 201]
+    assert metadata.json()["target_url"] == [
+        "169.254.169.254 is a cloud metadata address; only NETWORK_TRUSTED_TARGETS may allow it."
+    ]
+    assert loopback.json()["target_url"][0].startswith("localhost resolves to 127.0.0.1, a loopback address")
+    assert plain.json()["target_url"][0].startswith("plain http is refused outside development")
+    assert Subscription.objects.get().target_url == "https://10.20.0.5/hooks"
 
 
 def test_an_x12_subscription_to_an_outbox_folder(api, erp):
