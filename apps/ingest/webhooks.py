@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.views.decorators.debug import sensitive_variables
 
 from apps.partners.credentials import webhook_secrets_accepted
 from apps.partners.models import Channel
@@ -22,11 +23,13 @@ class SignatureRejected(ValueError):
     """The request is not provably from the partner; the message says which check failed."""
 
 
+@sensitive_variables("secret")
 def signature_for(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 
 
+@sensitive_variables()
 def verify_signature(
     *, channel: Channel, timestamp: str, signature: str, body: bytes, now: float | None = None
 ) -> None:

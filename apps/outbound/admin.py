@@ -6,12 +6,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import truncatechars
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from apps.outbound import admin_customers  # noqa: F401 - registers the customer e-mail and tracking link admins
 from apps.outbound.forms import MAX_ATTEMPTS_LIMIT, TIMEOUT_LIMIT_SECONDS, TextListField
@@ -114,6 +116,11 @@ class SubscriptionAdmin(admin.ModelAdmin):
         (None, {"fields": ("created_at", "updated_at")}),
     )
 
+    @method_decorator(sensitive_post_parameters("new_secret"))
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Typed secrets stay out of error reports."""
+        return super().changeform_view(request, *args, **kwargs)
+
     def get_fieldsets(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
         """A new subscription gets a generated secret unless one is typed; viewers get no inputs."""
         if obj is None:
@@ -132,6 +139,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
             return False
         return super().lookup_allowed(lookup, value, request)
 
+    @method_decorator(sensitive_variables())
     def save_model(self, request: HttpRequest, obj: Subscription, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         endpoint_of(obj)
@@ -184,6 +192,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Rotate the signing secret of selected subscriptions", permissions=["change"])
+    @method_decorator(sensitive_variables())
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
         subscriptions = list(queryset.select_related("partner"))
         for subscription in subscriptions:

@@ -24,6 +24,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.ingest.models import OutboundMessage
 from apps.ingest.webhooks import signature_for
@@ -667,6 +668,7 @@ def subscription_save(*, subscription: Subscription | None, data: dict[str, Any]
     return subscription
 
 
+@sensitive_variables()
 def subscription_secret_rotate(*, subscription: Subscription, secret: str = "") -> str:
     """A new signing secret (``secret`` when the receiver chose one, else a generated one), in
     force from the next attempt; returns it.

@@ -10,9 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.forms.fields import InvalidJSONInput
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from apps.partners.credentials import (
     channel_poll_headers_set,
@@ -191,6 +193,11 @@ class ChannelAdmin(admin.ModelAdmin):
         (None, {"fields": ("created_at", "updated_at")}),
     )
 
+    @method_decorator(sensitive_post_parameters("new_webhook_secret", "new_poll_headers"))
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Typed secrets stay out of error reports."""
+        return super().changeform_view(request, *args, **kwargs)
+
     def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> Any:
         if obj is None or self.has_change_permission(request, obj):
             return self.fieldsets
@@ -221,6 +228,7 @@ class ChannelAdmin(admin.ModelAdmin):
     def poll_headers_status(self, channel: Channel) -> str:
         return poll_headers_masked(channel.poll_headers)
 
+    @method_decorator(sensitive_variables())
     def save_model(self, request: HttpRequest, obj: Channel, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         data = form.cleaned_data
@@ -235,6 +243,7 @@ class ChannelAdmin(admin.ModelAdmin):
             channel_poll_headers_set(channel=obj, headers=data.get("new_poll_headers") or {})
 
     @admin.action(description="Rotate the webhook secret of selected channels", permissions=["change"])
+    @method_decorator(sensitive_variables())
     def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset.select_related("partner"):
             secret = channel_webhook_secret_set(channel=channel)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.partners.models import Channel
 
@@ -41,6 +42,7 @@ def rotation_grace() -> timedelta:
     return timedelta(seconds=settings.SECRET_ROTATION_GRACE_SECONDS)
 
 
+@sensitive_variables()
 @transaction.atomic
 def channel_webhook_secret_set(*, channel: Channel, secret: str = "", now: datetime | None = None) -> str:
     """Give ``channel`` a new webhook secret and return it: ``secret`` when the partner chose one,
@@ -72,12 +74,14 @@ def webhook_secrets_accepted(channel: Channel, *, now: datetime) -> list[str]:
     return accepted
 
 
+@sensitive_variables()
 def channel_poll_headers_set(*, channel: Channel, headers: dict[str, str]) -> None:
     """Replace the headers a tracking pull sends (an empty dict removes them)."""
     Channel.objects.filter(pk=channel.pk).update(poll_headers=headers, updated_at=timezone.now())
     channel.poll_headers = headers
 
 
+@sensitive_variables()
 def poll_headers_parse(text: str) -> dict[str, str]:
     """``Name: value`` lines into headers; raises ValueError naming the first bad line by number
     (never by content, which may be a key)."""

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.urls import reverse
+from django.views.debug import ExceptionReporter
 
 from apps.ingest.models import InboundMessage
-from apps.ingest.webhooks import signature_for
+from apps.ingest.webhooks import signature_for, verify_signature
 from apps.partners.credentials import channel_webhook_secret_set
 
 from .conftest import WEBHOOK_SECRET, as_body, order_created
@@ -114,3 +115,22 @@ def test_during_the_grace_period_a_random_secret_is_still_refused(client, carrie
 
     assert response.status_code == 401
     assert not InboundMessage.objects.exists()
+
+
+def test_an_error_while_verifying_keeps_the_secrets_out_of_the_error_report(carrier, monkeypatch):
+    def cache_down(*args, **kwargs):
+        raise ConnectionError("cache unreachable")
+
+    monkeypatch.setattr("apps.ingest.webhooks.cache.add", cache_down)
+    new = _rotate(carrier)
+    channel = carrier.channels.get(code="hook")
+    stamp, body = str(int(time.time())), as_body(order_created())
+
+    with pytest.raises(ConnectionError) as error:
+        verify_signature(channel=channel, timestamp=stamp, signature=signature_for(new, stamp, body), body=body)
+    # From the call on: this test's own frame holds the secrets.
+    report = ExceptionReporter(None, error.type, error.value, error.tb.tb_next).get_traceback_html()
+
+    assert "verify_signature" in report
+    assert WEBHOOK_SECRET not in report
+    assert new not in report

@@ -1,15 +1,21 @@
 """A subscription's signing secret is write-only: shown once when generated (admin message or API
 answer), masked afterwards, never readable by any role or a superuser, and cannot be probed."""
 
+import sys
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.core.signals import got_request_exception
 from django.forms import BaseForm
+from django.http import HttpRequest
 from django.test import Client
 from django.urls import reverse
+from django.views.debug import ExceptionReporter
 
 from apps.exceptions.roles import ROLES, roles_ensure
 from apps.outbound.models import Subscription
+from apps.outbound.services import subscription_secret_rotate
 from apps.partners.models import Partner
 from tests.factories import PartnerFactory, SubscriptionFactory, UserFactory
 
@@ -164,3 +170,43 @@ def test_a_new_subscription_shows_its_generated_secret_once(integration_admin):
     subscription = Subscription.objects.get(partner=erp)
     assert body(response).count(subscription.secret) == 1
     assert subscription.secret not in body(integration_admin.get(change_url(subscription)))
+
+
+def test_a_crash_while_saving_keeps_a_typed_secret_out_of_the_error_report(
+    integration_admin, subscription, monkeypatch
+):
+    reports: list[str] = []
+
+    def report(sender: object, request: HttpRequest, **kwargs: object) -> None:
+        reports.append(ExceptionReporter(request, *sys.exc_info()).get_traceback_html())
+
+    def database_down(**kwargs: object) -> str:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr("apps.outbound.admin.subscription_secret_rotate", database_down)
+    got_request_exception.connect(report)
+    integration_admin.raise_request_exception = False
+    try:
+        response = post_change(integration_admin, subscription, new_secret=TYPED)
+    finally:
+        got_request_exception.disconnect(report)
+
+    assert response.status_code == 500
+    assert "database went away" in reports[0]
+    assert "new_secret" in reports[0]
+    assert TYPED not in reports[0]
+
+
+def test_a_crash_while_rotating_keeps_the_new_secret_out_of_the_error_report(subscription, monkeypatch):
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr("django.db.models.query.QuerySet.update", database_down)
+
+    with pytest.raises(ConnectionError) as error:
+        subscription_secret_rotate(subscription=subscription, secret=TYPED)
+    # From the call on: this test's own frame holds the secret.
+    report = ExceptionReporter(None, error.type, error.value, error.tb.tb_next).get_traceback_html()
+
+    assert "subscription_secret_rotate" in report
+    assert TYPED not in report

@@ -1,15 +1,19 @@
 """Channel secrets in admin are write-only: webhook secrets and poll headers are shown once when
 generated, masked afterwards, for every role and a superuser alike, and cannot be probed."""
 
+import sys
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.core.signals import got_request_exception
 from django.forms import BaseForm
+from django.http import HttpRequest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.views.debug import ExceptionReporter
 
 from apps.exceptions.roles import ROLES, roles_ensure
 from apps.partners.credentials import webhook_secrets_accepted
@@ -270,3 +274,48 @@ def test_headers_in_the_mapping_are_refused(integration_admin, track):
 
     assert "where they are kept write-only" in body(response)
     assert "headers" not in Channel.objects.get(pk=track.pk).mapping_overrides
+
+
+def test_a_crash_while_saving_keeps_typed_secrets_out_of_the_error_report(integration_admin, hook, monkeypatch):
+    reports: list[str] = []
+
+    def report(sender: object, request: HttpRequest, **kwargs: object) -> None:
+        reports.append(ExceptionReporter(request, *sys.exc_info()).get_traceback_html())
+
+    def database_down(**kwargs: object) -> str:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr("apps.partners.admin.channel_webhook_secret_set", database_down)
+    got_request_exception.connect(report)
+    integration_admin.raise_request_exception = False
+    try:
+        response = post_change(integration_admin, hook, new_webhook_secret=TYPED, new_poll_headers=f"X-Key: {TYPED}")
+    finally:
+        got_request_exception.disconnect(report)
+
+    assert response.status_code == 500
+    assert "database went away" in reports[0]
+    assert "new_webhook_secret" in reports[0]
+    assert TYPED not in reports[0]
+
+
+def test_a_crash_while_rotating_keeps_the_new_secret_out_of_the_error_report(integration_admin, hook, monkeypatch):
+    reports: list[str] = []
+
+    def report(sender: object, request: HttpRequest, **kwargs: object) -> None:
+        reports.append(ExceptionReporter(request, *sys.exc_info()).get_traceback_html())
+
+    def messages_down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("message store went away")
+
+    monkeypatch.setattr("apps.partners.admin.ChannelAdmin.message_user", messages_down)
+    got_request_exception.connect(report)
+    integration_admin.raise_request_exception = False
+    try:
+        response = integration_admin.post(LIST, {"action": "rotate_webhook_secret", "_selected_action": [hook.pk]})
+    finally:
+        got_request_exception.disconnect(report)
+
+    assert response.status_code == 500
+    assert "message store went away" in reports[0]
+    assert Channel.objects.get(pk=hook.pk).webhook_secret not in reports[0]
