@@ -317,12 +317,15 @@ def _claim(delivery_id: int, now: datetime) -> Delivery | None:
         .filter(pk=delivery_id)
         .first()
     )
-    if delivery is None:
+    if delivery is None or not delivery.subscription.active:
         return None
     hold = timedelta(seconds=delivery.subscription.timeout_seconds + settings.OUTBOUND_CLAIM_GRACE_SECONDS)
-    claimed = Delivery.objects.filter(
-        pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now, subscription__active=True
-    ).update(status=Delivery.Status.SENDING, claimed_until=now + hold, held_by=None)
+    # One table only: a condition on a joined table makes Django write "id IN (SELECT ...)", whose
+    # status check PostgreSQL does not re-check on a row another claim changed meanwhile, so two
+    # concurrent claims could both win and send the delivery twice at once.
+    claimed = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now).update(
+        status=Delivery.Status.SENDING, claimed_until=now + hold, held_by=None
+    )
     if not claimed:
         return None
     delivery.status = Delivery.Status.SENDING

@@ -1,14 +1,17 @@
 """Sending to a real receiver on loopback: signatures, retries, the circuit breaker, dead letters, replay."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint
-from apps.outbound.services import backoff, deliveries_replay, deliveries_sweep, delivery_send
+from apps.outbound.services import _claim, backoff, deliveries_replay, deliveries_sweep, delivery_send
 from apps.partners.models import Partner
 from apps.timeline.services import apply_events
 from tests.factories import (
@@ -402,3 +405,43 @@ def test_an_x12_document_that_cannot_be_written_is_a_dead_letter_with_the_reason
     assert dead.last_error.startswith("the document cannot be written:")
     assert not receiver.requests
     assert Endpoint.objects.get().failures == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_claiming_one_delivery_at_the_same_moment_never_both_win():
+    """The second claim waits on the first one's row lock; once that commits, the second must see
+    the delivery taken (a claim whose status check sits in a subquery would not, and both send)."""
+    delivery = DeliveryFactory(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    now = timezone.now()
+    first_holds, release, second = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with transaction.atomic():
+            assert _claim(delivery.pk, now) is not None
+            first_holds.set()
+            release.wait(10)
+        connection.close()
+
+    def then_second() -> None:
+        first_holds.wait(10)
+        second.append(_claim(delivery.pk, now))
+        connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=then_second)]
+    for thread in threads:
+        thread.start()
+    with connection.cursor() as cursor:
+        for _ in range(100):  # until the second claim waits on the first one's lock
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert second == [None]
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENDING
