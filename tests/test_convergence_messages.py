@@ -58,7 +58,10 @@ def _process_as_messages(stream: list[dict[str, Any]], data: st.DataObject, capt
         start += size
         if chunk:
             body = json.dumps({"events": chunk}).encode()
-            message, _ = message_receive(body=body, source="api", partner=feed, format="json", enqueue=False)
+            # The feed is a hub relaying every partner's events: scopes are tested in test_scopes.
+            message, _ = message_receive(
+                body=body, source="api", partner=feed, format="json", enqueue=False, scopes=["relay"]
+            )
             ids.append(message.pk)
     for pk in data.draw(st.permutations(ids), label="task order"):
         with capture(execute=True):

@@ -13,7 +13,7 @@ from apps.partners.models import Partner
 from apps.timeline.models import Order, Shipment
 from apps.timeline.reactions import Phase, Touched, collecting, reaction
 from apps.timeline.services import apply_events
-from tests.stories import carrier, event, events, manifested, order_created, ref
+from tests.stories import event, events, manifested, order_created, ref
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ["services.py", "projections.py", "events.py", "models.py", "tasks.py", "reactions.py", "stages.py"]
@@ -107,8 +107,8 @@ def test_a_whole_message_reacts_once_however_many_apply_batches_it_takes(recorde
         order_created("SO-1"),
         order_created("SO-2"),
         event("rel", "order.released", 1, ref("order", "SO-1")),
-        manifested("SH-1", "1Z1", "SO-1"),
-        carrier("1Z1", "shipment.delivered", 9),
+        order_created("SO-3"),
+        event("cancel", "order.cancelled", 9, ref("order", "SO-2")),
     ]
     payload = json.dumps({"events": body}).encode()
     message, _ = message_receive(body=payload, source="api", partner=partner, format="json", enqueue=False)

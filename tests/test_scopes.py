@@ -2,6 +2,7 @@
 about its own subjects. Nothing out of scope is ever applied, whatever the path or arrival order."""
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +17,9 @@ from apps.ingest.services import message_process, message_receive
 from apps.partners.models import ApiToken, Channel, Partner
 from apps.partners.scopes import DEFAULT_SCOPES, SCOPES
 from apps.partners.services import api_token_create
-from apps.timeline.events import EventSource, parse_events
+from apps.timeline.events import EventKind, EventSource, parse_events
 from apps.timeline.models import InventoryPosition, Milestone, Order, ParkedEvent, Shipment
-from apps.timeline.services import apply_events
+from apps.timeline.services import apply_events, retry_parked_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 EVENTS = reverse("api-events")
@@ -297,3 +298,60 @@ def test_an_inactive_partner_is_cut_off_everywhere(world, client, django_user_mo
     assert stored.status == InboundMessage.Status.DEAD
     assert "UPSN is inactive" in stored.error
     assert not Milestone.objects.filter(event_id__in=["scan", "s2", "s3"]).exists()
+
+
+def test_the_relay_scope_names_every_event_kind():
+    assert SCOPES["relay"].kinds == {kind.value for kind in EventKind}
+
+
+def test_an_integration_admin_narrows_a_channels_and_a_tokens_scopes_in_the_admin(world, admin_client):
+    channel = Channel.objects.create(partner=world["ERP"], code="orders", format=Channel.Format.JSON)
+    page = admin_client.get(reverse("admin:partners_channel_change", args=[channel.pk])).content.decode()
+    assert re.search(r'value="invoices"[^>]*checked', page), "a new ERP channel starts with the ERP's scopes"
+    assert not re.search(r'value="carried_shipments"[^>]*checked', page)
+
+    form = {
+        "partner": world["ERP"].pk,
+        "code": "orders",
+        "name": "",
+        "format": "json",
+        "direction": "inbound",
+        "priority": "default",
+        "active": "on",
+        "scopes": ["orders"],
+        "mapping_overrides": "{}",
+    }
+    response = admin_client.post(reverse("admin:partners_channel_change", args=[channel.pk]), form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Channel.objects.get(pk=channel.pk).scopes == ["orders"]
+
+    bad = admin_client.post(reverse("admin:partners_channel_change", args=[channel.pk]), {**form, "scopes": ["all"]})
+    assert bad.status_code == 200
+    assert Channel.objects.get(pk=channel.pk).scopes == ["orders"]
+
+    created = admin_client.post(
+        reverse("admin:partners_apitoken_add"),
+        {"partner": world["ERP"].pk, "name": "orders only", "scopes": ["orders"]},
+    )
+    assert created.status_code == 302
+    token = ApiToken.objects.get(name="orders only")
+    assert token.scopes == ["orders"]
+    admin_client.post(reverse("admin:partners_apitoken_change", args=[token.pk]), {"scopes": ["orders", "invoices"]})
+    assert ApiToken.objects.get(pk=token.pk).scopes == ["orders", "invoices"]
+
+    defaults = admin_client.post(reverse("admin:partners_apitoken_add"), {"partner": world["UPSN"].pk, "name": "d"})
+    assert defaults.status_code == 302
+    assert ApiToken.objects.get(name="d").scopes == DEFAULT_SCOPES["carrier"]
+
+
+def test_an_event_waiting_for_its_shipment_is_retried_only_when_a_new_reference_appears(world):
+    """It names a known order but an unknown tracking number: it waits, and neither the apply's
+    own after-commit retry nor the periodic one takes it round and round."""
+    ours(ev("waits", "shipment.in_transit", ("tracking", "7Z7"), ("order", "SO-1"), hours=3), sender="UPSN")
+    assert retry_parked_events().applied == []
+    assert list(ParkedEvent.objects.values_list("event_id", flat=True)) == ["waits"]
+
+    refs = (("shipment", "SH-7"), ("tracking", "7Z7"), ("order", "SO-1"))
+    ours(ev("sh7", "shipment.manifested", *refs, hours=2, attributes={"carrier": "UPSN"}), sender="DC1")
+    assert not ParkedEvent.objects.exists()
+    assert Milestone.objects.filter(event_id="waits", shipment__number="SH-7").exists()

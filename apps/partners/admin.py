@@ -24,6 +24,7 @@ from apps.partners.credentials import (
     secret_mask,
 )
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
+from apps.partners.scopes import SCOPE_CHOICES
 from apps.partners.services import api_token_create, api_token_revoke
 
 # A secret typed by staff must be at least this long; generated ones are much longer.
@@ -65,7 +66,28 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
-class ChannelForm(forms.ModelForm):
+class ScopesField(forms.MultipleChoiceField):
+    """Scopes as checkboxes. Left empty on a new channel or token, the partner kind's apply."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("encoder", None)
+        kwargs.pop("decoder", None)
+        kwargs.pop("max_length", None)
+        super().__init__(choices=SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, **kwargs)
+        self.required = False
+        self.help_text = (
+            "What it may send, about whose orders and shipments (see the README's scope table). Left empty "
+            "when created: the partner kind's defaults. Emptied later: it may send nothing."
+        )
+
+
+class ScopedForm(forms.ModelForm):
+    def clean_scopes(self) -> list[str] | None:
+        chosen = self.cleaned_data.get("scopes") or []
+        return chosen if chosen or self.instance.pk else None
+
+
+class ChannelForm(ScopedForm):
     """Secrets are inputs only: the current ones are never rendered, not even masked, here."""
 
     rotate_webhook_secret = forms.BooleanField(
@@ -101,9 +123,10 @@ class ChannelForm(forms.ModelForm):
             "priority",
             "active",
             "expected_cadence",
+            "scopes",
             "mapping_overrides",
         )
-        field_classes = {"mapping_overrides": JSONObjectField}
+        field_classes = {"mapping_overrides": JSONObjectField, "scopes": ScopesField}
         widgets = {
             "mapping_overrides": forms.Textarea(
                 attrs={"rows": 14, "cols": 100, "spellcheck": "false", "style": "font-family: monospace"}
@@ -259,6 +282,13 @@ class ChannelAdmin(admin.ModelAdmin):
         )
 
 
+class ApiTokenForm(ScopedForm):
+    class Meta:
+        model = ApiToken
+        fields = ("partner", "name", "scopes")
+        field_classes = {"scopes": ScopesField}
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are created here and shown once; only their hash is kept."""
@@ -267,7 +297,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ("partner", ("revoked_at", admin.EmptyFieldListFilter))
     list_select_related = ("partner",)
     search_fields = ("prefix", "name", "partner__code")
-    fields = ("partner", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    form = ApiTokenForm
+    fields = ("partner", "name", "scopes", "prefix", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     actions = ("revoke",)
 
@@ -276,8 +307,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm, change: bool) -> None:
         if change:
+            ApiToken.objects.filter(pk=obj.pk).update(scopes=obj.scopes)
             return
-        token, raw = api_token_create(partner=obj.partner, name=obj.name)
+        token, raw = api_token_create(partner=obj.partner, name=obj.name, scopes=obj.scopes)
         obj.pk = token.pk
         self.message_user(
             request,

@@ -42,6 +42,12 @@ CARRIER_MILESTONES = {
     "shipment.status_unmapped",
 }
 INVENTORY = {"inventory.snapshot", "inventory.adjusted"}
+ALL_KINDS = {
+    *("order.created", "order.released", "order.cancelled", *ORDER_FULFILMENT, *SHIPPING, *CARRIER_MILESTONES),
+    *("freight.charge_posted", "freight.charge_validated", "freight.charge_disputed", "freight.charge_settled"),
+    *("invoice.generated", "invoice.held", "invoice.released", "invoice.posted"),
+    *("return.authorized", "return.received", *INVENTORY),
+}
 
 SCOPES: dict[str, Scope] = {
     "orders": Scope(
@@ -68,9 +74,16 @@ SCOPES: dict[str, Scope] = {
         "Its own warehouse's inventory: snapshots, adjustments, receipts", frozenset(INVENTORY), Rule.OWN_WAREHOUSE
     ),
     "returns_received": Scope("Returns received", frozenset({"return.received"}), Rule.ANY),
+    "transport_planning": Scope(
+        "Tracking assignment naming the carrier, for any shipment", frozenset({"shipment.tracking_assigned"}), Rule.ANY
+    ),
     "carried_shipments": Scope("Milestones of the shipments it carries", frozenset(CARRIER_MILESTONES), Rule.CARRIED),
     "freight_charges": Scope(
         "Freight charges for the shipments it carries", frozenset({"freight.charge_posted"}), Rule.CARRIED
+    ),
+    # Never a default: granted by hand to a company's own integration hub that relays every feed.
+    "relay": Scope(
+        "Everything, about any subject (a trusted hub relaying other partners' feeds)", frozenset(ALL_KINDS), Rule.ANY
     ),
     "own_orders": Scope(
         "Creating and cancelling its own orders", frozenset({"order.created", "order.cancelled"}), Rule.OWN_ORDER
@@ -87,7 +100,8 @@ DEFAULT_SCOPES: dict[str, list[str]] = {
     "erp": ["orders", "invoices", "returns", "book_stock", "freight_settlement"],
     "warehouse": ["fulfilment", "own_inventory", "returns_received"],
     "carrier": ["carried_shipments", "freight_charges"],
-    "tms": ["carried_shipments", "freight_charges"],
+    # A TMS plans transport for shipments it does not carry: it names their carrier and audits freight.
+    "tms": ["transport_planning", "carried_shipments", "freight_charges", "freight_settlement"],
     "customer": ["own_orders"],
     "shop": ["shop_orders"],
 }

@@ -325,15 +325,22 @@ def _within_scope(events: list[CanonicalEvent], batch: _Batch, result: ApplyResu
     is known (an order not created yet cannot tell whose it is)."""
     verdict = scopes.judge(events, batch.partners, _known_subjects(batch))
     result.refused.update(verdict.refused)
-    _park(verdict.deferred, batch, result)
+    _park(verdict.deferred, batch, result, crossing=False)
     return verdict.allowed
 
 
 def _known_subjects(batch: _Batch) -> scopes.Resolve:
     def known(event: CanonicalEvent) -> tuple[list[int], int | None]:
-        order_id = ORDERS.resolve(event, batch)
+        """Every known order any order reference names (a notice naming a known PO and an order
+        number not seen yet is judged by that PO's order), and the shipment."""
+        orders = {
+            target.order_id
+            for ref in event.references_of(ORDER_REFERENCE_KINDS)
+            for target in batch.targets(ref)
+            if target.order_id
+        }
         shipment_id = SHIPMENTS.resolve(event, batch) if event.references_of(SHIPMENT_REFERENCE_KINDS) else None
-        return ([order_id] if order_id else []), shipment_id
+        return sorted(orders), shipment_id
 
     return known
 
@@ -582,7 +589,11 @@ def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
 # --- parking ----------------------------------------------------------------------------------
 
 
-def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
+def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult, *, crossing: bool = True) -> None:
+    """Park events that match nothing yet. With ``crossing``, their references are retried after
+    commit, for a worker that created one meanwhile; events parked while some of their references
+    match (waiting for a particular subject) wait for a new reference instead, or they would be
+    retried, and parked again, without end."""
     if not events:
         return
     insert_new(
@@ -599,7 +610,8 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> N
         ],
     )
     by_id = {event.event_id: event for event in events}
-    batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
+    if crossing:
+        batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
     ids = dict(ParkedEvent.objects.filter(event_id__in=by_id).values_list("event_id", "pk"))
     insert_new(
         ParkedReference,

@@ -320,6 +320,20 @@ def test_replay_needs_the_permission_and_works_once_the_cause_is_fixed(
     admin.groups.add(roles_ensure()["Integration Admin"])
     client.force_login(admin)
     EdiIdentifier.objects.create(partner=warehouse, qualifier="ZZ", value="NOBODYWMS")
+    # The orders the notice ships: a warehouse's notice is judged against them (released to it?).
+    apply_events(
+        parse_events(
+            [
+                {
+                    "event_id": f"created-{po}",
+                    "kind": "order.created",
+                    "occurred_at": "2026-11-15T08:00:00+00:00",
+                    "references": [{"kind": "po", "value": po}],
+                }
+                for po in ("PO-77001", "PO-77002")
+            ]
+        )
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("messages-replay"), {"ids": [message.pk], "next": trace_url}, follow=True)
 

@@ -25,7 +25,12 @@ def _post(client, body: bytes, *, timestamp: int | None = None, signature: str |
 
 
 def test_a_signed_webhook_is_stored_and_processed(client, carrier):
-    response = _post(client, as_body(order_created("SO-1")))
+    scan = {
+        **order_created("SO-1"),
+        "kind": "shipment.in_transit",
+        "references": [{"kind": "tracking", "value": "1Z1"}],
+    }
+    response = _post(client, as_body(scan))
     assert response.status_code == 202, response.content
     message = InboundMessage.objects.get()
     assert (message.partner, message.source, message.status) == (carrier, "webhook", "processed")

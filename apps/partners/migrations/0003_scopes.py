@@ -6,7 +6,7 @@ DEFAULTS = {
     "erp": ["orders", "invoices", "returns", "book_stock", "freight_settlement"],
     "warehouse": ["fulfilment", "own_inventory", "returns_received"],
     "carrier": ["carried_shipments", "freight_charges"],
-    "tms": ["carried_shipments", "freight_charges"],
+    "tms": ["transport_planning", "carried_shipments", "freight_charges", "freight_settlement"],
     "customer": ["own_orders"],
 }
 

@@ -150,12 +150,20 @@ def test_order_timeline_query_count_does_not_grow_with_milestones_or_shipments(
 ):
     with django_assert_max_num_queries(9):
         order_timeline(story.id)
-    more = [
-        event(f"s-{i}", "shipment.manifested", 80, ref("shipment", f"SH-X{i}"), ref("order", "SO-100001"))
+    manifests = [
+        event(
+            f"s-{i}",
+            "shipment.manifested",
+            80,
+            ref("shipment", f"SH-X{i}"),
+            ref("order", "SO-100001"),
+            attributes={"carrier": "UPSN"},
+        )
         for i in range(5)
     ]
-    more += [event(f"t-{i}", "shipment.in_transit", 70 - i, ref("shipment", f"SH-X{i % 5}")) for i in range(40)]
-    apply(*more, partner="UPSN", channel="hook")
+    apply(*manifests, partner="DCLYON", channel="edi")
+    scans = [event(f"t-{i}", "shipment.in_transit", 70 - i, ref("shipment", f"SH-X{i % 5}")) for i in range(40)]
+    apply(*scans, partner="UPSN", channel="hook")
 
     with django_assert_max_num_queries(9):
         timeline = order_timeline(story.id)
