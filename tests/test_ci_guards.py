@@ -8,7 +8,8 @@ from tests.support import ROOT
 
 
 def _import_support(**env: str) -> subprocess.CompletedProcess:
-    clean = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    unset = ("DATABASE_URL", "REDIS_URL", "REQUIRE_SERVICES")
+    clean = {key: value for key, value in os.environ.items() if key not in unset}
     clean.update(DJANGO_SETTINGS_MODULE="controltower.settings", SECRET_KEY="x" * 50, **env)
     code = "import django; django.setup(); import tests.support"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True)
