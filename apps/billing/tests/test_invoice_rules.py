@@ -144,6 +144,10 @@ def test_finance_triggers_by_hand_at_most_once_and_releases_a_hold(django_user_m
     invoice_trigger(order=order, actor=user)
     invoice_trigger(order=order, actor=user)
     assert _generated() == ["invoice-rule:generated:INV-SO-1"]
+    generated = Invoice.objects.get()
+    assert (generated.number, generated.amount, generated.currency) == ("INV-SO-1", Decimal("45"), "EUR")
+    milestone = Milestone.objects.get(kind="invoice.generated")
+    assert milestone.payload["attributes"]["triggered_by"] == "finance", "the timeline says who invoiced by hand"
 
     hold = event("hold", "invoice.held", 0, ref("invoice", "INV-SO-1"), attributes={"reason": "price"})
     apply_events(events(hold | {"occurred_at": timezone.now().isoformat()}))
