@@ -355,3 +355,39 @@ def test_an_event_waiting_for_its_shipment_is_retried_only_when_a_new_reference_
     ours(ev("sh7", "shipment.manifested", *refs, hours=2, attributes={"carrier": "UPSN"}), sender="DC1")
     assert not ParkedEvent.objects.exists()
     assert Milestone.objects.filter(event_id="waits", shipment__number="SH-7").exists()
+
+
+def _refusal(response) -> str:
+    assert response.status_code == 403
+    return response.json()["refused"][0]["reason"]
+
+
+def test_a_carrier_may_not_report_in_another_carriers_name(world):
+    as_other = ev("up-2", "shipment.in_transit", ("tracking", "1Z1"), hours=3, attributes={"carrier": "FDEG"})
+    assert _refusal(post(api(world["UPSN"]), as_other)) == (
+        "shipment.in_transit: it names carrier FDEG; UPSN may report only the shipments it carries"
+    )
+    assert not Milestone.objects.filter(event_id="up-2").exists()
+
+    as_itself = ev("up-3", "shipment.in_transit", ("tracking", "1Z1"), hours=3, attributes={"carrier": "UPSN"})
+    assert post(api(world["UPSN"]), as_itself).status_code == 202
+
+
+def test_a_carrier_event_must_name_a_shipment_and_one_its_sender_carries(world):
+    no_shipment = ev("up-4", "shipment.delivered", ("order", "SO-1"), hours=4)
+    assert _refusal(post(api(world["UPSN"]), no_shipment)) == (
+        "shipment.delivered: it names no shipment (shipment number, tracking, BOL, PRO, ASN or container)"
+    )
+
+    ours(ev("sh2", "shipment.manifested", ("shipment", "SH-2"), ("order", "SO-1"), hours=2), sender="DC1")
+    unclaimed = ev("up-5", "shipment.delivered", ("shipment", "SH-2"), hours=4)
+    assert _refusal(post(api(world["UPSN"]), unclaimed)) == (
+        "shipment.delivered: the shipment names no carrier yet; UPSN may report only the shipments it carries"
+    )
+
+
+@pytest.mark.parametrize(("margin", "said"), [(3600, "1 hour"), (5400, "1.5 hours"), (7200, "2 hours")])
+def test_a_refused_future_event_says_how_far_ahead_is_too_far(world, settings, margin, said):
+    settings.EVENT_FUTURE_MARGIN_SECONDS = margin
+    ahead = ev("later", "invoice.released", ("order", "SO-1"), occurred_at=timezone.now() + timedelta(days=1))
+    assert f"more than {said} ahead of now" in _refusal(post(api(world["ERP"]), ahead))
