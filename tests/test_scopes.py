@@ -391,3 +391,13 @@ def test_a_refused_future_event_says_how_far_ahead_is_too_far(world, settings, m
     settings.EVENT_FUTURE_MARGIN_SECONDS = margin
     ahead = ev("later", "invoice.released", ("order", "SO-1"), occurred_at=timezone.now() + timedelta(days=1))
     assert f"more than {said} ahead of now" in _refusal(post(api(world["ERP"]), ahead))
+
+
+def test_a_warehouse_may_not_report_work_in_another_warehouses_name(world):
+    as_other = ev("dc1-pick", "order.picked", ("order", "SO-1"), hours=3, attributes={"warehouse": "DC2"})
+    assert _refusal(post(api(world["DC1"]), as_other)) == (
+        "order.picked: it names warehouse DC2; DC1 may report only its own work"
+    )
+
+    as_itself = ev("dc1-pick", "order.picked", ("order", "SO-1"), hours=3, attributes={"warehouse": "DC1"})
+    assert post(api(world["DC1"]), as_itself).status_code == 202
