@@ -52,7 +52,7 @@ bench-scale: $(STAMP)
 	ORDERS=$(ORDERS) WORKERS=$(WORKERS) $(BIN)/python -m bench.scale
 
 # Mutation testing of the functions that guard money and trust (not part of `make test` or CI; about
-# 35 minutes on two cores). Needs a PostgreSQL DATABASE_URL; the sources, tests and settings are in
+# an hour on two shared cores). Needs a PostgreSQL DATABASE_URL; the sources, tests and settings are in
 # [tool.mutmut] of pyproject.toml, the functions below. MUTANTS="apps.billing.*" runs a subset.
 MUTANTS ?= \
 	'apps.partners.credentials.x_webhook_secrets_accepted*' 'apps.partners.credentials.x_rotation_grace*' \
