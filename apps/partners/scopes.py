@@ -120,10 +120,6 @@ def effective_scopes(*granted: list[str]) -> list[str]:
     return [name for name in SCOPES if name in allowed]
 
 
-def kinds_allowed(names: list[str]) -> set[str]:
-    return {kind for name in names if name in SCOPES for kind in SCOPES[name].kinds}
-
-
 def sender_scopes(kind: str, *grants: list[str] | None) -> list[str]:
     """What a partner of ``kind`` may send through these grants (its token's and its channel's
     scopes; ``None`` for one that was never set, which stands for the kind's defaults)."""
