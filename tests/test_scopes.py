@@ -401,3 +401,18 @@ def test_a_warehouse_may_not_report_work_in_another_warehouses_name(world):
 
     as_itself = ev("dc1-pick", "order.picked", ("order", "SO-1"), hours=3, attributes={"warehouse": "DC1"})
     assert post(api(world["DC1"]), as_itself).status_code == 202
+
+
+def test_events_naming_only_a_shipment_are_judged_by_its_warehouse_and_orders(world):
+    shop = partner("SHOP", Partner.Kind.SHOP)
+    assigned = ev("trk-2", "shipment.tracking_assigned", ("shipment", "SH-1"), ("tracking", "1Z1"), hours=3)
+
+    other_warehouse = post(api(world["DC2"]), assigned)
+    assert other_warehouse.status_code == 403
+    assert "shipped by another warehouse, not DC2" in other_warehouse.json()["refused"][0]["reason"]
+
+    not_its_order = post(api(shop), {**assigned, "event_id": "trk-3"})
+    assert not_its_order.status_code == 403
+    assert "not one of SHOP's own orders" in not_its_order.json()["refused"][0]["reason"]
+
+    assert post(api(world["DC1"]), {**assigned, "event_id": "trk-1"}).status_code == 202
