@@ -11,6 +11,12 @@ from typing import Any
 
 from apps.timeline.events import CanonicalEvent
 
+# Warnings and unsupported parts kept on a message; the rest are counted.
+MAX_WARNINGS = 200
+# References a document's events may carry in all: one per this many bytes of the document.
+BYTES_PER_REFERENCE = 8
+MIN_REFERENCES = 2000
+
 
 class ParseError(ValueError):
     """The document is unreadable or truncated; the message says precisely where and why."""
@@ -50,3 +56,38 @@ class ParsedDocument:
     unsupported: list[str] = field(default_factory=list)
     unmapped_codes: list[str] = field(default_factory=list)
     acknowledgments: list[Acknowledgment] = field(default_factory=list)
+
+
+def capped(messages: list[str], limit: int = MAX_WARNINGS) -> list[str]:
+    """The first ``limit`` messages and a count of the others: a document with a million bad
+    segments gets a readable list, not a million lines."""
+    if len(messages) <= limit:
+        return messages
+    return [*messages[:limit], f"... and {len(messages) - limit:,} more"]
+
+
+class ReferenceBudget:
+    """How many references a document's events may carry in all, in proportion to its size.
+
+    EDI repeats a header's (or a loop's) references on every status or shipment below it, so a
+    small document could make a parser build millions: 200 header references over 40,000 one-line
+    statuses. Real documents stay far below one reference per eight bytes.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.limit = max(MIN_REFERENCES, size // BYTES_PER_REFERENCE)
+        self.left = self.limit
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise ParseError(
+                f"the events would carry more than {self.limit:,} references in all (one per "
+                f"{BYTES_PER_REFERENCE} bytes of the document): are header or loop references repeated "
+                "on thousands of statuses or shipments?"
+            )
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A value quoted for a message, cut to ``limit`` characters: a bad cell may be 100 KB."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apps.ingest.parsers.base import Acknowledgment, ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import (
+    Acknowledgment,
+    ParseContext,
+    ParsedDocument,
+    ParseError,
+    ReferenceBudget,
+    capped,
+)
 from apps.ingest.parsers.x12_reader import (
     Group,
     Interchange,
@@ -117,14 +124,17 @@ def parse(body: bytes, context: ParseContext) -> ParsedDocument:
         raise ParseError(
             f"no transaction set: expected an ST, found the end of the input after segment {last.number} ({last.id})"
         )
-    run = _Run(context=context, document=ParsedDocument())
+    run = _Run(context=context, document=ParsedDocument(), budget=ReferenceBudget(len(body)))
     for note in notes:
         run.warn(note)
     if not _zone_exists(context.time_zone):
         run.warn(f"time zone {context.time_zone!r} is unknown; times without a zone are read as UTC")
     for interchange in interchanges:
         _parse_interchange(run, interchange)
-    return run.document
+    document = run.document
+    document.warnings, document.unsupported = capped(document.warnings), capped(document.unsupported)
+    document.unmapped_codes = list(dict.fromkeys(document.unmapped_codes))
+    return document
 
 
 def _zone_exists(name: str) -> bool:
@@ -139,7 +149,9 @@ def _zone_exists(name: str) -> bool:
 class _Run:
     context: ParseContext
     document: ParsedDocument
+    budget: ReferenceBudget
     seen: set[str] = field(default_factory=set)
+    reported: set[str] = field(default_factory=set)
 
     def warn(self, message: str) -> None:
         """Each warning once, however many events or sets run into it."""
@@ -148,7 +160,8 @@ class _Run:
             self.document.warnings.append(message)
 
     def unsupported(self, message: str) -> None:
-        if message not in self.document.unsupported:
+        if message not in self.reported:
+            self.reported.add(message)
             self.document.unsupported.append(message)
 
 
@@ -290,13 +303,16 @@ def _check_set_envelope(state: _SetState, group: Group, tx: TransactionSet, se: 
     gs = group.header
     if expected and gs is not None and gs.get(1).upper() != expected:
         state.error(f"{gs.label(1)}: expected {expected!r} for a {tx.type} set, found {gs.get(1)!r}")
+    kept = []
     for segment in tx.segments:
-        if not is_segment_id(segment.id):
+        if is_segment_id(segment.id):
+            kept.append(segment)
+        else:
             state.error(
                 f"segment {segment.number}: expected a segment id, found {segment.id[:20]!r}; ignored",
                 SET_SEGMENTS_IN_ERROR,
             )
-    tx.segments[:] = [segment for segment in tx.segments if is_segment_id(segment.id)]
+    tx.segments[:] = kept
 
 
 def _map_set(state: _SetState, interchange: Interchange, group: Group, tx: TransactionSet) -> None:
@@ -317,6 +333,7 @@ def _map_set(state: _SetState, interchange: Interchange, group: Group, tx: Trans
         context=run.context,
         sender=run.context.partner or _sender(interchange),
         warn=lambda message: state.error(message, SET_SEGMENTS_IN_ERROR),
+        budget=run.budget,
     )
     try:
         events = mapper(doc)
@@ -324,9 +341,7 @@ def _map_set(state: _SetState, interchange: Interchange, group: Group, tx: Trans
         state.reject(str(exc))
         return
     run.document.events.extend(events)
-    for code in doc.unmapped_codes:
-        if code not in run.document.unmapped_codes:
-            run.document.unmapped_codes.append(code)
+    run.document.unmapped_codes.extend(doc.unmapped_codes)
     for message in doc.unsupported:
         run.unsupported(message)
 

@@ -18,6 +18,10 @@ BOM = "\ufeff"
 LINE_BREAKS = "\r\n"
 ISA_ELEMENT_COUNT = 16
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}$")
+_NON_SPACE = re.compile(r"\S")
+# Within the next 40 characters: a segment id, not followed by a letter or digit.
+_SEGMENT_START = re.compile(r"[ \t]*[A-Z][A-Z0-9]{1,2}(?![^\W_])")
+_LINE_BREAK = re.compile(r"[\r\n]")
 # Terminators partners switch to for a few lines; stripped when a line ends with one of them.
 _STRAY_TERMINATORS = "~'$"
 
@@ -35,14 +39,18 @@ class Delimiters:
         return self.segment in LINE_BREAKS
 
 
-@dataclass(frozen=True)
 class Segment:
-    number: int
-    elements: tuple[str, ...]
+    """One segment: its number in the file and its elements, the segment id first.
 
-    @property
-    def id(self) -> str:
-        return self.elements[0].strip()
+    A plain class with slots, not a dataclass: a large document holds hundreds of thousands.
+    """
+
+    __slots__ = ("number", "elements", "id")
+
+    def __init__(self, number: int, elements: tuple[str, ...]) -> None:
+        self.number = number
+        self.elements = elements
+        self.id = elements[0].strip()
 
     def get(self, position: int) -> str:
         """Element ``position`` (1-based, as in ``BSN02``) stripped, or "" when absent."""
@@ -108,8 +116,10 @@ def decode(body: bytes) -> str:
 
 def isa_start(text: str, position: int = 0) -> int | None:
     """Where the next interchange starts, skipping whitespace, or None when it is not an ISA."""
-    while position < len(text) and text[position].isspace():
-        position += 1
+    found = _NON_SPACE.search(text, position)
+    if found is None:
+        return None
+    position = found.start()
     if text.startswith("ISA", position) and len(text) > position + 3 and _separator_ok(text[position + 3]):
         return position
     return None
@@ -273,11 +283,8 @@ def _segments(cursor: _Cursor, delimiters: Delimiters):
 def _line_segments(cursor: _Cursor, delimiters: Delimiters):
     text = cursor.text
     while cursor.position < len(text):
-        end = len(text)
-        for char in LINE_BREAKS:
-            found = text.find(char, cursor.position)
-            if found != -1:
-                end = min(end, found)
+        found = _LINE_BREAK.search(text, cursor.position)
+        end = found.start() if found else len(text)
         raw = text[cursor.position : end].strip(" \t")
         if raw and _starts_interchange(raw, 0):
             return
@@ -295,61 +302,73 @@ def _terminated_segments(cursor: _Cursor, delimiters: Delimiters):
     A break right after a terminator is layout. A break in a line of the wrap width is a wrap (the
     stream was cut at 80 columns) and is removed, even inside an element. Otherwise, a break before
     something that looks like a segment id ends a segment whose terminator is missing or changed.
+
+    One pass over the text: the pieces of a segment broken over lines are joined once, when it ends.
     """
-    text = cursor.text
-    special = re.compile(f"[{re.escape(delimiters.segment)}\r\n]")
-    width = cursor.wrap_widths.get(delimiters.segment, -1)
+    text, terminator = cursor.text, delimiters.segment
+    width = cursor.wrap_widths.get(terminator, -1)
     if width == -1:
-        width = cursor.wrap_widths[delimiters.segment] = _wrap_width(text, delimiters.segment)
-    line_start = text.rfind("\n", 0, cursor.position) + 1
-    pieces: list[str] = []
-    while cursor.position < len(text):
-        if not "".join(pieces).strip() and _starts_interchange(text, cursor.position):
-            return
-        match = special.search(text, cursor.position)
-        if match is None:
-            pieces.append(text[cursor.position :])
-            cursor.position = len(text)
-            break
-        pieces.append(text[cursor.position : match.start()])
-        char = match.group()
-        cursor.position = match.end()
-        if char == delimiters.segment:
-            raw = "".join(pieces).strip(" \t")
-            pieces = []
+        width = cursor.wrap_widths[terminator] = _wrap_width(text, terminator)
+    line_start: int | None = None  # found when the first line break needs it
+    parts: list[str] = []  # the segment so far, when it spans line breaks
+    blank = empty = True  # nothing but whitespace (blank), or spaces and tabs (empty), so far
+    position = cursor.position
+    special = re.compile(f"[{re.escape(terminator)}\r\n]")
+    for match in special.finditer(text, position):
+        start = match.start()
+        if start < position:  # before the cursor, or the LF of a CRLF already taken
+            continue
+        piece = text[position:start]
+        trimmed = piece.strip(" \t")
+        if blank and trimmed and not trimmed.isspace():
+            head = start - len(piece.lstrip())
+            if text.startswith("ISA", head) and _starts_interchange(text, head):
+                cursor.position = position
+                return
+            blank = False
+        empty = empty and not trimmed
+        position = match.end()
+        if match.group() == terminator:
+            raw = ("".join(parts) + piece).strip(" \t") if parts else trimmed
+            parts, blank, empty = [], True, True
             if raw:
+                cursor.position = position
                 segment = _segment(cursor, raw, delimiters)
                 yield segment
                 if segment.id == "IEA":
                     return
             continue
-        if char == "\r" and text.startswith("\n", cursor.position):
-            cursor.position += 1
-        line_length = match.start() - line_start
-        line_start = cursor.position
-        content = "".join(pieces)
-        if not content.strip(" \t") or line_length == width or not _looks_like_segment_start(text, cursor.position):
+        if match.group() == "\r" and text.startswith("\n", position):
+            position += 1
+        if line_start is None:
+            line_start = text.rfind("\n", 0, start) + 1
+        line_length, line_start = start - line_start, position
+        parts.append(piece)
+        if empty or line_length == width or not _looks_like_segment_start(text, position):
             continue
-        pieces = []
-        raw = content.strip(" \t")
+        raw = "".join(parts).strip(" \t")
+        parts, blank, empty = [], True, True
         if raw[-1] in _STRAY_TERMINATORS:
             raw = raw[:-1]
+        cursor.position = position
         segment = _segment(cursor, raw, delimiters)
         yield segment
         if segment.id == "IEA":
             return
-    raw = "".join(pieces).strip(" \t\r\n\x00\x1a")
+    rest = text[position:]
+    if blank and rest.strip():
+        head = len(text) - len(rest.lstrip())
+        if text.startswith("ISA", head) and _starts_interchange(text, head):
+            cursor.position = position
+            return
+    cursor.position = len(text)
+    raw = ("".join(parts) + rest).strip(" \t\r\n\x00\x1a")
     if raw:
         yield _segment(cursor, raw, delimiters)
 
 
 def _looks_like_segment_start(text: str, position: int) -> bool:
-    line = text[position : position + 40].lstrip(" \t")
-    head = re.match(r"[A-Z][A-Z0-9]{1,2}", line)
-    if not head:
-        return False
-    after = line[head.end() : head.end() + 1]
-    return after == "" or not after.isalnum()
+    return _SEGMENT_START.match(text, position, position + 40) is not None
 
 
 def _starts_interchange(text: str, position: int) -> bool:
@@ -372,9 +391,10 @@ class _EnvelopeBuilder:
         self.interchange = interchange
         self.group: Group | None = None
         self.set: TransactionSet | None = None
+        self.handlers = {"GS": self._gs, "ST": self._st, "SE": self._se, "GE": self._ge, "IEA": self._iea}
 
     def add(self, segment: Segment) -> None:
-        handler = {"GS": self._gs, "ST": self._st, "SE": self._se, "GE": self._ge, "IEA": self._iea}.get(segment.id)
+        handler = self.handlers.get(segment.id)
         if handler:
             handler(segment)
         elif self.set is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from apps.ingest.parsers.base import ParseContext
+from apps.ingest.parsers.base import ParseContext, ReferenceBudget
 from apps.ingest.parsers.x12_reader import Group, Interchange, Segment, TransactionSet
 from apps.ingest.parsers.x12_values import (
     Moment,
@@ -41,6 +41,8 @@ from apps.timeline.events import (
 )
 
 MAX_RAW = 100_000
+# A 214 status repeats the set's header in its raw text: the header's first characters only.
+STATUS_HEADER_RAW = 2000
 MAX_REFERENCES = 200
 MAX_LINES = 5000
 SKU_QUALIFIERS = ("SK", "VP", "BP", "UP", "IN", "EN", "MG", "VN")
@@ -87,7 +89,8 @@ class SetDocument:
     context: ParseContext
     sender: str
     warn: Callable[[str], None]
-    unmapped_codes: list[str] = field(default_factory=list)
+    budget: ReferenceBudget
+    unmapped_codes: list[str] = field(default_factory=list)  # as met, repeats included
     unsupported: list[str] = field(default_factory=list)
 
     @property
@@ -159,10 +162,17 @@ class SetDocument:
             segments.append(self.transaction.trailer)
         return self.text(segments)
 
-    def text(self, segments: Iterable[Segment]) -> str:
+    def text(self, segments: Iterable[Segment], limit: int = MAX_RAW) -> str:
+        """The segments one a line, cut at ``limit`` characters (what is cut is never joined)."""
         delimiters = self.interchange.delimiters
         terminator = "\n" if delimiters.line_terminated else delimiters.segment + "\n"
-        return terminator.join(segment.text(delimiters) for segment in segments)[:MAX_RAW]
+        lines, length = [], 0
+        for segment in segments:
+            if length >= limit:
+                break
+            lines.append(segment.text(delimiters))
+            length += len(lines[-1]) + len(terminator)
+        return terminator.join(lines)[:limit]
 
     def event(
         self,
@@ -179,6 +189,7 @@ class SetDocument:
         ``timeless_id`` leaves the time out of the id when the time is the document's own creation
         time, which a resend changes. ``raw`` defaults to the whole set.
         """
+        self.budget.spend(len(refs.items))
         attributes = {key: value for key, value in fields.pop("attributes", {}).items() if value not in (None, "")}
         if moment.zone_assumed:
             attributes["time_zone_assumed"] = True
@@ -189,7 +200,6 @@ class SetDocument:
                 occurred_at=moment.at,
                 references=refs.as_list(),
                 attributes=attributes,
-                raw=raw or self.raw,
                 **fields,
             )
         except ValidationError as exc:
@@ -199,7 +209,11 @@ class SetDocument:
         if timeless_id:
             content.pop("occurred_at")
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
-        return event.model_copy(update={"event_id": f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200]})
+        # The raw text, already cut at MAX_RAW, is set without validation: events of one set share
+        # it, and validating it again for each of thousands of statuses would cost its length each time.
+        return event.model_copy(
+            update={"event_id": f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200], "raw": raw or self.raw}
+        )
 
 
 class References:
@@ -237,7 +251,9 @@ class References:
 
 
 def first(segments: Iterable[Segment], segment_id: str, qualifier: str | None = None) -> Segment | None:
-    return next(iter(matching(segments, segment_id, qualifier)), None)
+    return next(
+        (s for s in segments if s.id == segment_id and (qualifier is None or s.get(1).upper() == qualifier)), None
+    )
 
 
 def matching(segments: Iterable[Segment], segment_id: str, qualifier: str | None = None) -> list[Segment]:
@@ -354,12 +370,6 @@ class HLNode:
             yield node
             stack.extend(reversed(node.children))
 
-    def ancestor(self, level: str) -> "HLNode | None":
-        node = self.parent
-        while node is not None and node.level != level:
-            node = node.parent
-        return node
-
 
 def hierarchy(doc: SetDocument) -> tuple[list[Segment], list[HLNode]]:
     """Header segments and every HL node, linked by HL02 (or, when HL02 is absent or unknown, by
@@ -367,21 +377,24 @@ def hierarchy(doc: SetDocument) -> tuple[list[Segment], list[HLNode]]:
     header: list[Segment] = []
     nodes: list[HLNode] = []
     by_id: dict[str, HLNode] = {}
+    latest: dict[int, tuple[int, HLNode]] = {}  # rank -> (position, node) of the latest HL of that rank
     for segment in doc.segments:
         if segment.id != "HL":
             (nodes[-1].segments if nodes else header).append(segment)
             continue
         level = segment.get(3).upper()
+        rank = LEVEL_RANK.get(level, len(LEVEL_RANK))
         parent_id = segment.get(2)
         parent = by_id.get(parent_id)
         if parent_id and parent is None:
             doc.warn(f"{segment.label(2)}: parent HL {parent_id!r} is not an earlier HL; placed by level")
         if parent is None:
-            rank = LEVEL_RANK.get(level, len(LEVEL_RANK))
-            parent = next((n for n in reversed(nodes) if LEVEL_RANK.get(n.level, len(LEVEL_RANK)) < rank), None)
+            higher = [found for higher_rank, found in latest.items() if higher_rank < rank]
+            parent = max(higher, key=lambda found: found[0])[1] if higher else None
         node = HLNode(segment=segment, level=level, parent=parent)
         if parent is not None:
             parent.children.append(node)
+        latest[rank] = (len(nodes), node)
         nodes.append(node)
         by_id.setdefault(segment.get(1), node)
     return header, nodes
@@ -408,15 +421,76 @@ def map_856(doc: SetDocument) -> list[CanonicalEvent]:
     roots = shipments or [
         HLNode(segment=bsn, level="S", parent=None, segments=[], children=[n for n in nodes if not n.parent])
     ]
-    return [_shipment_856(doc, bsn, shipment_id, header, root, several=len(roots) > 1) for root in roots]
+    shared = _Header856(header)
+    orders = _orders(nodes)
+    return [_shipment_856(doc, bsn, shipment_id, shared, root, orders, several=len(roots) > 1) for root in roots]
+
+
+class _Header856:
+    """What the segments before the first HL give every shipment of the set, read once: a set
+    with thousands of shipments under a long header must not read the header thousands of times."""
+
+    def __init__(self, header: list[Segment]) -> None:
+        self.shipment_refs = _qualified(header, "REF", SHIPMENT_REFS_856)
+        self.containers = _qualified(header, "MAN", MAN_REFS_856)
+        self.carrier = next((s for s in header if s.id == "TD5" and s.get(3)), None)
+        self.dates = {qualifier: first(header, "DTM", qualifier) for qualifier in ("011", "017", "067")}
+        self.ship_from = party(header, "SF")
+
+    def date(self, own: list[Segment], qualifier: str) -> Segment | None:
+        """The first DTM with ``qualifier`` in the header, else in the shipment's own segments."""
+        return self.dates[qualifier] or first(own, "DTM", qualifier)
+
+
+MAN_REFS_856 = {"CP": ReferenceKind.TRACKING, "GM": ReferenceKind.CONTAINER}
+
+
+def _qualified(
+    segments: Iterable[Segment], segment_id: str, table: dict[str, ReferenceKind]
+) -> list[tuple[ReferenceKind, str, Segment]]:
+    """The references ``add_qualified`` would add (value at position 2), each value once."""
+    found: dict[tuple[ReferenceKind, str], Segment] = {}
+    for segment in segments:
+        if segment.id == segment_id and (kind := table.get(segment.get(1).upper())):
+            found.setdefault((kind, normalize_reference(segment.get(2))), segment)
+    return [(kind, value, segment) for (kind, value), segment in found.items()]
+
+
+def _add_all(refs: "References", found: list[tuple[ReferenceKind, str, Segment]]) -> None:
+    """Add ``found`` in order, stopping once the references are full and the drop was reported."""
+    for kind, value, segment in found:
+        if refs.dropped:
+            return
+        refs.add(kind, value, segment, 2)
+
+
+def _orders(nodes: list[HLNode]) -> dict[int, str | None]:
+    """Each HL's order key: its nearest order-level ancestor's (HLs come after their parents)."""
+    keys: dict[int, str | None] = {}
+    own: dict[int, str | None] = {}
+    for node in nodes:
+        if node.level == "O":
+            own[id(node)] = order_key(node)
+        parent = node.parent
+        if parent is None:
+            keys[id(node)] = None
+        else:
+            keys[id(node)] = own[id(parent)] if parent.level == "O" else keys.get(id(parent))
+    return keys
 
 
 def _shipment_856(
-    doc: SetDocument, bsn: Segment, shipment_id: str, header: list[Segment], root: HLNode, *, several: bool
+    doc: SetDocument,
+    bsn: Segment,
+    shipment_id: str,
+    header: _Header856,
+    root: HLNode,
+    orders: dict[int, str | None],
+    *,
+    several: bool,
 ) -> CanonicalEvent:
     subtree = list(root.walk())
-    own = header + root.segments
-    everything = header + [segment for node in subtree for segment in node.segments]
+    below = [segment for node in subtree for segment in node.segments]
     refs = References(doc.warn)
     if several:
         # Several S levels under one BSN02: keep them apart as BSN02-HL01, and share the ASN number.
@@ -424,14 +498,16 @@ def _shipment_856(
         refs.add(ReferenceKind.ASN, shipment_id, bsn, 2)
     else:
         refs.add(ReferenceKind.SHIPMENT, shipment_id, bsn, 2)
-    add_qualified(refs, own, "REF", SHIPMENT_REFS_856)
+    _add_all(refs, header.shipment_refs)
+    add_qualified(refs, root.segments, "REF", SHIPMENT_REFS_856)
     for node in subtree:
         if node.level == "O":
             for prf in matching(node.segments, "PRF"):
                 refs.add(ReferenceKind.PO, prf.get(1), prf, 1)
             add_qualified(refs, node.segments, "REF", {"VN": ReferenceKind.ORDER})
-    add_qualified(refs, everything, "REF", {"2I": ReferenceKind.TRACKING})
-    add_qualified(refs, everything, "MAN", {"CP": ReferenceKind.TRACKING, "GM": ReferenceKind.CONTAINER})
+    add_qualified(refs, below, "REF", {"2I": ReferenceKind.TRACKING})
+    _add_all(refs, header.containers)
+    add_qualified(refs, below, "MAN", MAN_REFS_856)
 
     lines = []
     for node in subtree:
@@ -450,19 +526,20 @@ def _shipment_856(
             quantity_at=2,
             uom_at=3,
             line_number=lin.get(1),
-            order=order_key(node.ancestor("O")),
+            order=orders.get(id(node)),
         )
         lines.append(line)
 
-    td5 = next((s for s in own if s.id == "TD5" and s.get(3)), None)
-    shipped = doc.moment(first(own, "DTM", "011"), 2, 3, 4)
-    estimate = doc.moment(first(own, "DTM", "017") or first(own, "DTM", "067"), 2, 3, 4)
+    own = root.segments
+    td5 = header.carrier or next((s for s in own if s.id == "TD5" and s.get(3)), None)
+    shipped = doc.moment(header.date(own, "011"), 2, 3, 4)
+    estimate = doc.moment(header.date(own, "017") or header.date(own, "067"), 2, 3, 4)
     return doc.event(
         EventKind.SHIPMENT_MANIFESTED,
         moment=doc.when(shipped, doc.moment(bsn, 3, 4)),
         refs=refs,
         lines=capped(lines, doc),
-        location=party(own, "SF"),
+        location=header.ship_from or party(own, "SF"),
         estimated_delivery_at=estimate.at if estimate else None,
         attributes={"carrier": td5.get(3) if td5 else None},
     )
@@ -507,23 +584,23 @@ def at7_positions(doc: SetDocument, at7: Segment) -> Segment:
     return Segment(at7.number, (*elements[:5], full_date, elements[7], elements[8]))
 
 
-def status_loops(segments: list[Segment]) -> Iterator[tuple[Segment, list[Segment], list[Segment]]]:
-    """(AT7, its MS1/MS2…, the LX loop it sits in) for each AT7; AT7s before any LX form one loop."""
+def status_loops(segments: list[Segment]) -> Iterator[tuple[list[Segment], list[tuple[Segment, list[Segment]]]]]:
+    """Each LX loop that holds an AT7, with (AT7, its MS1/MS2…) for each of its AT7s; AT7s before
+    any LX form one loop."""
     loops: list[list[Segment]] = [[]]
     for segment in segments:
         if segment.id == "LX":
             loops.append([])
         loops[-1].append(segment)
     for loop in loops:
-        for index, segment in enumerate(loop):
-            if segment.id != "AT7":
-                continue
-            details = []
-            for following in loop[index + 1 :]:
-                if following.id == "AT7":
-                    break
-                details.append(following)
-            yield segment, details, loop
+        statuses: list[tuple[Segment, list[Segment]]] = []
+        for segment in loop:
+            if segment.id == "AT7":
+                statuses.append((segment, []))
+            elif statuses:
+                statuses[-1][1].append(segment)
+        if statuses:
+            yield loop, statuses
 
 
 def location_214(ms1: Segment | None, doc: SetDocument) -> EventLocation | None:
@@ -574,17 +651,30 @@ def map_214(doc: SetDocument) -> list[CanonicalEvent]:
     if not refs:
         raise SetRejected(f"{b10.label()}: expected a PRO (B1001), a shipment id (B1002) or an L11 reference")
     table = status_table(doc)
+    header = _leading([doc.transaction.header, *header_segments], STATUS_HEADER_RAW)
     events = []
-    for at7, details, loop in status_loops(doc.segments):
+    for loop, statuses in status_loops(doc.segments):
         loop_refs = refs.copy()
         add_qualified(loop_refs, loop, "L11", L11_REFS)
-        # Each status keeps the set's header and its own loop as raw text, not the whole set.
-        raw = doc.text([doc.transaction.header, *header_segments, *(loop if loop[0].id == "LX" else [])])
-        status = at7_positions(doc, at7)
-        events.append(_status_event(doc, status, details, loop_refs, table, scac=b10.get(3), raw=raw))
+        # Each status keeps the set's header (its start) and its own loop as raw text, not the whole set.
+        raw = doc.text([*header, *loop]) if loop[0].id == "LX" else doc.text([doc.transaction.header, *header_segments])
+        for at7, details in statuses:
+            status = at7_positions(doc, at7)
+            events.append(_status_event(doc, status, details, loop_refs, table, scac=b10.get(3), raw=raw))
     if not events:
         doc.warn(f"{b10.label()}: the 214 has no AT7 status")
     return events
+
+
+def _leading(segments: list[Segment], limit: int) -> list[Segment]:
+    """The first segments, up to about ``limit`` characters of elements."""
+    kept, length = [], 0
+    for segment in segments:
+        if length >= limit:
+            break
+        kept.append(segment)
+        length += sum(len(element) + 1 for element in segment.elements)
+    return kept
 
 
 def _status_event(
@@ -607,7 +697,7 @@ def _status_event(
     }
     if kind is None:
         kind = EventKind.SHIPMENT_STATUS_UNMAPPED
-        if code and code not in doc.unmapped_codes:
+        if code:
             doc.unmapped_codes.append(code)
         if not code:
             doc.warn(f"{at7.label()}: expected a status code (AT701) or an appointment code (AT703), found none")
