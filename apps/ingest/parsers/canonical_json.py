@@ -7,10 +7,12 @@ a body that is not JSON names the line and column. ``source`` is never read from
 from typing import Any
 
 from apps.ingest.parsers.aggregators.tracking import load_json, quiet_json
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped
 from apps.timeline.events import CanonicalEvent, EventKind, EventValidationError, parse_event, parse_events
 
 KINDS = frozenset(EventKind)
+# Problems named in the error of a document refused whole; the others are counted.
+PROBLEMS_IN_ERROR = 20
 
 
 def _first_event(data: Any) -> Any:
@@ -42,9 +44,9 @@ def parse(body: bytes, context: ParseContext) -> ParsedDocument:
         except EventValidationError as exc:
             problems += exc.problems
     if problems and not events:
-        raise ParseError("; ".join(problems))
+        raise ParseError("; ".join(capped(problems, PROBLEMS_IN_ERROR)))
     return ParsedDocument(
-        events=events, unsupported=problems, warnings=[] if data else ["the document holds no events"]
+        events=events, unsupported=capped(problems), warnings=[] if data else ["the document holds no events"]
     )
 
 
@@ -52,4 +54,4 @@ def _all_or_nothing(data: Any) -> list[CanonicalEvent]:
     try:
         return parse_events(data)
     except EventValidationError as exc:
-        raise ParseError("; ".join(exc.problems)) from exc
+        raise ParseError("; ".join(capped(exc.problems, PROBLEMS_IN_ERROR))) from exc

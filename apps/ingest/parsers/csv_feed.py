@@ -49,7 +49,7 @@ from apps.ingest.parsers.aggregators.tracking import (
     read_time,
     zone_of,
 )
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, shown
 from apps.timeline.events import CanonicalEvent, EventKind, EventLine, ReferenceKind
 
 MAX_LINES_PER_EVENT = 5000
@@ -266,7 +266,7 @@ def _quantity(row: Row) -> Decimal:
     except InvalidOperation:
         quantity = Decimal("NaN")
     if not quantity.is_finite():
-        raise RowError(f"column {row.headers['quantity']!r}: {value!r} is not a number")
+        raise RowError(f"column {row.headers['quantity']!r}: {shown(value)} is not a number")
     return quantity
 
 

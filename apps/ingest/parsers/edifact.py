@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -72,7 +73,7 @@ from pydifact.exceptions import EDISyntaxError
 from pydifact.parser import Parser
 from pydifact.tokenizer import Tokenizer
 
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, ReferenceBudget, capped
 from apps.timeline.events import CanonicalEvent, EventKind, EventLine, EventLocation, ReferenceKind
 
 K = EventKind
@@ -464,7 +465,7 @@ class EnvelopeReader:
             type=unh.get(1).upper(),
             header=unh,
             body=body,
-            raw=raw[:MAX_RAW],
+            raw=raw[:MAX_RAW].strip(),
             sender=":".join(filter(None, _sender(unb))),
             prepared_at=_unb_time(unb, self.time_zone),
             decimal_mark=self.characters.decimal_point,
@@ -499,9 +500,15 @@ class Reading:
     warnings: list[str]
     status_kinds: dict[str, EventKind]
     qualifiers: dict[str, ReferenceKind]
+    budget: ReferenceBudget
 
     def warn(self, text: str) -> None:
         self.warnings.append(f"{self.message.label}: {text}")
+
+    @cached_property
+    def document_date(self) -> datetime | None:
+        """The document date (DTM+137), read once however many statuses fall back on it."""
+        return find_date(self, self.message.body, DOCUMENT_DATE)
 
 
 def _zone(name: str) -> tzinfo:
@@ -598,10 +605,18 @@ def _party(segments: Iterable[Segment], role: str) -> Segment | None:
 
 def carrier(segments: list[Segment]) -> str | None:
     """TDT carrier (C040: 3127 id, 3128 name), else the NAD+CA party id or name."""
+    return _transport_carrier(segments) or _party_carrier(segments)
+
+
+def _transport_carrier(segments: list[Segment]) -> str | None:
     for tdt in (seg for seg in segments if seg.tag == "TDT"):
         found = tdt.get(4, 0) or tdt.get(4, 3)
         if found:
             return found
+    return None
+
+
+def _party_carrier(segments: list[Segment]) -> str | None:
     nad = _party(segments, "CA")
     return (nad.get(1, 0) or nad.get(3, 0)) if nad else None
 
@@ -623,28 +638,33 @@ def event_id(message: Message, *parts: object) -> str:
 
 def build_event(reading: Reading, refs: list[tuple[ReferenceKind, str]], **fields: Any) -> CanonicalEvent | None:
     """A validated event with the message's raw text, or a warning saying why it was skipped."""
-    unique = list(dict.fromkeys((kind, value.strip()) for kind, value in refs if value.strip()))
+    unique = _unique(refs)
     if len(unique) > MAX_REFERENCES:
         reading.warn(f"{len(unique)} references, only the first {MAX_REFERENCES} kept")
         unique = unique[:MAX_REFERENCES]
     if not unique:
         reading.warn(f"no reference to correlate a {fields['kind']} event, skipped")
         return None
+    reading.budget.spend(len(unique))
     try:
-        return CanonicalEvent(
-            references=[{"kind": kind, "value": value} for kind, value in unique],
-            raw=reading.message.raw,
-            **fields,
-        )
+        event = CanonicalEvent(references=[{"kind": kind, "value": value} for kind, value in unique], **fields)
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'event'}: {err['msg']}" for err in exc.errors())
         reading.warn(f"{fields['kind']} event skipped: {problems}")
         return None
+    # The message's text, cut at MAX_RAW, is shared by its events and set without validating it
+    # again for each of them.
+    return event.model_copy(update={"raw": reading.message.raw})
+
+
+def _unique(refs: list[tuple[ReferenceKind, str]]) -> list[tuple[ReferenceKind, str]]:
+    """Without blanks and repeats, in the order found."""
+    return list(dict.fromkeys((kind, value.strip()) for kind, value in refs if value.strip()))
 
 
 def fallback_time(reading: Reading, dated: datetime | None) -> datetime | None:
     """A segment's own date, else the document date (DTM+137), else the UNB preparation time."""
-    found = dated or find_date(reading, reading.message.body, DOCUMENT_DATE) or reading.message.prepared_at
+    found = dated or reading.document_date or reading.message.prepared_at
     if found is None:
         reading.warn("no date in the message or its UNB, skipped")
     return found
@@ -751,17 +771,35 @@ class _Consignment:
 
 
 def map_iftsta(reading: Reading) -> list[CanonicalEvent]:
-    """One event per STS: refs from the message, its consignment (CNI) and the status itself."""
+    """One event per STS: refs from the message, its consignment (CNI) and the status itself.
+
+    The message header is read once, not once per status: its references (at most the first
+    MAX_REFERENCES: no event keeps more), its first location and its carrier.
+    """
     header, consignments = _consignments(reading.message.body)
-    header_refs = references(reading, header)
+    header_refs = _unique(references(reading, header))[:MAX_REFERENCES]
+    header_place, header_transport, header_party = location(header), _transport_carrier(header), _party_carrier(header)
     events = []
     for consignment in consignments:
         refs = _consignment_refs(reading, consignment.cni) + header_refs + references(reading, consignment.segments)
+        own = consignment.segments
+        around = _Around(
+            location=header_place or location(own),
+            carrier=header_transport or _transport_carrier(own) or header_party or _party_carrier(own),
+        )
         for status in consignment.statuses:
-            event = _status_event(reading, refs, header + consignment.segments, status)
+            event = _status_event(reading, refs, around, status)
             if event:
                 events.append(event)
     return events
+
+
+@dataclass(frozen=True)
+class _Around:
+    """What a status takes from its message header and consignment when it lacks its own."""
+
+    location: EventLocation | None
+    carrier: str | None
 
 
 def _consignments(body: list[Segment]) -> tuple[list[Segment], list[_Consignment]]:
@@ -791,7 +829,7 @@ def _consignment_refs(reading: Reading, cni: Segment | None) -> list[tuple[Refer
 
 
 def _status_event(
-    reading: Reading, refs: list[tuple[ReferenceKind, str]], context_segments: list[Segment], status: list[Segment]
+    reading: Reading, refs: list[tuple[ReferenceKind, str]], around: _Around, status: list[Segment]
 ) -> CanonicalEvent | None:
     sts = status[0]
     code = sts.get(1, 0)
@@ -803,14 +841,14 @@ def _status_event(
         return None
     kind = reading.status_kinds.get(code, EventKind.SHIPMENT_STATUS_UNMAPPED)
     reason = sts.get(2, 0)
-    found_at = location(status) or location(context_segments)
+    found_at = location(status) or around.location
     place = found_at.name if found_at else ""
     attributes = {
         "status_code": code,
         "status_text": sts.get(1, 3),
         "reason": reason,
         "reason_text": sts.get(2, 3),
-        "carrier": carrier(status) or carrier(context_segments),
+        "carrier": carrier(status) or around.carrier,
         "message_type": "IFTSTA",
     }
     all_refs = refs + references(reading, status)
@@ -1014,13 +1052,17 @@ def _parse(body: bytes, context: ParseContext) -> ParsedDocument:
     envelope = EnvelopeReader(read.characters, zone)
     envelope.read(read.segments)
     document = ParsedDocument(warnings=read.warnings + envelope.warnings)
+    budget = ReferenceBudget(len(body))
     for message in envelope.messages:
         mapper = MAPPERS.get(message.type)
         if mapper is None:
-            _add_once(document.unsupported, f"EDIFACT {message.type or '(untyped message)'} is not supported")
+            document.unsupported.append(f"EDIFACT {message.type or '(untyped message)'} is not supported")
             continue
-        reading = Reading(message, context, zone, document.warnings, status_kinds, qualifiers)
+        reading = Reading(message, context, zone, document.warnings, status_kinds, qualifiers, budget)
         _map(reading, mapper, document)
+    document.warnings = capped(document.warnings)
+    document.unsupported = capped(list(dict.fromkeys(document.unsupported)))
+    document.unmapped_codes = list(dict.fromkeys(document.unmapped_codes))
     return document
 
 
@@ -1035,16 +1077,12 @@ def _unsupported(message: Message) -> str | None:
 
 
 def _map(reading: Reading, mapper: Callable[[Reading], list[CanonicalEvent]], document: ParsedDocument) -> None:
+    """Events into ``document``; unsupported parts and unmapped codes as met (repeats removed at the end)."""
     unsupported = _unsupported(reading.message)
     if unsupported:
-        _add_once(document.unsupported, unsupported)
+        document.unsupported.append(unsupported)
         return
     for event in mapper(reading):
         document.events.append(event)
         if event.kind == EventKind.SHIPMENT_STATUS_UNMAPPED:
-            _add_once(document.unmapped_codes, event.attributes["status_code"])
-
-
-def _add_once(items: list[str], item: str) -> None:
-    if item not in items:
-        items.append(item)
+            document.unmapped_codes.append(event.attributes["status_code"])

@@ -34,7 +34,7 @@ from apps.ingest.parsers.aggregators.tracking import (
     location,
     text,
 )
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped
 from apps.timeline.events import ReferenceKind
 
 REQUIRED = ("tracking_number", "status")
@@ -129,4 +129,5 @@ def parse(body: bytes, context: ParseContext) -> ParsedDocument:
         mapper.document.events.extend(mapper.events(tracker))
     if not mapper.document.events:
         raise ParseError("no item could be read: " + "; ".join(mapper.document.warnings[:5] or ["no items"]))
+    mapper.document.warnings = capped(mapper.document.warnings)
     return mapper.document

@@ -30,10 +30,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped, shown
 from apps.timeline.events import CanonicalEvent, EventKind, EventLocation, ReferenceKind, normalize_reference
 
 MAX_RAW = 100_000
+# Real payloads nest a dozen levels; deeper ones only exhaust the stack of whatever walks them next.
+MAX_JSON_DEPTH = 64
 # Unix times above this are in milliseconds (it is 5138 AD in seconds).
 MILLISECONDS_FROM = 10**11
 
@@ -149,10 +151,28 @@ def load_json(body: bytes) -> Any:
         text_body = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ParseError(f"byte {exc.start}: the body is not UTF-8 text") from exc
+    too_deep = ParseError(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        return json.loads(text_body)
+        data = json.loads(text_body)
     except json.JSONDecodeError as exc:
         raise ParseError(f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise too_deep from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise too_deep
+    return data
+
+
+def _depth(data: Any) -> int:
+    """How deep objects and lists nest (0 for a scalar), walked with a stack, not recursion, and
+    no further than one level past MAX_JSON_DEPTH."""
+    deepest, stack = 0, [(data, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def quiet_json(body: bytes) -> Any:
@@ -282,7 +302,7 @@ def read_time(value: Any, zone: ZoneInfo, time_format: str | None = None) -> Whe
         else:
             parsed = datetime.fromisoformat(raw)
     except (ValueError, OverflowError, OSError):
-        raise ValueError(f"{raw!r} is not a date") from None
+        raise ValueError(f"{shown(raw)} is not a date") from None
     if parsed.tzinfo is None:
         return When(parsed.replace(tzinfo=zone), assumed=True)
     return When(parsed)
@@ -358,6 +378,7 @@ class TrackingMapper:
         self.zone = zone_of(context)
         self.overrides = _overrides(source, overrides or {})
         self.document = document if document is not None else ParsedDocument()
+        self.unmapped = set(self.document.unmapped_codes)  # the list's codes, for a quick lookup
 
     def resolve(self, status_codes: tuple[str, ...]) -> Resolution:
         for code in status_codes:
@@ -368,7 +389,8 @@ class TrackingMapper:
             if isinstance(target, EventKind):
                 return Resolution(target, None, code)
         code = status_codes[0]
-        if code not in self.document.unmapped_codes:
+        if code not in self.unmapped:
+            self.unmapped.add(code)
             self.document.unmapped_codes.append(code)
         return Resolution(K.SHIPMENT_STATUS_UNMAPPED, None, code)
 
@@ -445,7 +467,7 @@ class TrackingMapper:
     def _summary_event(self, tracker: Tracker, resolution: Resolution, when: When | None) -> list[CanonicalEvent]:
         if when is None:
             self.document.warnings.append(
-                f"tracker {tracker.tracking_number}: status {resolution.code!r} has no time; skipped"
+                f"tracker {tracker.tracking_number}: status {shown(resolution.code)} has no time; skipped"
             )
             return []
         key = ("status", "|".join(tracker.codes))
@@ -550,4 +572,5 @@ class Adapter:
                 mapper.document.events.extend(mapper.events(tracker))
         if not trackers:
             raise ParseError(f"the {self.name} webhook holds no tracker")
+        mapper.document.warnings = capped(mapper.document.warnings)
         return mapper.document
