@@ -1,0 +1,50 @@
+"""Every parser works in time linear in its input, on the documents that hit its worst cases.
+
+Each shape of :mod:`bench.parsers` (X12, EDIFACT, CSV, canonical JSON, JSON mapping and every
+aggregator) is parsed at n and at 4n bytes in the same run, the pipeline's whole work (detection,
+sender ids, parsing); the time ratio must stay under 6 where linear work gives 4 and quadratic 16.
+A ratio, not a time limit: n grows until parsing it takes long enough to be measured, and each
+size counts the best of a few runs in CPU time, which other processes on a busy machine disturb
+less, with the garbage collector off (see ``bench.parsers.seconds``).
+"""
+
+import time
+
+import pytest
+
+from bench.parsers import SHAPES, Shape, seconds
+
+RATIO_LIMIT = 6
+MIN_SECONDS = 0.05
+FIRST_SIZE = 16 * 1024
+MAX_SIZE = 2 * 2**20
+
+
+def _best(shape: Shape, body: bytes, runs: int) -> float:
+    return min(seconds(shape, body, clock=time.process_time, collect=False) for _ in range(runs))
+
+
+def _size(shape: Shape) -> int:
+    """The smallest doubling of FIRST_SIZE whose parsing takes MIN_SECONDS (or MAX_SIZE)."""
+    size = FIRST_SIZE
+    while size < MAX_SIZE and _best(shape, shape.build(size), 1) < MIN_SECONDS:
+        size *= 2
+    return size
+
+
+def _ratio(shape: Shape, size: int, runs: int) -> tuple[float, float]:
+    small, large = shape.build(size), shape.build(4 * size)
+    return _best(shape, small, runs), _best(shape, large, runs)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[shape.name for shape in SHAPES])
+def test_parsing_time_grows_linearly(shape: Shape):
+    size = _size(shape)
+    small, large = _ratio(shape, size, runs=3)
+    if large / small >= RATIO_LIMIT:  # another process took the CPU: measure again, longer
+        small, large = _ratio(shape, size, runs=5)
+
+    assert large / small < RATIO_LIMIT, (
+        f"{shape.name}: {size:,} bytes in {small * 1000:.0f} ms, {4 * size:,} bytes in {large * 1000:.0f} ms "
+        f"(ratio {large / small:.1f})"
+    )
