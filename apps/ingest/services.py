@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
@@ -207,13 +208,24 @@ def _claim_companions(message: InboundMessage, limit: int) -> list[InboundMessag
     return list(_claim(waiting).order_by("pk")[:limit])
 
 
-def message_fail(message_id: int, reason: str) -> None:
-    """Retries are exhausted: keep the message as a failed dead letter with the last error."""
+def message_fail(message_id: int, reason: str, *, status: str = InboundMessage.Status.FAILED) -> None:
+    """Retries are exhausted (or processing ran out of time, ``status`` dead): keep the message as
+    a dead letter with the reason. Only a message still waiting changes."""
     failed = InboundMessage.objects.filter(pk=message_id, status=InboundMessage.Status.RECEIVED).update(
-        status=InboundMessage.Status.FAILED, error=reason[:5000], processed_at=timezone.now()
+        status=status, error=reason[:5000], processed_at=timezone.now()
     )
     if failed:
         kpis_refresh_later(message_ids=[message_id])
+
+
+def message_time_out(message_id: int, seconds: int) -> None:
+    """Processing hit its time limit and was stopped (everything it did rolled back): the message
+    becomes a dead letter, never retried by itself, replayable once the cause is fixed."""
+    message_fail(
+        message_id,
+        f"processing exceeded {seconds} seconds and was stopped; replay the message once the cause is fixed",
+        status=InboundMessage.Status.DEAD,
+    )
 
 
 @dataclass
@@ -448,6 +460,8 @@ def _guarded(
             yield event
     except ParseError as exc:
         raise PermanentFailure(str(exc)) from exc
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:
         logger.exception("parser %s failed on a message from %s", fmt, context.partner)
         raise PermanentFailure(f"internal error in the {fmt} parser: {exc!r}") from exc
@@ -476,6 +490,8 @@ def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:
             return get_parser(fmt).parse(body, context)
     except ParseError as exc:
         raise PermanentFailure(str(exc)) from exc
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:
         # A parser bug must not retry forever nor lose the message: it waits as a dead letter.
         logger.exception("parser %s failed on a message from %s", fmt, context.partner)

@@ -1,6 +1,8 @@
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError
 
 from apps.ingest import polling, services
@@ -24,9 +26,15 @@ class ProcessMessage(Task):
     retry_backoff_max=600,
     retry_jitter=True,
     max_retries=8,
+    soft_time_limit=settings.INGEST_SOFT_TIME_LIMIT,
+    time_limit=settings.INGEST_TIME_LIMIT,
 )
 def process_message_task(message_id: int) -> dict[str, Any] | None:
-    outcome = services.message_process(message_id, companions=services.MICRO_BATCH_MESSAGES - 1)
+    try:
+        outcome = services.message_process(message_id, companions=services.MICRO_BATCH_MESSAGES - 1)
+    except SoftTimeLimitExceeded:
+        services.message_time_out(message_id, settings.INGEST_SOFT_TIME_LIMIT)
+        return {"status": "dead", "applied": 0, "duplicates": 0}
     if outcome is None:
         return None
     message = outcome.message
