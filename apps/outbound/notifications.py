@@ -10,12 +10,19 @@ next run sends it again: at least once, never lost. SMTP failures are retried af
 delay, up to ``MAX_ATTEMPTS``; template and configuration errors fail at once, with the reason.
 
 Templates are Django templates rendered by a restricted engine (no loaders, no ``load``,
-``include``, ``extends``, ``debug`` or ``url``; autoescape off for plain text) over the plain
-strings of ``CONTEXT_VARIABLES``, never model objects.
+``include``, ``extends``, ``debug``, ``url`` or ``lorem``; autoescape off for plain text) over the
+plain strings of ``CONTEXT_VARIABLES``, never model objects.
+
+Rendering is bounded, since staff write the templates and partners the values: a template is at
+most ``MAX_TEMPLATE_LENGTH`` characters; filters that pad or repeat (``ljust``, ``floatformat``,
+``join``…) take a literal argument of at most ``MAX_WIDTH``, checked whenever a template is
+compiled; and a render stops with ``TemplateError`` past ``MAX_RENDERED`` characters of output or
+``RENDER_SECONDS``, counted as each node renders (loops within loops included).
 """
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,7 +36,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F, Q
-from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template.base import FilterExpression, Node, Variable
 from django.utils import timezone
 
 from apps.outbound.models import (
@@ -150,7 +158,6 @@ SAFE_TAGS = (
     "for",
     "if",
     "ifchanged",
-    "lorem",
     "now",
     "regroup",
     "resetcycle",
@@ -184,9 +191,88 @@ class PlainTextEngine(Engine):
 ENGINE = PlainTextEngine()
 CHECKING_ENGINE = PlainTextEngine(string_if_invalid=UNKNOWN_VARIABLE)
 
+MAX_TEMPLATE_LENGTH = 20_000
+MAX_RENDERED = 100_000
+RENDER_SECONDS = 2.0
+MAX_WIDTH = 200
+# Filters whose output grows with their argument: it must be written in the template, and small.
+WIDTH_FILTERS = frozenset({"center", "floatformat", "join", "ljust", "rjust", "stringformat"})
+_NUMBER = re.compile(r"\d+")
+
 
 class TemplateError(Exception):
     """A notification template that does not compile or render; the message says why."""
+
+
+def _compile(source: str, engine: Engine) -> Template:
+    """The template, checked: its length, and every argument of a filter in WIDTH_FILTERS."""
+    if len(source) > MAX_TEMPLATE_LENGTH:
+        raise TemplateError(f"the template is {len(source):,} characters long; the limit is {MAX_TEMPLATE_LENGTH:,}")
+    template = engine.from_string(source)
+    for expression in _filter_expressions(template.nodelist):
+        for function, arguments in expression.filters:
+            name = getattr(function, "_filter_name", function.__name__)
+            if name in WIDTH_FILTERS:
+                for looked_up, argument in arguments:
+                    _check_width(name, argument if not looked_up else argument.literal, argument, expression.token)
+    return template
+
+
+def _check_width(name: str, literal: object, argument: object, token: str) -> None:
+    """A bare number is a Variable with a literal value; a name to look up is refused."""
+    written = token if len(token) <= 60 else token[:57] + "..."
+    if literal is None or isinstance(argument, Variable) and argument.lookups is not None:
+        raise TemplateError(f"{{{{ {written} }}}}: the argument of |{name} must be written in the template")
+    text = str(literal)
+    too_large = len(text) > MAX_WIDTH if name == "join" else any(int(n) > MAX_WIDTH for n in _NUMBER.findall(text))
+    if too_large:
+        raise TemplateError(f"{{{{ {written} }}}}: the argument of |{name} is too large (at most {MAX_WIDTH})")
+
+
+def _filter_expressions(root: object) -> Iterator[FilterExpression]:
+    """Every filter expression in a compiled template: in variables, tag arguments and conditions."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, FilterExpression):
+            yield item
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif type(item).__module__.startswith("django.template") and hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+
+
+class _Bounds:
+    """One render's allowance: characters of output (counted at the nodes that write text, so a
+    loop's body counts on every turn) and a deadline, checked as each node renders."""
+
+    def __init__(self) -> None:
+        self.left = MAX_RENDERED
+        self.deadline = time.monotonic() + RENDER_SECONDS
+
+    def watch(self, template: Template) -> None:
+        for node in template.nodelist.get_nodes_by_type(Node):
+            writes = not any(getattr(node, name, None) for name in node.child_nodelists)
+            node.render_annotated = self._watched(node.render_annotated, writes=writes)
+
+    def _watched(self, render: Callable[[Context], str], *, writes: bool) -> Callable[[Context], str]:
+        def render_annotated(context: Context) -> str:
+            if time.monotonic() > self.deadline:
+                raise TemplateError(f"rendering took more than {RENDER_SECONDS:g} seconds and was stopped")
+            output = render(context)
+            if writes:
+                self.left -= len(output)
+                if self.left < 0:
+                    raise TemplateError(f"the template renders more than {MAX_RENDERED:,} characters")
+            return output
+
+        return render_annotated
 
 
 class _CheckingContext(Context):
@@ -232,7 +318,11 @@ def _render(source: str, context: dict[str, str] | Context, engine: Engine = ENG
     if not isinstance(context, Context):
         context = Context(context, autoescape=False)
     try:
-        return engine.from_string(source).render(context)
+        template = _compile(source, engine)
+        _Bounds().watch(template)
+        return template.render(context)
+    except TemplateError:
+        raise
     except TemplateSyntaxError as exc:
         unknown = UNKNOWN_TAG.search(str(exc))
         if unknown:
