@@ -33,11 +33,13 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from apps.timeline.events import parse_events  # noqa: E402
 from apps.timeline.services import apply_events  # noqa: E402
+from bench.parsers import parser_cases  # noqa: E402
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -357,16 +359,24 @@ def main() -> int:
     results += ingest_cases()
     results += queue_cases(10_000)
     results += kpi_cases()
-    columns = list(results[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in results)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in results:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    _print_table(results)
+    # Parsers on adversarial documents, from 1 MB up to the message size limit (see bench/parsers.py).
+    parsers = parser_cases(settings.INGEST_MAX_MESSAGE_BYTES)
+    print()
+    _print_table(parsers)
     path = OUT / "results.json"
     meta = {"database": connection.vendor, "python": sys.version.split()[0], "at": datetime.now(UTC).isoformat()}
-    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    path.write_text(json.dumps({"meta": meta, "results": results, "parsers": parsers}, indent=2))
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 0
+
+
+def _print_table(rows: list[dict]) -> None:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
 
 
 if __name__ == "__main__":

@@ -508,13 +508,16 @@ def sizes(limit: int) -> list[int]:
     return [*found, limit]
 
 
-def parser_cases(limit: int, *, budget: float = 20.0) -> list[dict[str, Any]]:
-    """Every shape at every size up to ``limit``; a shape stops growing once one size took ``budget`` seconds."""
+def parser_cases(limit: int, *, max_seconds: float = 30.0, max_memory_mb: float = 1024.0) -> list[dict[str, Any]]:
+    """Every shape at every size up to ``limit``; a shape stops growing when the next size would
+    take more than ``max_seconds`` or ``max_memory_mb``, going by the last one."""
     rows = []
     for shape in SHAPES:
-        for size in sizes(limit):
+        steps = sizes(limit)
+        for size, following in zip(steps, [*steps[1:], None], strict=True):
             row = measure(shape, size)
             rows.append(row)
-            if row["seconds"] > budget:
+            growth = following / size if following else 0
+            if row["seconds"] * growth > max_seconds or row["peak_memory_mb"] * growth > max_memory_mb:
                 break
     return rows
