@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from apps.dashboards.tests.test_trace import UNKNOWN_SENDER, ingest
+from apps.dashboards.tests.test_trace import UNKNOWN_SENDER, create_the_notices_orders, ingest
 from apps.exceptions.roles import roles_ensure
 from apps.ingest.models import InboundMessage
 from apps.partners.models import Channel, EdiIdentifier, Partner
@@ -23,6 +23,7 @@ def dead_letter(transactional_db) -> InboundMessage:
     Channel.objects.create(partner=warehouse, code="edi", name="Acme EDI", format=Channel.Format.X12)
     admin = get_user_model().objects.create_user("integration", password=PASSWORD)
     admin.groups.add(roles_ensure()["Integration Admin"])
+    create_the_notices_orders()
     message = ingest(UNKNOWN_SENDER)
     assert message.status == InboundMessage.Status.DEAD
     return message

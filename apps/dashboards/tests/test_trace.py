@@ -43,6 +43,24 @@ SHIP_NOTICE = (DOCUMENTS / "x12" / "856_sopi.edi").read_bytes()
 UNKNOWN_SENDER = SHIP_NOTICE.replace(b"ACMEWMS        ", b"NOBODYWMS      ").replace(b"*ACMEWMS*", b"*NOBODYWMS*")
 
 
+def create_the_notices_orders() -> None:
+    """The orders the ship notice ships: a warehouse's notice is judged against them (released to
+    it, or to no named warehouse); without them it waits for them."""
+    apply_events(
+        parse_events(
+            [
+                {
+                    "event_id": f"created-{po}",
+                    "kind": "order.created",
+                    "occurred_at": "2026-11-15T08:00:00+00:00",
+                    "references": [{"kind": "po", "value": po}],
+                }
+                for po in ("PO-77001", "PO-77002")
+            ]
+        )
+    )
+
+
 def labelled(segment) -> dict[str, str]:
     return {element.label: element.value for element in segment.elements}
 
@@ -320,20 +338,7 @@ def test_replay_needs_the_permission_and_works_once_the_cause_is_fixed(
     admin.groups.add(roles_ensure()["Integration Admin"])
     client.force_login(admin)
     EdiIdentifier.objects.create(partner=warehouse, qualifier="ZZ", value="NOBODYWMS")
-    # The orders the notice ships: a warehouse's notice is judged against them (released to it?).
-    apply_events(
-        parse_events(
-            [
-                {
-                    "event_id": f"created-{po}",
-                    "kind": "order.created",
-                    "occurred_at": "2026-11-15T08:00:00+00:00",
-                    "references": [{"kind": "po", "value": po}],
-                }
-                for po in ("PO-77001", "PO-77002")
-            ]
-        )
-    )
+    create_the_notices_orders()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("messages-replay"), {"ids": [message.pk], "next": trace_url}, follow=True)
 
