@@ -15,7 +15,7 @@ import pytest
 from bench.parsers import SHAPES, Shape, seconds
 
 RATIO_LIMIT = 6
-MIN_SECONDS = 0.05
+MIN_SECONDS = 0.1  # shorter runs let a shared machine's noise decide the ratio
 FIRST_SIZE = 16 * 1024
 MAX_SIZE = 2 * 2**20
 
