@@ -1,9 +1,10 @@
 """Builders of canonical events for tests: short, readable order-to-cash stories."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apps.timeline.events import CanonicalEvent, EventSource, parse_events
+from apps.timeline.events import CanonicalEvent, EventKey, EventSource, parse_events
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -22,6 +23,11 @@ def event(event_id: str, kind: str, hours: float, *refs: dict[str, str], **field
 
 def events(*items: dict[str, Any], partner: str | None = None, channel: str | None = None) -> list[CanonicalEvent]:
     return parse_events(list(items), source=EventSource(partner=partner, channel=channel))
+
+
+def ids(keys: Iterable[EventKey]) -> list[str]:
+    """The event ids of an apply's result list, in its order."""
+    return [key.event_id for key in keys]
 
 
 def order_created(number: str, hours: float = 0, **fields: Any) -> dict[str, Any]:

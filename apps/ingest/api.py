@@ -25,7 +25,7 @@ from apps.ingest.parsers import known_formats
 from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, message_scopes, messages_replay
 from apps.partners.authentication import IsPartnerOrPerson, IsPerson, PartnerPrincipal
 from apps.partners.models import Channel, Partner
-from apps.timeline.events import EventSource, EventValidationError, parse_events
+from apps.timeline.events import CanonicalEvent, EventKey, EventSource, EventValidationError, parse_events
 from apps.timeline.services import queue_for_events, scope_violations
 
 CONTENT_TYPE_FORMATS = {
@@ -119,13 +119,15 @@ def token_scopes(request: Request) -> list[str] | None:
     return None
 
 
-def refused(reasons: dict[str, str], events: list) -> Response:
+def refused(reasons: dict[EventKey, str], events: list[CanonicalEvent]) -> Response:
     """403: the whole request is refused, each offending event named with the reason."""
-    kinds = {event.event_id: event.kind.value for event in events}
+    kinds = {event.key: event.kind.value for event in events}
     return Response(
         {
             "detail": f"{len(reasons)} event(s) are outside what this sender may send; nothing was stored.",
-            "refused": [{"event_id": key, "kind": kinds.get(key), "reason": reason} for key, reason in reasons.items()],
+            "refused": [
+                {"event_id": key.event_id, "kind": kinds.get(key), "reason": reason} for key, reason in reasons.items()
+            ],
         },
         status=status.HTTP_403_FORBIDDEN,
     )

@@ -27,7 +27,7 @@ from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.partners.scopes import sender_scopes
 from apps.timeline import reactions
-from apps.timeline.events import CanonicalEvent, EventKind, EventSource
+from apps.timeline.events import CanonicalEvent, EventKey, EventKind, EventSource
 from apps.timeline.services import ApplyResult
 from apps.timeline.services import apply_events as apply_timeline_events
 from apps.timeline.stages import timed
@@ -238,7 +238,7 @@ class _Tally:
     applied: int = 0
     duplicates: int = 0
     parked: int = 0
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[EventKey, str] = field(default_factory=dict)
 
     def read(self, events: list[CanonicalEvent]) -> None:
         self.count += len(events)
@@ -285,12 +285,12 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
             opened.append((message, document, list(parsed)))
         except PermanentFailure as exc:
             _mark_dead(message, str(exc))
-    owner: dict[str, int] = {}
+    owner: dict[EventKey, int] = {}
     for message, _, events in opened:
         for event in events:
-            owner.setdefault(event.event_id, message.pk)
-    fate: dict[str, str] = {}
-    rejected: dict[str, str] = {}
+            owner.setdefault(event.key, message.pk)
+    fate: dict[EventKey, str] = {}
+    rejected: dict[EventKey, str] = {}
     try:
         with transaction.atomic():
             for batch in _batches((event for _, _, events in opened for event in events), APPLY_BATCH_SIZE):
@@ -302,10 +302,10 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
     except OutOfScope as exc:
         return _without_refused(opened, exc.reasons, owner)
     for message, document, events in opened:
-        tally = _Tally(rejected={key: rejected[key] for key in (e.event_id for e in events) if key in rejected})
+        tally = _Tally(rejected={e.key: rejected[e.key] for e in events if e.key in rejected})
         if events:
             tally.read(events)
-        mine = [fate.get(event_id) for event_id in {e.event_id for e in events if owner[e.event_id] == message.pk}]
+        mine = [fate.get(key) for key in {e.key for e in events if owner[e.key] == message.pk}]
         tally.applied, tally.parked = mine.count("applied"), mine.count("parked")
         tally.duplicates = tally.count - tally.applied - tally.parked - len(tally.rejected)
         _finish(message, document, tally)
@@ -315,9 +315,9 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
 class OutOfScope(PermanentFailure):
     """Events the sender may not send: the whole message is refused, nothing of it applied."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
+    def __init__(self, reasons: dict[EventKey, str]) -> None:
         self.reasons = reasons
-        shown = "; ".join(f"{key}: {reason}" for key, reason in list(reasons.items())[:20])
+        shown = "; ".join(f"{key.event_id}: {reason}" for key, reason in list(reasons.items())[:20])
         more = f" (and {len(reasons) - 20} more)" if len(reasons) > 20 else ""
         super().__init__(f"refused: {len(reasons)} event(s) out of the sender's scope: {shown}{more}")
 
@@ -325,7 +325,7 @@ class OutOfScope(PermanentFailure):
 def _refuse_out_of_scope(result: ApplyResult, events: list[CanonicalEvent]) -> None:
     """Raise for this message's own refused events; those of parked events from earlier messages
     that came back now are only logged, their message was processed long ago."""
-    ours = {event.event_id for event in events}
+    ours = {event.key for event in events}
     reasons = {key: reason for key, reason in result.refused.items() if key in ours}
     for key in result.refused.keys() - reasons.keys():
         logger.warning("parked event %s refused when its subject appeared: %s", key, result.refused[key])
@@ -335,15 +335,15 @@ def _refuse_out_of_scope(result: ApplyResult, events: list[CanonicalEvent]) -> N
 
 def _without_refused(
     opened: list[tuple[InboundMessage, ParsedDocument, list[CanonicalEvent]]],
-    reasons: dict[str, str],
-    owner: dict[str, int],
+    reasons: dict[EventKey, str],
+    owner: dict[EventKey, int],
 ) -> Outcome:
     """Nothing of the micro-batch was applied: refuse the messages holding events out of scope,
     then apply the others together again."""
     refused = {owner[key] for key in reasons}
     for message, _, events in opened:
         if message.pk in refused:
-            own = {key: reasons[key] for key in (event.event_id for event in events) if key in reasons}
+            own = {event.key: reasons[event.key] for event in events if event.key in reasons}
             _mark_dead(message, str(OutOfScope(own)))
     others = [message for message, _, _ in opened if message.pk not in refused]
     for message in others:
@@ -369,7 +369,8 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
 def _finish(message: InboundMessage, document: ParsedDocument, tally: _Tally) -> None:
     _store_acknowledgments(message, message.partner, message.channel, document)
     rejected = tally.rejected
-    message.warnings = [*document.warnings, *document.unsupported, *(f"{k}: {v}" for k, v in rejected.items())]
+    rejections = [f"{key.event_id}: {why}" for key, why in rejected.items()]
+    message.warnings = [*document.warnings, *document.unsupported, *rejections]
     message.unmapped_codes = sorted(set(document.unmapped_codes))
     message.events_count, message.unmapped_count, message.source_time = tally.count, tally.unmapped, tally.source_time
     message.applied_count, message.duplicate_count = tally.applied, tally.duplicates

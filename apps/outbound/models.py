@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.ingest.models import OutboundMessage
 from apps.outbound.routing import subscription_errors
 from apps.partners.models import Channel, EdiIdentifier, Partner
-from apps.timeline.models import Order, Shipment
+from apps.timeline.models import Order, Shipment, per_source
 
 
 def new_secret() -> str:
@@ -142,7 +142,10 @@ class Subscription(models.Model):
 class OutboundEvent(models.Model):
     """A business event as published, once, whatever the number of subscribers."""
 
-    event_id = models.CharField(max_length=200, unique=True)
+    event_id = models.CharField(max_length=200)
+    source_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Who said it."
+    )
     kind = models.CharField(max_length=40)
     occurred_at = models.DateTimeField()
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -152,6 +155,7 @@ class OutboundEvent(models.Model):
 
     class Meta:
         ordering = ["published_at", "id"]
+        constraints = [per_source("outbound")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_id}"
@@ -336,6 +340,9 @@ class CustomerNotification(models.Model):
     )
     milestone = models.CharField(max_length=20, choices=CustomerMilestone.choices)
     event_id = models.CharField(max_length=200, help_text="The event that reached the milestone first.")
+    source_partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Who sent that event."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     recipients = models.TextField(blank=True)

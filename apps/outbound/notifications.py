@@ -48,7 +48,7 @@ from apps.outbound.models import (
 )
 from apps.partners.models import Partner
 from apps.timeline.events import EventKind
-from apps.timeline.models import Milestone, MilestoneReport, Order, Reference, Shipment
+from apps.timeline.models import Identity, Milestone, MilestoneReport, Order, Reference, Shipment, identity
 
 if TYPE_CHECKING:
     from apps.outbound.services import Fact
@@ -132,6 +132,7 @@ def customer_notifications_create(
                         shipment_id=fact.shipment.id if fact.shipment else None,
                         milestone=milestone,
                         event_id=fact.milestone.event_id,
+                        source_partner_id=fact.milestone.source_partner_id,
                     )
                 )
     if not rows:
@@ -517,7 +518,7 @@ class _Batch:
 
     settings: dict[int, CustomerNotificationSettings]
     templates: dict[tuple[int | None, str], NotificationTemplate]
-    events: dict[str, Milestone]
+    events: dict[Identity, Milestone]
     po_numbers: dict[int, str]
 
     @classmethod
@@ -536,18 +537,21 @@ class _Batch:
                 s.customer_id: s for s in CustomerNotificationSettings.objects.filter(customer_id__in=customer_ids)
             },
             templates=_templates(customer_ids),
-            events=_events({row.event_id for row in rows}),
+            events=_events({identity(row) for row in rows}),
             po_numbers=po_numbers,
         )
 
 
-def _events(event_ids: set[str]) -> dict[str, Milestone]:
-    """Milestones by event id; an event that became another source's report maps to that milestone."""
-    found = {m.event_id: m for m in Milestone.objects.filter(event_id__in=event_ids)}
-    missing = event_ids - set(found)
+def _events(wanted: set[Identity]) -> dict[Identity, Milestone]:
+    """Milestones by event identity; an event that became another source's report maps to that milestone."""
+    milestones = Milestone.objects.filter(event_id__in={key.event_id for key in wanted})
+    found = {identity(m): m for m in milestones if identity(m) in wanted}
+    missing = wanted - set(found)
     if missing:
-        for report in MilestoneReport.objects.filter(event_id__in=missing).select_related("milestone"):
-            found[report.event_id] = report.milestone
+        reports = MilestoneReport.objects.filter(event_id__in={key.event_id for key in missing})
+        for report in reports.select_related("milestone"):
+            if identity(report) in missing:
+                found[identity(report)] = report.milestone
     return found
 
 
@@ -645,7 +649,7 @@ def _send_one(row: CustomerNotification, batch: _Batch, connection: BaseEmailBac
 def _context(row: CustomerNotification, batch: _Batch, template: NotificationTemplate, now: datetime) -> dict[str, str]:
     from apps.outbound.tracking import tracking_link_for_order, tracking_url
 
-    event = batch.events.get(row.event_id)
+    event = batch.events.get(identity(row))
     url = tracking_url(tracking_link_for_order(order_id=row.order_id, now=now)) if _uses_tracking_url(template) else ""
     return notification_context(
         customer=row.customer,

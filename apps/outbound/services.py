@@ -31,7 +31,7 @@ from apps.ingest.webhooks import signature_for
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
 from apps.outbound.routing import OrderScope, Route, allowed_hosts_error, route_of
 from apps.partners import network
-from apps.timeline.models import Milestone, Order, Shipment
+from apps.timeline.models import Identity, Milestone, Order, Shipment, identity, pks_by_identity
 
 USER_AGENT = "ControlTower-Outbound/1"
 RESPONSE_EXCERPT = 2000
@@ -158,7 +158,7 @@ def _facts(milestones: list[Milestone]) -> list[Fact]:
 
 
 def _write_outbox(facts: list[Fact], routes: list[Route]) -> None:
-    wanted: dict[str, list[tuple[int, int | None]]] = {}
+    wanted: dict[Identity, list[tuple[int, int | None]]] = {}
     for fact in facts:
         matches = [
             (route.id, order)
@@ -167,36 +167,37 @@ def _write_outbox(facts: list[Fact], routes: list[Route]) -> None:
             if ok
         ]
         if matches:
-            wanted[fact.milestone.event_id] = matches
+            wanted[identity(fact.milestone)] = matches
     if not wanted:
         return
-    by_id = {fact.milestone.event_id: fact for fact in facts}
+    by_id = {identity(fact.milestone): fact for fact in facts}
     OutboundEvent.objects.bulk_create(
         [
             OutboundEvent(
-                event_id=event_id,
-                kind=by_id[event_id].milestone.kind,
-                occurred_at=by_id[event_id].milestone.occurred_at,
-                order_id=by_id[event_id].orders[0].id if by_id[event_id].orders else None,
-                shipment_id=by_id[event_id].milestone.shipment_id,
-                payload=document_of(by_id[event_id]),
+                event_id=fact.milestone.event_id,
+                source_partner_id=fact.milestone.source_partner_id,
+                kind=fact.milestone.kind,
+                occurred_at=fact.milestone.occurred_at,
+                order_id=fact.orders[0].id if fact.orders else None,
+                shipment_id=fact.milestone.shipment_id,
+                payload=document_of(fact),
             )
-            for event_id in wanted
+            for fact in (by_id[key] for key in wanted)
         ],
         ignore_conflicts=True,
     )
-    events = dict(OutboundEvent.objects.filter(event_id__in=wanted).values_list("event_id", "pk"))
+    events = pks_by_identity(OutboundEvent, (key.event_id for key in wanted))
     now = timezone.now()
     Delivery.objects.bulk_create(
         [
             Delivery(
                 subscription_id=subscription_id,
-                event_id=events[event_id],
+                event_id=events[key],
                 order_id=order_id,
-                kind=by_id[event_id].milestone.kind,
+                kind=by_id[key].milestone.kind,
                 next_attempt_at=now,
             )
-            for event_id, matches in wanted.items()
+            for key, matches in wanted.items()
             for subscription_id, order_id in matches
         ],
         ignore_conflicts=True,

@@ -7,7 +7,7 @@ documented in DESIGN.md and accepted by ``POST /api/v1/events/``.
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     AwareDatetime,
@@ -154,6 +154,17 @@ class EventSource(_Strict):
     scopes: tuple[str, ...] | None = None
 
 
+class EventKey(NamedTuple):
+    """An event's identity: its id is unique per source partner, not across partners, so no
+    partner can claim another's (predictable) ids. ``partner`` is "" for our own events."""
+
+    partner: str
+    event_id: str
+
+    def __str__(self) -> str:
+        return f"{self.event_id} from {self.partner}" if self.partner else self.event_id
+
+
 class CanonicalEvent(_Strict):
     event_id: str = Field(min_length=1, max_length=200)
     kind: EventKind
@@ -181,6 +192,10 @@ class CanonicalEvent(_Strict):
         if self.kind.family != "inventory" and not self.references:
             raise ValueError(f"a {self.kind.value} event needs at least one reference")
         return self
+
+    @property
+    def key(self) -> EventKey:
+        return EventKey(self.source.partner or "", self.event_id)
 
     def references_of(self, kinds: frozenset[ReferenceKind]) -> list[EventReference]:
         return [ref for ref in self.references if ref.kind in kinds]

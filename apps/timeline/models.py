@@ -1,5 +1,9 @@
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventKind, ReferenceKind
@@ -214,10 +218,36 @@ class ShipmentOrderClaim(models.Model):
         return f"{self.shipment_id} carries {self.kind} {self.value}"
 
 
+def per_source(name: str) -> models.UniqueConstraint:
+    """Event ids are unique per source partner (our own events, without one, share a space).
+    The event id leads the index, so a lookup by event id alone uses it too."""
+    return models.UniqueConstraint(
+        F("event_id"), Coalesce("source_partner", Value(0)), name=f"unique_{name}_event_per_source"
+    )
+
+
+class Identity(NamedTuple):
+    """A stored event's identity as the database holds it (``EventKey`` names the partner by code)."""
+
+    event_id: str
+    source_partner_id: int
+
+
+def identity(row: Any) -> Identity:
+    """The identity of a milestone, report, parked or published event (anything with both fields)."""
+    return Identity(row.event_id, row.source_partner_id or 0)
+
+
+def pks_by_identity(model: type[models.Model], event_ids: Iterable[str]) -> dict[Identity, int]:
+    """Primary keys of the stored events (of ``model``) with these ids, by identity."""
+    rows = model.objects.filter(event_id__in=set(event_ids)).values_list("event_id", "source_partner_id", "pk")
+    return {Identity(event_id, partner_id or 0): pk for event_id, partner_id, pk in rows}
+
+
 class Milestone(models.Model):
     """One applied canonical event: the append-only timeline. Never updated, never deleted."""
 
-    event_id = models.CharField(max_length=200, unique=True)
+    event_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=40, choices=[(k.value, k.value) for k in EventKind])
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(auto_now_add=True)
@@ -240,6 +270,7 @@ class Milestone(models.Model):
 
     class Meta:
         ordering = ["occurred_at", "event_id"]
+        constraints = [per_source("milestone")]
         indexes = [
             models.Index(fields=["order", "occurred_at"]),
             models.Index(fields=["shipment", "occurred_at"]),
@@ -260,7 +291,7 @@ class MilestoneReport(models.Model):
     """
 
     milestone = models.ForeignKey(Milestone, on_delete=models.CASCADE, related_name="other_reports")
-    event_id = models.CharField(max_length=200, unique=True)
+    event_id = models.CharField(max_length=200)
     source_partner = models.ForeignKey(
         Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="milestone_reports"
     )
@@ -272,6 +303,7 @@ class MilestoneReport(models.Model):
 
     class Meta:
         ordering = ["event_id"]
+        constraints = [per_source("report")]
         indexes = [models.Index(fields=["source_message_id"], name="report_source_message")]
 
     def __str__(self) -> str:
@@ -281,7 +313,7 @@ class MilestoneReport(models.Model):
 class ParkedEvent(models.Model):
     """An event whose references match no order or shipment yet; applied when one appears."""
 
-    event_id = models.CharField(max_length=200, unique=True)
+    event_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=40)
     occurred_at = models.DateTimeField()
     parked_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -292,6 +324,7 @@ class ParkedEvent(models.Model):
 
     class Meta:
         ordering = ["parked_at"]
+        constraints = [per_source("parked")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_id} (parked)"

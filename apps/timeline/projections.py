@@ -556,7 +556,7 @@ def apply_inventory(events: list[CanonicalEvent], partners: dict[str, Partner], 
     touched = {
         (partners[_warehouse_code(e)].id, normalize_reference(line.sku))
         for e in events
-        if e.event_id not in result.rejected
+        if e.key not in result.rejected
         for line in e.lines
     }
     if not touched:

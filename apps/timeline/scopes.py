@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.partners.models import Partner
 from apps.partners.scopes import SCOPES, Rule, default_scopes
-from apps.timeline.events import ORDER_REFERENCE_KINDS, SHIPMENT_REFERENCE_KINDS, CanonicalEvent, EventKind
+from apps.timeline.events import ORDER_REFERENCE_KINDS, SHIPMENT_REFERENCE_KINDS, CanonicalEvent, EventKey, EventKind
 from apps.timeline.models import Milestone, Order, Shipment
 
 DEFER = "defer"
@@ -28,7 +28,7 @@ Resolve = Callable[[CanonicalEvent], tuple[list[int], int | None]]
 
 @dataclass
 class Verdict:
-    refused: dict[str, str] = field(default_factory=dict)
+    refused: dict[EventKey, str] = field(default_factory=dict)
     deferred: list[CanonicalEvent] = field(default_factory=list)
     allowed: list[CanonicalEvent] = field(default_factory=list)
 
@@ -48,7 +48,7 @@ def judge(events: Iterable[CanonicalEvent], partners: dict[str, Partner], resolv
     restricted: list[tuple[CanonicalEvent, Partner, list]] = []
     for event in events:
         if event.occurred_at > latest:
-            verdict.refused[event.event_id] = (
+            verdict.refused[event.key] = (
                 f"dated {event.occurred_at.isoformat()}, more than {_hours(future_margin())} ahead of now: "
                 "events from the future are refused"
             )
@@ -60,7 +60,7 @@ def judge(events: Iterable[CanonicalEvent], partners: dict[str, Partner], resolv
         names = event.source.scopes if event.source.scopes is not None else default_scopes(sender.kind)
         scopes = [SCOPES[name] for name in names if name in SCOPES and event.kind.value in SCOPES[name].kinds]
         if not scopes:
-            verdict.refused[event.event_id] = (
+            verdict.refused[event.key] = (
                 f"{sender.code} may not send {event.kind.value} (its scopes: {', '.join(names) or 'none'})"
             )
         elif any(scope.rule == Rule.ANY for scope in scopes):
@@ -78,17 +78,17 @@ def _hours(margin: timedelta) -> str:
 
 
 def _judge_subjects(restricted: list[tuple[CanonicalEvent, Partner, list]], resolve: Resolve, verdict: Verdict) -> None:
-    subjects = {event.event_id: resolve(event) for event, _, _ in restricted}
+    subjects = {event.key: resolve(event) for event, _, _ in restricted}
     facts = _Facts.load(subjects.values())
     for event, sender, scopes in restricted:
-        order_ids, shipment_id = subjects[event.event_id]
+        order_ids, shipment_id = subjects[event.key]
         outcomes = [RULES[scope.rule](event, sender, order_ids, shipment_id, facts) for scope in scopes]
         if None in outcomes:
             verdict.allowed.append(event)
         elif DEFER in outcomes:
             verdict.deferred.append(event)
         else:
-            verdict.refused[event.event_id] = f"{event.kind.value}: {outcomes[0]}"
+            verdict.refused[event.key] = f"{event.kind.value}: {outcomes[0]}"
 
 
 @dataclass

@@ -25,12 +25,14 @@ from apps.timeline.events import (
     SHIPMENT_REFERENCE_KINDS,
     SHIPMENT_REFERENCE_STRENGTH,
     CanonicalEvent,
+    EventKey,
     EventKind,
     EventReference,
     ReferenceKind,
     load_stored_event,
 )
 from apps.timeline.models import (
+    Identity,
     Milestone,
     MilestoneReport,
     Order,
@@ -39,6 +41,8 @@ from apps.timeline.models import (
     Reference,
     Shipment,
     ShipmentOrderClaim,
+    identity,
+    pks_by_identity,
 )
 from apps.timeline.stages import timed
 
@@ -64,16 +68,16 @@ SHIPMENT_FAMILIES = frozenset({"shipment", "freight"})
 
 @dataclass
 class ApplyResult:
-    """What one ``apply_events`` call did, by event id, and which subjects it touched."""
+    """What one ``apply_events`` call did, by event key (source and id), and which subjects it touched."""
 
-    applied: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    parked: list[str] = field(default_factory=list)
-    unparked: list[str] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)
+    applied: list[EventKey] = field(default_factory=list)
+    duplicates: list[EventKey] = field(default_factory=list)
+    parked: list[EventKey] = field(default_factory=list)
+    unparked: list[EventKey] = field(default_factory=list)
+    rejected: dict[EventKey, str] = field(default_factory=dict)
     # Out of its sender's scope (or dated in the future): never applied; a message holding one is
     # refused whole.
-    refused: dict[str, str] = field(default_factory=dict)
+    refused: dict[EventKey, str] = field(default_factory=dict)
     order_ids: set[int] = field(default_factory=set)
     shipment_ids: set[int] = field(default_factory=set)
     created_orders: int = 0
@@ -124,7 +128,8 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
             order_ids=set(result.order_ids), shipment_ids=set(result.shipment_ids), milestones=batch.recorded
         )
         reactions.run_in_transaction(touched)
-        result.unparked = [event_id for event_id in result.unparked if event_id not in set(result.parked)]
+        still_parked = set(result.parked)
+        result.unparked = [key for key in result.unparked if key not in still_parked]
         reactions.after_commit(touched)
         crossing = batch.parked_keys | batch.gained_keys
         if crossing:
@@ -157,8 +162,8 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
         return apply_events([load_stored_event(row.payload) for row in rows])
 
 
-def scope_violations(events: Sequence[CanonicalEvent]) -> dict[str, str]:
-    """Why each event its sender may not send would be refused, by event id. Reads only: the
+def scope_violations(events: Sequence[CanonicalEvent]) -> dict[EventKey, str]:
+    """Why each event its sender may not send would be refused, by event key. Reads only: the
     receivers' check at the door, so a sender hears at once (the apply checks again)."""
     batch = _load_batch(events)
     _load_references(set(chain.from_iterable(_keys(event.references) for event in events)), batch)
@@ -202,18 +207,21 @@ def queue_for(kind: EventKind) -> str:
 
 
 def _without_duplicates(events: list[CanonicalEvent], result: ApplyResult) -> list[CanonicalEvent]:
-    unique: dict[str, CanonicalEvent] = {}
+    """An event is a duplicate when its sender already sent its id: another partner's event with
+    the same id is another event."""
+    unique: dict[EventKey, CanonicalEvent] = {}
     for event in events:
-        if event.event_id in unique:
-            result.duplicates.append(event.event_id)
+        if event.key in unique:
+            result.duplicates.append(event.key)
         else:
-            unique[event.event_id] = event
-    ids = list(unique)
-    known = set(Milestone.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
-    known |= set(MilestoneReport.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
-    known |= set(ParkedEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
-    result.duplicates.extend(event_id for event_id in ids if event_id in known)
-    return [event for event_id, event in unique.items() if event_id not in known]
+            unique[event.key] = event
+    ids = {key.event_id for key in unique}
+    known = set()
+    for model in (Milestone, MilestoneReport, ParkedEvent):
+        rows = model.objects.filter(event_id__in=ids).values_list("source_partner__code", "event_id")
+        known |= {EventKey(code or "", event_id) for code, event_id in rows}
+    result.duplicates.extend(key for key in unique if key in known)
+    return [event for key, event in unique.items() if key not in known]
 
 
 def _load_batch(events: Sequence[CanonicalEvent]) -> _Batch:
@@ -288,20 +296,22 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
     result.created_shipments += _create(SHIPMENTS, events, batch)
     _attach_references(events, batch)
 
-    milestones, parked, links, claims = [], [], set(), set()
+    milestones, applied, parked, links, claims = [], [], [], set(), set()
     for event in events:
         if event.kind.family == "inventory":
             rejection = projections.inventory_rejection(event, batch.partners)
             if rejection:
-                result.rejected[event.event_id] = rejection
+                result.rejected[event.key] = rejection
             else:
                 milestones.append(_milestone(event, batch, order_id=None, shipment_id=None))
+                applied.append(event.key)
             continue
         order_id, shipment_id = _subject(event, batch)
         if order_id is None and shipment_id is None:
             parked.append(event)
             continue
         milestones.append(_milestone(event, batch, order_id=order_id, shipment_id=shipment_id))
+        applied.append(event.key)
         if order_id:
             result.order_ids.add(order_id)
         if shipment_id:
@@ -310,7 +320,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
                 _collect_claims(event, shipment_id, batch, links, claims)
 
     batch.recorded += _record(milestones)
-    result.applied.extend(m.event_id for m in milestones)
+    result.applied.extend(applied)
     projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
     _save_links(links, claims, result)
@@ -471,7 +481,7 @@ def _key(milestone: "Milestone | _Known") -> MilestoneKey:
 def _record(candidates: list[Milestone]) -> list[Milestone]:
     """Append milestones; the same milestone from several sources is recorded once, with reports.
 
-    Of the events saying the same thing, the smallest event id is the milestone and the others
+    Of the events saying the same thing, the smallest event id (then source) is the milestone and the others
     are its reports, whatever the order they arrived in. Returns the milestones new to the
     timeline (a smaller event id taking over a known milestone is not news).
     """
@@ -481,25 +491,25 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
     for milestone in subjects:
         groups[_key(milestone)].append(milestone)
     inserts = [m for m in candidates if not (m.order_id or m.shipment_id)]
-    reports: list[tuple[str, Milestone | _Known]] = []
-    displaced: list[tuple[_Known, str]] = []
+    reports: list[tuple[Identity, Milestone | _Known]] = []
+    displaced: list[tuple[_Known, Identity]] = []
     for key, group in groups.items():
-        group.sort(key=lambda m: m.event_id)
+        group.sort(key=identity)
         current = existing.get(key)
-        if current is not None and current.event_id < group[0].event_id:
-            reports += [(current.event_id, m) for m in group]
+        if current is not None and identity(current) < identity(group[0]):
+            reports += [(identity(current), m) for m in group]
             continue
         inserts.append(group[0])
-        reports += [(group[0].event_id, m) for m in group[1:]]
+        reports += [(identity(group[0]), m) for m in group[1:]]
         if current is not None:
-            displaced.append((current, group[0].event_id))
-            reports.append((group[0].event_id, current))
+            displaced.append((current, identity(group[0])))
+            reports.append((identity(group[0]), current))
     insert_new(Milestone, inserts)
     displacing = {primary for _, primary in displaced}
-    news = [m for m in inserts if m.event_id not in displacing]
+    news = [m for m in inserts if identity(m) not in displacing]
     if not reports:
         return news
-    ids = dict(Milestone.objects.filter(event_id__in={primary for primary, _ in reports}).values_list("event_id", "id"))
+    ids = pks_by_identity(Milestone, (primary.event_id for primary, _ in reports))
     for old, primary in displaced:
         MilestoneReport.objects.filter(milestone_id=old.id).update(milestone_id=ids[primary])
     Milestone.objects.filter(pk__in=[old.id for old, _ in displaced]).delete()
@@ -596,32 +606,30 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult, *, c
     retried, and parked again, without end."""
     if not events:
         return
-    insert_new(
-        ParkedEvent,
-        [
-            ParkedEvent(
-                event_id=event.event_id,
-                kind=event.kind.value,
-                occurred_at=event.occurred_at,
-                source_partner=batch.partners.get(event.source.partner or ""),
-                payload=event.to_json(),
-            )
-            for event in events
-        ],
-    )
-    by_id = {event.event_id: event for event in events}
+    by_key = {event.key: event for event in events}
+    rows = {
+        key: ParkedEvent(
+            event_id=event.event_id,
+            kind=event.kind.value,
+            occurred_at=event.occurred_at,
+            source_partner=batch.partners.get(event.source.partner or ""),
+            payload=event.to_json(),
+        )
+        for key, event in by_key.items()
+    }
+    insert_new(ParkedEvent, list(rows.values()))
     if crossing:
         batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
-    ids = dict(ParkedEvent.objects.filter(event_id__in=by_id).values_list("event_id", "pk"))
+    ids = pks_by_identity(ParkedEvent, (key.event_id for key in by_key))
     insert_new(
         ParkedReference,
         [
-            ParkedReference(parked_event_id=ids[event_id], kind=ref.kind.value, value=ref.value)
-            for event_id, event in by_id.items()
+            ParkedReference(parked_event_id=ids[identity(rows[key])], kind=ref.kind.value, value=ref.value)
+            for key, event in by_key.items()
             for ref in event.references
         ],
     )
-    result.parked.extend(by_id)
+    result.parked.extend(rows)
 
 
 def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[CanonicalEvent]:
@@ -635,8 +643,8 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     rows = list(ParkedEvent.objects.filter(pk__in=parked_ids))
     ParkedEvent.objects.filter(pk__in=parked_ids).delete()
     events = [load_stored_event(row.payload) for row in rows]
-    parked_now = {event.event_id for event in events}
-    result.parked = [event_id for event_id in result.parked if event_id not in parked_now]
+    parked_now = {event.key for event in events}
+    result.parked = [key for key in result.parked if key not in parked_now]
     result.unparked.extend(sorted(parked_now))
     fresh = _load_batch(events)
     batch.partners.update(fresh.partners)

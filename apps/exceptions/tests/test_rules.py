@@ -222,7 +222,7 @@ def _parked(key: str, age: timedelta) -> Built:
     """A pick for an order nobody has told us about yet."""
     with time_machine.travel(timezone.now() - age):
         result = apply(ev(f"{key}-pick", "order.picked", timedelta(0), ("order", key)))
-    assert result.parked == [f"{key}-pick"]
+    assert [parked.event_id for parked in result.parked] == [f"{key}-pick"]
     return Built(ParkedEvent.objects.get(event_id=f"{key}-pick").pk, set())
 
 
