@@ -12,6 +12,7 @@ DEMO_PASSWORD ?= control-tower-demo
 DEMO_RATE ?= 1
 ORDERS ?= 20000
 WORKERS ?= 2
+TEST_PROCESSES ?= 2
 
 .PHONY: demo test bench bench-scale mutation lint format migrate serve clean
 
@@ -41,8 +42,12 @@ demo: $(STAMP)
 		--base-url http://$(HOST):$(PORT) > var/simulate.log 2>&1 & \
 	wait
 
+# Most tests run side by side, one process per core; those with a worker process, a browser or
+# timing in them run alone afterwards.
+ALONE := browser or worker or serial
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) -m "not ($(ALONE))"
+	$(BIN)/python -m pytest -p no:xdist -m "$(ALONE)"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

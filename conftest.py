@@ -1,5 +1,6 @@
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -12,6 +13,24 @@ settings.register_profile(
     "dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _redis_of_this_test_process() -> Iterator[None]:
+    """Test processes running side by side (``pytest -n``) each get a Redis database of their own:
+    one's ``cache.clear()``, lockouts or websocket groups never reach another's."""
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    process = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not (process and django_settings.REDIS_URL):
+        yield
+        return
+    own = urlsplit(django_settings.REDIS_URL)._replace(path=f"/{10 + int(process.removeprefix('gw'))}").geturl()
+    cache = {**django_settings.CACHES["default"], "LOCATION": own}
+    layer = {**django_settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [own]}}
+    with override_settings(CACHES={"default": cache}, CHANNEL_LAYERS={"default": layer}):
+        yield
 
 
 @pytest.fixture(autouse=True)

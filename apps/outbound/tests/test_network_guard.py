@@ -179,6 +179,7 @@ def test_only_the_first_bytes_of_a_reply_are_read(receiver, settings):
     assert DeliveryAttempt.objects.get().response_body == "x" * 100
 
 
+@pytest.mark.serial
 def test_an_endless_reply_ends_the_attempt_by_its_deadline_and_it_is_retried(receiver, settings):
     settings.OUTBOUND_CLAIM_GRACE_SECONDS = 1
     receiver.answer_next(("trickle", 8))

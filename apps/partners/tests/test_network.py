@@ -141,6 +141,7 @@ def large_answer(trust_loopback) -> Iterator[str]:
     yield from serve_once(answer)
 
 
+@pytest.mark.serial
 def test_a_reply_head_that_never_ends_is_cut_by_the_deadline(trickling_head):
     started = time.monotonic()
 
@@ -156,6 +157,7 @@ def test_at_most_max_bytes_of_a_reply_are_read(large_answer):
     assert (reply.status, len(reply.body), reply.truncated) == (200, 10_000, True)
 
 
+@pytest.mark.serial
 def test_a_resolver_that_hangs_is_cut_by_the_deadline(monkeypatch):
     monkeypatch.setattr(network, "resolve", lambda host, port: time.sleep(3) or [])
     started = time.monotonic()
