@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from apps.exceptions.models import ExceptionCase
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
-from apps.exceptions.selectors import case_api_list, case_history
+from apps.exceptions.selectors import amounts_hidden_for, case_api_list, case_history
 from apps.exceptions.serializers import (
     CaseActionSerializer,
     CaseDetailSerializer,
@@ -19,7 +19,7 @@ from apps.exceptions.serializers import (
     CaseSerializer,
 )
 from apps.exceptions.services import CaseActionError, cases_act
-from apps.exceptions.views import VIEW, WORK, amounts_hidden_for, permitted_cases
+from apps.exceptions.views import VIEW, WORK, permitted_cases
 from controltower.access import person_with
 
 

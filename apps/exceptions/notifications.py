@@ -7,6 +7,7 @@ with an email address; critical emails only to those who opted in.
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from itertools import chain
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from apps.exceptions.models import ExceptionCase, NotificationPreference, Queue, Severity
 from apps.exceptions.roles import QUEUES_BY_ROLE
+from apps.exceptions.selectors import amounts_hidden_for
 
 DIGEST_PERIOD = timedelta(days=1)
 DIGEST_LIMIT = 50
@@ -79,10 +81,18 @@ def critical_cases_notify(case_ids: Iterable[int]) -> int:
     if not cases:
         return 0
     people = people_by_queue(critical_only=True)
+    hidden = {user.pk: amounts_hidden_for(user) for user in chain.from_iterable(people.values())}
     emails = [
         EmailMessage(
             f"Critical: {case.summary}"[:150],
-            render_to_string("exceptions/email/critical.txt", {"case": case, "base_url": settings.PUBLIC_BASE_URL}),
+            render_to_string(
+                "exceptions/email/critical.txt",
+                {
+                    "case": case,
+                    "show_amount": case.subject_type not in hidden[user.pk],
+                    "base_url": settings.PUBLIC_BASE_URL,
+                },
+            ),
             to=[user.email],
         )
         for case in cases

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import BooleanField, Case, Count, DecimalField, F, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from apps.exceptions.models import CaseEvent, ExceptionCase, Queue
+from apps.billing.visibility import Amounts
+from apps.exceptions.models import CaseEvent, ExceptionCase, Queue, SubjectType
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from apps.timeline.selectors import OrderTimeline, order_timeline
@@ -22,6 +23,13 @@ OPEN = ExceptionCase.OPEN_STATUSES
 SORT_AGE = "age"
 SORT_AMOUNT = "amount"
 LAST_MILESTONES = 5
+
+
+def amounts_hidden_for(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
+    """The case subjects whose amount at risk ``user`` may not see (it is the charge's or the invoice's)."""
+    amounts = Amounts.of(user)
+    shown = {SubjectType.FREIGHT_CHARGE: amounts.freight, SubjectType.INVOICE: amounts.invoice}
+    return frozenset(subject.value for subject, visible in shown.items() if not visible)
 
 
 def _listed(cases: QuerySet[ExceptionCase], now: datetime) -> QuerySet[ExceptionCase]:

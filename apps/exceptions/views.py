@@ -21,7 +21,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from apps.billing.visibility import Amounts
 from apps.exceptions.forms import (
     DEFAULT_STATUSES,
     CaseAction,
@@ -29,11 +28,11 @@ from apps.exceptions.forms import (
     CaseFilterForm,
     NotificationPreferenceForm,
 )
-from apps.exceptions.models import ExceptionCase, Queue, SubjectType
+from apps.exceptions.models import ExceptionCase, Queue
 from apps.exceptions.notifications import preference_for
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.roles import queues_of
-from apps.exceptions.selectors import MINE, case_detail, case_list, cases_by_ids
+from apps.exceptions.selectors import MINE, amounts_hidden_for, case_detail, case_list, cases_by_ids
 from apps.exceptions.services import CaseActionError, ReasonCode, cases_act
 from controltower.access import role_required
 from controltower.http import next_url
@@ -68,13 +67,6 @@ def permitted_cases(user: AbstractBaseUser | AnonymousUser, *, work: bool = Fals
     if not work and user.has_perm(VIEW):
         return ExceptionCase.objects.all()
     return ExceptionCase.objects.none()
-
-
-def amounts_hidden_for(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
-    """The case subjects whose amount at risk ``user`` may not see (it is the charge's or the invoice's)."""
-    amounts = Amounts.of(user)
-    shown = {SubjectType.FREIGHT_CHARGE: amounts.freight, SubjectType.INVOICE: amounts.invoice}
-    return frozenset(subject.value for subject, visible in shown.items() if not visible)
 
 
 def _abilities(user: AbstractBaseUser) -> dict[str, object]:

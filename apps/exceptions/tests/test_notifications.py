@@ -74,6 +74,23 @@ def test_critical_cases_email_only_people_who_opted_in(people):
     assert message.subject == "Critical: Case 1 in finance"
 
 
+def test_a_critical_email_shows_the_amount_at_risk_only_to_people_who_may_see_it(people):
+    for person in ("fiona", "carl"):
+        NotificationPreference.objects.create(user=people[person], critical_immediately=True)
+    people["fiona"].groups.add(*people["carl"].groups.all())  # Finance also works Customer Service's queue
+    case = _case("customer_service", severity="critical")
+    ExceptionCase.objects.filter(pk=case.pk).update(
+        subject_type="freight_charge", amount_at_risk="1234.50", currency="EUR"
+    )
+
+    assert critical_cases_notify([case.pk]) == 2
+
+    by_person = {message.to[0]: message.body for message in mail.outbox}
+    assert "Amount at risk: 1234.50 EUR" in by_person["fiona@example.com"]
+    assert "1234" not in by_person["carl@example.com"], "Customer Service does not see freight amounts"
+    assert "Case 1 in customer_service" in by_person["carl@example.com"]
+
+
 def test_people_choose_their_notifications(client, people):
     client.force_login(people["fiona"])
     page = client.get("/settings/notifications/").content.decode()
