@@ -223,6 +223,10 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+# How long a web process keeps a webhook channel (and its partner and secrets) between lookups: a
+# deactivated partner or a rotated secret takes effect everywhere within this (at once in the
+# process that made the change).
+WEBHOOK_CHANNEL_CACHE_SECONDS = env.float("WEBHOOK_CHANNEL_CACHE_SECONDS", default=1.0)
 # Events dated further ahead than this are refused: a date a year ahead would win every later
 # correction (an invoice "released" next year beats this week's hold). A day covers clock skew
 # and local times sent without their zone.

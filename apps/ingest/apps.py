@@ -5,3 +5,13 @@ class IngestConfig(AppConfig):
     name = "apps.ingest"
     label = "ingest"
     verbose_name = "Inbound messages"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from apps.ingest.webhooks import forget_channels
+        from apps.partners.models import Channel, Partner
+
+        for model in (Channel, Partner):
+            post_save.connect(forget_channels, sender=model, dispatch_uid=f"forget-channels-{model.__name__}")
+            post_delete.connect(forget_channels, sender=model, dispatch_uid=f"forget-channels-gone-{model.__name__}")

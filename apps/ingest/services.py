@@ -10,6 +10,7 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,11 +85,13 @@ def message_receive(
             f"the message is {len(body):,} bytes; the limit is {settings.INGEST_MAX_MESSAGE_BYTES:,} bytes"
         )
     digest = hashlib.sha256(body).hexdigest()
-    existing = _existing_message(partner, idempotency_key, digest)
+    # A known sender's resends are caught by the unique indexes: a new message costs one INSERT.
+    # An unknown sender's idempotency key is not unique in the database: look first.
+    existing = _existing_message(partner, idempotency_key, digest) if partner is None else None
     if existing:
         return _resent(existing), False
     try:
-        with transaction.atomic():
+        with _savepoint():
             message = InboundMessage.objects.create(
                 partner=partner,
                 channel=channel,
@@ -111,6 +114,12 @@ def message_receive(
     if enqueue:
         transaction.on_commit(lambda: enqueue_processing([message]))
     return message, True
+
+
+def _savepoint() -> AbstractContextManager:
+    """A savepoint when inside a transaction, so a duplicate does not break it; none otherwise
+    (the INSERT alone is atomic and needs no BEGIN and COMMIT round trips)."""
+    return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
 
 
 def _existing_message(partner: Partner | None, key: str | None, digest: str) -> InboundMessage | None:

@@ -6,38 +6,30 @@ from django.views.decorators.http import require_POST
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import MessageRejected, message_receive
-from apps.ingest.webhooks import SignatureRejected, verify_signature
-from apps.partners.models import Channel
+from apps.ingest.webhooks import SignatureRejected, inbound_channel, verify_signature
 
 
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, partner: str, channel: str) -> JsonResponse:
     """Store a signed webhook from a partner's channel; 202 means stored, parsing comes later."""
-    target = (
-        Channel.objects.select_related("partner")
-        .filter(
-            partner__code=partner,
-            partner__active=True,
-            code=channel,
-            active=True,
-            direction=Channel.Direction.INBOUND,
-        )
-        .first()
-    )
+    target = inbound_channel(partner, channel)
     if target is None:
         return JsonResponse({"detail": f"No active inbound channel {partner}/{channel}."}, status=404)
     size = int(request.META.get("CONTENT_LENGTH") or 0)
     if size > settings.INGEST_MAX_MESSAGE_BYTES:
         return JsonResponse({"detail": f"The body is {size:,} bytes; the limit is exceeded."}, status=413)
     body = request.body
+    timestamp, signature = request.headers.get("X-Timestamp", ""), request.headers.get("X-Signature", "")
     try:
-        verify_signature(
-            channel=target,
-            timestamp=request.headers.get("X-Timestamp", ""),
-            signature=request.headers.get("X-Signature", ""),
-            body=body,
-        )
+        try:
+            verify_signature(channel=target, timestamp=timestamp, signature=signature, body=body)
+        except SignatureRejected:
+            # The secret may have been rotated since this process looked the channel up.
+            target = inbound_channel(partner, channel, fresh=True)
+            if target is None:
+                return JsonResponse({"detail": f"No active inbound channel {partner}/{channel}."}, status=404)
+            verify_signature(channel=target, timestamp=timestamp, signature=signature, body=body)
     except SignatureRejected as exc:
         return JsonResponse({"detail": str(exc)}, status=401)
     try:

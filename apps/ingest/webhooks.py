@@ -18,6 +18,39 @@ from django.views.decorators.debug import sensitive_variables
 from apps.partners.credentials import webhook_secrets_accepted
 from apps.partners.models import Channel
 
+# (partner code, channel code) -> (monotonic expiry, the channel or None); see inbound_channel.
+_channels: dict[tuple[str, str], tuple[float, Channel | None]] = {}
+CACHED_CHANNELS_MAX = 10_000  # unknown names are kept too; a flood of made-up URLs stays bounded
+
+
+def inbound_channel(partner: str, code: str, *, fresh: bool = False) -> Channel | None:
+    """The active inbound channel of an active partner that a webhook URL names, or None.
+
+    Kept for ``WEBHOOK_CHANNEL_CACHE_SECONDS`` in this process (unless ``fresh``): at a thousand
+    webhooks a second a channel costs one query a second, and a change reaches every process
+    within that time.
+    """
+    now = time.monotonic()
+    cached = _channels.get((partner, code))
+    if cached is not None and cached[0] > now and not fresh:
+        return cached[1]
+    channel = (
+        Channel.objects.select_related("partner")
+        .filter(
+            partner__code=partner, partner__active=True, code=code, active=True, direction=Channel.Direction.INBOUND
+        )
+        .first()
+    )
+    if len(_channels) >= CACHED_CHANNELS_MAX:
+        _channels.clear()
+    _channels[(partner, code)] = (now + settings.WEBHOOK_CHANNEL_CACHE_SECONDS, channel)
+    return channel
+
+
+def forget_channels(**kwargs: object) -> None:
+    """A partner or channel changed here: look them up afresh."""
+    _channels.clear()
+
 
 class SignatureRejected(ValueError):
     """The request is not provably from the partner; the message says which check failed."""
