@@ -10,4 +10,5 @@ COPY . .
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "controltower.asgi:application"]
+# gunicorn with uvicorn worker processes, HTTP and websockets (gunicorn.conf.py; WEB_CONCURRENCY).
+CMD ["gunicorn", "--config", "gunicorn.conf.py"]

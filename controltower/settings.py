@@ -219,8 +219,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Ingestion ------------------------------------------------------------------------------------
 INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**20)
-# Request bodies up to the message limit are read whole; larger ones get a clear 413.
+# Request bodies up to the message limit are read whole; larger ones get a clear 413, before they
+# are read (controltower/frontdoor.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
+# Requests one web process handles at once; more get 503 with Retry-After (controltower/frontdoor.py).
+WEB_MAX_IN_FLIGHT = env.int("WEB_MAX_IN_FLIGHT", default=64)
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
 # How long a web process keeps a webhook channel (and its partner and secrets) between lookups: a

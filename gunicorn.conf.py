@@ -1,0 +1,23 @@
+"""The production web server: gunicorn keeps a set of uvicorn worker processes (HTTP and the
+websockets of live pages, each process the whole ASGI application) and restarts any that dies.
+
+Django runs synchronous views one at a time per process, so a process per core is not enough:
+while one waits on PostgreSQL another must be able to work. ``WEB_CONCURRENCY`` processes (by
+default twice the cores, plus one) share the port; the README has the measurements behind it.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 (in a container)
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
+worker_class = "uvicorn_worker.UvicornWorker"
+wsgi_app = "controltower.asgi:application"
+# Long enough for the largest upload, short enough that a stuck worker is replaced.
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+# Processes are recycled now and then, so a slow leak never grows without bound.
+max_requests = 20_000
+max_requests_jitter = 2_000
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
