@@ -14,7 +14,7 @@ ORDERS ?= 20000
 WORKERS ?= 2
 TEST_PROCESSES ?= 2
 
-.PHONY: demo test bench bench-scale mutation lint format migrate serve clean
+.PHONY: demo test bench bench-scale bench-serving mutation lint format migrate serve clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -55,6 +55,10 @@ bench: $(STAMP)
 # PostgreSQL and Redis at scale (see bench/scale.py): SCALE_CASES=sync,copy for a quick profile.
 bench-scale: $(STAMP)
 	ORDERS=$(ORDERS) WORKERS=$(WORKERS) $(BIN)/python -m bench.scale
+
+# The production web server under signed webhooks, driven by wrk (Debian's package); see bench/serving.py.
+bench-serving: $(STAMP)
+	$(BIN)/python -m bench.serving
 
 # Mutation testing of the functions that guard money and trust (not part of `make test` or CI; about
 # an hour on two shared cores). Needs a PostgreSQL DATABASE_URL; the sources, tests and settings are in

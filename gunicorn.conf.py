@@ -8,6 +8,9 @@ default twice the cores, plus one) share the port; the README has the measuremen
 
 import os
 
+# Each process keeps a few PostgreSQL connections open and lends them to requests (settings.py).
+os.environ.setdefault("DATABASE_POOL", "true")
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 (in a container)
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
 worker_class = "uvicorn_worker.UvicornWorker"

@@ -1,0 +1,225 @@
+"""Serving benchmark: the production web server (``gunicorn.conf.py``) taking signed webhooks.
+
+``make bench-serving`` (or ``python -m bench.serving``) recreates its own PostgreSQL database,
+starts the server on loopback as deployed and drives it with ``wrk`` (Debian's package: a compiled
+load generator that leaves the server its cores), fed pre-signed single-event webhooks:
+
+- ``saturation``: ``SERVING_CONNECTIONS`` connections sending as fast as answers come, for
+  ``SERVING_SECONDS``; requests/s, latency percentiles, answers by status, and whether every
+  ``202`` is a row in the database;
+- ``steady``: half the saturation rate, offered at a steady pace (each connection waits between
+  requests); latency percentiles;
+- ``healthz``: ``GET /healthz`` on the same server, as fast as it answers: the floor of a request.
+
+Environment: ``BENCH_SERVING_DATABASE_URL`` (PostgreSQL, a database whose name contains "bench";
+dropped and created again), ``BENCH_REDIS_URL`` (default redis://127.0.0.1:6379/4, flushed),
+``WEB_CONCURRENCY`` (server processes; the server's default otherwise), ``SERVING_SECONDS`` (20),
+``SERVING_CONNECTIONS`` (64). Figures are printed and written to ``var/bench/serving.json``.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import environ
+import psycopg
+import redis
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench"
+SCRIPT = Path(__file__).with_suffix(".lua")
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/controltower_bench_serving"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/4"
+SECRET = "whsec-serving-bench-secret-0123456789"  # noqa: S105 - the bench's own channel
+PARTNER, CHANNEL = "BENCHHOOK", "hook"
+WRK_THREADS = 2
+
+
+def _setting(name: str, default: int) -> int:
+    value = int(os.environ.get(name) or default)
+    if value < 1:
+        raise SystemExit(f"{name} must be at least 1")
+    return value
+
+
+SECONDS = _setting("SERVING_SECONDS", 20)
+CONNECTIONS = _setting("SERVING_CONNECTIONS", 64)
+DATABASE_URL = os.environ.get("BENCH_SERVING_DATABASE_URL") or DEFAULT_DATABASE_URL
+REDIS_URL = os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS_URL
+DATABASE = environ.Env.db_url_config(DATABASE_URL)
+if DATABASE["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(DATABASE["NAME"]):
+    raise SystemExit("BENCH_SERVING_DATABASE_URL must name a PostgreSQL database whose name contains 'bench'")
+if not shutil.which("wrk"):
+    raise SystemExit("wrk is not installed: apt-get install wrk")
+
+os.environ.update(
+    {
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "controltower.settings",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "serving-bench-only",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "STATIC_MANIFEST": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from apps.ingest.models import InboundMessage  # noqa: E402
+from apps.ingest.webhooks import signature_for  # noqa: E402
+from apps.partners.models import Channel, Partner  # noqa: E402
+
+
+def recreate_database() -> None:
+    connection.close()
+    admin_url = {key: DATABASE.get(key.upper()) or None for key in ("host", "port", "user", "password")}
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin_url) as admin:
+        name = sql.Identifier(DATABASE["NAME"])
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    call_command("migrate", verbosity=0)
+    partner = Partner.objects.create(code=PARTNER, name="Serving bench carrier", kind=Partner.Kind.CARRIER)
+    Channel.objects.create(partner=partner, code=CHANNEL, format=Channel.Format.WEBHOOK, webhook_secret=SECRET)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CELERY_TASK_ALWAYS_EAGER": "false"}
+    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)  # noqa: S310 (loopback)
+            return server
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit("the server exited at start") from None
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not answer /healthz within 60 s")
+
+
+def _lua_string(value: str) -> str:
+    return "[==[" + value + "]==]"
+
+
+def write_requests(path: Path, count: int, tag: str) -> None:
+    """``count`` webhooks, each a new event, signed now (they must be sent within the tolerance)."""
+    stamp = str(int(time.time()))
+    items = []
+    for number in range(count):
+        event = {
+            "event_id": f"{tag}-{number}",
+            "kind": "shipment.in_transit",
+            "occurred_at": "2026-12-01T10:00:00Z",
+            "references": [{"kind": "tracking", "value": f"1ZBENCH{number:09d}"}],
+        }
+        body = json.dumps(event)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Timestamp": stamp,
+            "X-Signature": signature_for(SECRET, stamp, body.encode()),
+        }
+        lua_headers = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+        path_ = f"/hooks/{PARTNER}/{CHANNEL}/"
+        items.append(
+            f"{{method = 'POST', path = {_lua_string(path_)}, headers = {{{lua_headers}}}, body = {_lua_string(body)}}}"
+        )
+    path.write_text("return {\n" + ",\n".join(items) + "\n}\n")
+
+
+def write_healthz(path: Path) -> None:
+    path.write_text("return {{method = 'GET', path = '/healthz', headers = {}, body = nil}}\n")
+
+
+def wrk(port: int, data: Path, *, connections: int, seconds: int, delay_ms: int = 0) -> dict[str, Any]:
+    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    command += ["-s", str(SCRIPT), f"http://127.0.0.1:{port}", "--", str(data), str(WRK_THREADS), str(delay_ms)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)  # noqa: S603 - fixed arguments
+    line = next((line for line in done.stdout.splitlines() if line.startswith("WRK-RESULT ")), None)
+    if done.returncode or line is None:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    result = json.loads(line.removeprefix("WRK-RESULT "))
+    result["per_second"] = round(result["requests"] / result["seconds"], 1)
+    return result
+
+
+def webhooks(port: int, *, tag: str, rate: float | None, connections: int) -> dict[str, Any]:
+    expected = int((rate or 3000) * SECONDS * 1.3) + 1000
+    data = OUT / f"serving-{tag}.lua"
+    write_requests(data, expected, tag)
+    stored_before = InboundMessage.objects.count()
+    delay_ms = round(connections * 1000 / rate) if rate else 0
+    result = wrk(port, data, connections=connections, seconds=SECONDS, delay_ms=delay_ms)
+    data.unlink()
+    accepted = result["statuses"].get("202", 0)
+    result["stored"] = InboundMessage.objects.count() - stored_before
+    result["every_202_stored"] = result["stored"] >= accepted  # answers still in flight at the end are stored too
+    if result["requests"] > expected:
+        result["note"] = "more requests than prepared: the later ones were replays (401)"
+    return result
+
+
+def print_table(results: dict[str, dict[str, Any]], processes: str) -> None:
+    print(f"\nserver: gunicorn.conf.py, {processes} processes; wrk {WRK_THREADS} threads, {SECONDS} s per case\n")
+    print(f"{'case':<34} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  answers")
+    for name, result in results.items():
+        answers = ", ".join(f"{status}: {count}" for status, count in sorted(result["statuses"].items()))
+        if result.get("socket_errors"):
+            answers += f", socket errors: {result['socket_errors']}"
+        print(
+            f"{name:<34} {result['per_second']:>8.0f} {result['p50_ms']:>8.1f} {result['p95_ms']:>8.1f} "
+            f"{result['p99_ms']:>8.1f}  {answers}"
+        )
+    saturation = results["webhooks at saturation"]
+    print(f"\nevery 202 stored: {saturation['every_202_stored']} ({saturation['stored']} rows)")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    recreate_database()
+    port = free_port()
+    server = start_server(port)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        health = OUT / "serving-healthz.lua"
+        write_healthz(health)
+        results["GET /healthz"] = wrk(port, health, connections=CONNECTIONS, seconds=SECONDS)
+        saturation = webhooks(port, tag="saturation", rate=None, connections=CONNECTIONS)
+        results["webhooks at saturation"] = saturation
+        half = saturation["per_second"] / 2
+        results[f"webhooks, steady {half:.0f}/s"] = webhooks(port, tag="steady", rate=half, connections=16)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    processes = os.environ.get("WEB_CONCURRENCY") or "default"
+    print_table(results, processes)
+    (OUT / "serving.json").write_text(json.dumps({"processes": processes, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
