@@ -17,6 +17,7 @@ from apps.exceptions.models import CaseEvent, ExceptionCase, Queue, SubjectType
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from apps.timeline.selectors import OrderTimeline, order_timeline
+from controltower.keyset import Key, KeysetPage, keyset_page, ordering
 
 MINE = "mine"
 OPEN = ExceptionCase.OPEN_STATUSES
@@ -41,6 +42,13 @@ def _listed(cases: QuerySet[ExceptionCase], now: datetime) -> QuerySet[Exception
             output_field=BooleanField(),
         )
     )
+
+
+# How a queue is sorted, as keys for keyset pagination (``controltower.keyset``).
+CASE_ORDER = {
+    SORT_AGE: [Key("opened_at"), Key("id")],
+    SORT_AMOUNT: [Key("shown_amount", descending=True, nullable=True), Key("opened_at"), Key("id")],
+}
 
 
 def case_list(
@@ -70,7 +78,7 @@ def case_list(
     now = now or timezone.now()
     cases = cases if cases is not None else ExceptionCase.objects.all()
     hidden = list(amounts_hidden_for)
-    cases = cases.alias(
+    cases = cases.annotate(
         shown_amount=Case(
             When(subject_type__in=hidden, then=Value(None)),
             default=F("amount_at_risk"),
@@ -102,11 +110,14 @@ def case_list(
         cases = cases.filter(
             Q(summary__icontains=search) | Q(order__number__icontains=search) | Q(shipment__number__icontains=search)
         )
-    if sort == SORT_AMOUNT:
-        ordering = [F("shown_amount").desc(nulls_last=True), "opened_at", "id"]
-    else:
-        ordering = ["opened_at", "id"]
-    return _listed(cases, now).order_by(*ordering)
+    return _listed(cases, now).order_by(*ordering(CASE_ORDER.get(sort, CASE_ORDER[SORT_AGE])))
+
+
+def case_page(
+    cases: QuerySet[ExceptionCase], *, sort: str, size: int, after: str | None = None, before: str | None = None
+) -> KeysetPage:
+    """One page of ``case_list``'s cases, after (or before) a cursor."""
+    return keyset_page(cases, CASE_ORDER.get(sort, CASE_ORDER[SORT_AGE]), size=size, after=after, before=before)
 
 
 def cases_by_ids(ids: Iterable[int], *, now: datetime | None = None) -> list[ExceptionCase]:

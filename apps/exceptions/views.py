@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -32,7 +31,7 @@ from apps.exceptions.models import ExceptionCase, Queue
 from apps.exceptions.notifications import preference_for
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.roles import queues_of
-from apps.exceptions.selectors import MINE, amounts_hidden_for, case_detail, case_list, cases_by_ids
+from apps.exceptions.selectors import MINE, amounts_hidden_for, case_detail, case_list, case_page, cases_by_ids
 from apps.exceptions.services import CaseActionError, ReasonCode, cases_act
 from controltower.access import role_required
 from controltower.http import next_url
@@ -115,9 +114,13 @@ def queue_view(request: HtmxHttpRequest, queue: str) -> HttpResponse:
     """One queue (or my cases); an HTMX request (the live refresh) gets the list and the counters."""
     queue = _queue_or_404(queue)
     form, cases = _filtered(request, queue)
-    page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
+    sort = form.filters()["sort"]
+    page = case_page(
+        cases, sort=sort, size=CASES_PER_PAGE, after=request.GET.get("after"), before=request.GET.get("before")
+    )
     query = request.GET.copy()
-    query.pop("page", None)
+    for cursor in ("after", "before", "page"):
+        query.pop(cursor, None)
     context = {
         **_abilities(request.user),
         "queue": queue,

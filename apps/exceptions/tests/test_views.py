@@ -222,16 +222,53 @@ def test_my_cases_span_every_queue(agent, cases, user):
     assert "My cases" in text(response)
 
 
-def test_the_queue_page_is_paginated_by_fifty(agent, rules):
-    for i in range(55):
-        make_case(rules["invoice_held"], f"SO-P{i:03}", hours_ago=100 - i)
+def link(response, rel: str) -> dict[str, str]:
+    """The query of the page's ``rel`` (next, prev) link."""
+    found = re.search(rf'<a href="\?([^"]*)" rel="{rel}">', response.content.decode())
+    assert found, f"no {rel} link"
+    return dict(pair.split("=", 1) for pair in found.group(1).replace("&amp;", "&").split("&"))
+
+
+def test_the_queue_page_is_paginated_by_fifty_with_next_and_previous_links(agent, rules):
+    made = [make_case(rules["invoice_held"], f"SO-P{i:03}", hours_ago=100 - i).pk for i in range(55)]
 
     first = agent.get("/queues/finance/")
-    second = agent.get("/queues/finance/", {"page": 2})
+    second = agent.get("/queues/finance/", link(first, "next"))
+    back = agent.get("/queues/finance/", link(second, "prev"))
 
-    assert len(listed(first)) == 50
-    assert len(listed(second)) == 5
+    assert listed(first) == made[:50]
+    assert listed(second) == made[50:]
+    assert listed(back) == made[:50]
     assert "55 cases" in text(first)
+    assert "55 cases" in text(second)
+    assert 'rel="next"' not in text(second)
+    assert 'rel="prev"' not in text(first)
+
+
+def test_pages_sorted_by_amount_walk_every_case_once_those_without_an_amount_last(agent, rules):
+    amounts = [None, "10", "250", None, "10", "99.5", None, "250"] * 8
+    made = [
+        make_case(rules["invoice_held"], f"SO-A{i:03}", hours_ago=200 - i, amount_at_risk=amount, currency="EUR")
+        for i, amount in enumerate(amounts)
+    ]
+    amount = {case.pk: Decimal(case.amount_at_risk) if case.amount_at_risk else None for case in made}
+    expected = sorted(made, key=lambda c: (amount[c.pk] is None, -(amount[c.pk] or 0), c.opened_at, c.pk))
+
+    first = agent.get("/queues/finance/", {"sort": "amount"})
+    second = agent.get("/queues/finance/", link(first, "next"))
+
+    assert listed(first) + listed(second) == [case.pk for case in expected]
+    assert listed(agent.get("/queues/finance/", link(second, "prev"))) == listed(first)
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!", "W10", "WyJ4IiwgMV0", "WyJub3QgYSBkYXRlIiwiMSJd", "A" * 2000])
+def test_a_cursor_that_cannot_be_read_shows_the_first_page(agent, rules, cursor):
+    made = [make_case(rules["invoice_held"], f"SO-C{i:03}", hours_ago=60 - i).pk for i in range(3)]
+
+    for direction in ("after", "before"):
+        response = agent.get("/queues/finance/", {direction: cursor})
+        assert response.status_code == 200
+        assert listed(response) == made
 
 
 def test_page_query_count_is_flat(agent, rules, partners, django_assert_max_num_queries):
