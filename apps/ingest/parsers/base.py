@@ -5,11 +5,14 @@ when the document cannot be read at all. They never touch the database; the pipe
 (``apps.ingest.services``) stores, identifies the partner, applies and acknowledges.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from apps.timeline.events import CanonicalEvent
+from pydantic import ValidationError
+
+from apps.timeline.events import CanonicalEvent, EventReference
 
 # Warnings and unsupported parts kept on a message; the rest are counted.
 MAX_WARNINGS = 200
@@ -86,6 +89,38 @@ class ReferenceBudget:
                 f"{BYTES_PER_REFERENCE} bytes of the document): are header or loop references repeated "
                 "on thousands of statuses or shipments?"
             )
+
+
+class ReferenceModels:
+    """Each distinct reference of a document validated once, as the event model would validate it.
+
+    Thousands of statuses of one document repeat the same few references, and validating them
+    again for every event cost more than the rest of building it. An event given the validated
+    models accepts them as they are. When one of them does not validate, :meth:`of` returns the
+    plain dicts, so that the event's own validation reports the problem exactly as it always did.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, str], EventReference | None] = {}
+
+    def of(self, pairs: Iterable[tuple[str, str]]) -> list[EventReference] | list[dict[str, Any]]:
+        pairs = list(pairs)
+        models = []
+        for kind, value in pairs:
+            model = self.model(kind, value) if isinstance(kind, str) and isinstance(value, str) else None
+            if model is None:
+                return [{"kind": kind, "value": value} for kind, value in pairs]
+            models.append(model)
+        return models
+
+    def model(self, kind: str, value: str) -> EventReference | None:
+        key = (kind, value)
+        if key not in self.known:
+            try:
+                self.known[key] = EventReference(kind=kind, value=value)
+            except ValidationError:
+                self.known[key] = None
+        return self.known[key]
 
 
 def shown(value: str, limit: int = 40) -> str:

@@ -1,0 +1,83 @@
+"""The parsers' fast paths read exactly what the slow, general code they stand in for reads.
+
+EDIFACT segments are split with ``str.split`` and regular expressions where pydifact's tokenizer
+walks every character; 2379 dates are read by position where ``strptime`` matches patterns. Each
+is compared here with the reference on generated input, errors included.
+"""
+
+from datetime import datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydifact.control import Characters
+from pydifact.exceptions import EDISyntaxError
+from pydifact.parser import Parser
+from pydifact.tokenizer import Tokenizer
+
+from apps.ingest.parsers import edifact
+
+ADVICES = [":+.? '", "\x1f\x1d.\x00 \x1c", "^*.\\ \n", ":\n.? '"]
+
+
+def _pydifact(raw: str, characters: Characters) -> tuple[str, object]:
+    try:
+        tokens = Tokenizer().get_tokens(raw + characters.segment_terminator, characters)
+        return "ok", next(iter(Parser().convert_tokens_to_raw_segments(tokens)), [""])
+    except EDISyntaxError as exc:
+        return "error", str(exc)
+
+
+@pytest.mark.parametrize("advice", ADVICES, ids=repr)
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_segments_split_as_pydifact_splits_them(advice: str, data: st.DataObject):
+    characters = Characters.from_str(advice)
+    alphabet = [*advice[:2], advice[3], advice[5], "\n", "\r", " ", "A", "1"]
+    raw = data.draw(st.lists(st.sampled_from(alphabet), max_size=16).map("".join))
+    if (len(raw) - len(raw.rstrip(characters.escape_character))) % 2:
+        return  # a segment ending with a release character is refused before it is split
+    elements = edifact._elements(raw, characters)
+    if elements is not None:  # None: pydifact itself reads it
+        assert _pydifact(raw, characters) == ("ok", elements)
+
+
+@pytest.mark.parametrize("advice", ADVICES, ids=repr)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_documents_split_into_segments_as_before(advice: str, data: st.DataObject):
+    characters = Characters.from_str(advice)
+    text = data.draw(st.lists(st.sampled_from([advice[3], advice[5], "A", "\n"]), max_size=20).map("".join))
+    release, terminator = characters.escape_character, characters.segment_terminator
+    parts, start, index = [], 0, 0
+    while index < len(text):  # the character loop the split replaces
+        if text[index] == release:
+            index += 2
+            continue
+        if text[index] == terminator:
+            parts.append(text[start:index])
+            start = index + 1
+        index += 1
+    assert edifact._split(text, characters) == (parts, text[start:])
+
+
+def _strptime(value: str, pattern: str) -> tuple[str, object]:
+    try:
+        return "ok", datetime.strptime(value, pattern)  # noqa: DTZ007
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+@pytest.mark.parametrize("pattern", sorted(edifact._PATTERN_LENGTHS))
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_dates_read_as_strptime_reads_them(pattern: str, data: st.DataObject):
+    length = edifact._PATTERN_LENGTHS[pattern]
+    digits = st.text("0123456789", min_size=length, max_size=length)
+    odd = st.text("0123456789 +a\u0661", min_size=length - 2, max_size=length + 2)
+    value = data.draw(st.one_of(digits, odd))
+    try:
+        found = "ok", edifact._strptime(value, pattern)
+    except ValueError as exc:
+        found = "error", str(exc)
+    assert found == _strptime(value, pattern)
