@@ -7,6 +7,12 @@ from django.utils.functional import SimpleLazyObject
 
 from apps.exceptions.models import Queue
 from apps.exceptions.selectors import MINE, open_counts
+from controltower.keyset import COUNT_LIMIT
+
+
+def shown(count: int) -> str:
+    """A count as shown: "10,000+" past the limit the counts stop at."""
+    return f"{COUNT_LIMIT:,}+" if count > COUNT_LIMIT else f"{count:,}"
 
 
 @dataclass(frozen=True)
@@ -15,6 +21,10 @@ class QueueCount:
     label: str
     count: int
 
+    @property
+    def shown(self) -> str:
+        return shown(self.count)
+
 
 @dataclass(frozen=True)
 class QueueCounts:
@@ -22,8 +32,13 @@ class QueueCounts:
     mine: int
 
     @property
-    def total(self) -> int:
-        return sum(queue.count for queue in self.queues)
+    def total(self) -> str:
+        total = sum(min(queue.count, COUNT_LIMIT) for queue in self.queues)
+        return f"{total:,}+" if any(queue.count > COUNT_LIMIT for queue in self.queues) else f"{total:,}"
+
+    @property
+    def mine_shown(self) -> str:
+        return shown(self.mine)
 
 
 def queue_counts(request: HttpRequest) -> dict[str, object]:

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from apps.partners.models import Partner
 from apps.timeline.models import Order, Shipment
@@ -69,6 +69,10 @@ class ExceptionRule(models.Model):
         return self.title
 
 
+# Open and acknowledged cases: what queues show (``ExceptionCase.OPEN_STATUSES``).
+OPEN_CASES = Q(status__in=["open", "acknowledged"])
+
+
 class ExceptionCase(models.Model):
     """One thing that needs a person, about one subject; at most one open per (rule, subject)."""
 
@@ -118,7 +122,19 @@ class ExceptionCase(models.Model):
                 name="one_open_case_per_rule_and_subject",
             ),
         ]
+        # A queue page reads its open cases in the order of its sort, from one of these (keyset
+        # pagination: LIMIT 51 after a cursor, whatever the depth).
         indexes = [
+            models.Index(fields=["queue", "opened_at", "id"], condition=OPEN_CASES, name="open_cases_by_age"),
+            models.Index(
+                F("queue"),
+                F("amount_at_risk").desc(nulls_last=True),
+                F("opened_at"),
+                F("id"),
+                condition=OPEN_CASES,
+                name="open_cases_by_amount",
+            ),
+            models.Index(fields=["assignee", "opened_at", "id"], condition=OPEN_CASES, name="open_cases_by_assignee"),
             models.Index(fields=["queue", "status", "opened_at"]),
             models.Index(fields=["status", "due_at"]),
             models.Index(fields=["subject_type", "subject_id"]),

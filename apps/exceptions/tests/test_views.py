@@ -608,3 +608,19 @@ def test_a_queue_page_socket_gets_a_refresh_when_its_queue_changes(user):
     assert 'hx-target="#queue-list"' in message
     assert quiet
     assert refused
+
+
+def test_counts_stop_at_the_limit_and_say_so(agent, rules, monkeypatch):
+    from apps.exceptions import context_processors, selectors
+    from controltower import keyset
+
+    for module in (selectors, context_processors, keyset):
+        monkeypatch.setattr(module, "COUNT_LIMIT", 3)
+    for i in range(5):
+        make_case(rules["invoice_held"], f"SO-L{i}", hours_ago=10 + i)
+
+    page = text(agent.get("/queues/finance/"))
+
+    assert re.search(r"Finance <span class=\"count\">3\+</span>", page)
+    assert "3+ cases" in page
+    assert len(listed(agent.get("/queues/finance/"))) == 5
