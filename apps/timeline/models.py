@@ -64,8 +64,11 @@ class Order(models.Model):
     class Meta:
         ordering = ["-ordered_at", "-id"]
         indexes = [
-            models.Index(fields=["-ordered_at", "-id"], name="order_recent_first"),
-            models.Index(fields=["stage"]),
+            # The order list, newest first (nulls last, as it sorts), and the same within a stage.
+            models.Index(F("ordered_at").desc(nulls_last=True), F("id").desc(), name="order_recent_first"),
+            models.Index(
+                F("stage"), F("ordered_at").desc(nulls_last=True), F("id").desc(), name="order_stage_recent_first"
+            ),
             models.Index(fields=["customer", "stage"]),
             models.Index(fields=["promised_at"], condition=Q(delivered_at__isnull=True), name="order_open_by_promise"),
             models.Index(

@@ -24,6 +24,7 @@ from apps.timeline.models import (
     Shipment,
     ShipmentStatus,
 )
+from controltower.keyset import Key, ordering
 
 # A typed reference shorter than this matches exactly only: "SO-1" must not list every SO-1xxxx.
 PREFIX_MIN_LENGTH = 6
@@ -126,7 +127,11 @@ def order_list(*, stage: str = "", late_only: bool = False) -> QuerySet[Order]:
         orders = orders.filter(stage=stage)
     if late_only:
         orders = orders.filter(late_condition(now))
-    return orders.order_by(F("ordered_at").desc(nulls_last=True), "-id")
+    return orders.order_by(*ordering(ORDER_LIST_ORDER))
+
+
+# Newest first, as keys for keyset pagination (``controltower.keyset``); indexed by order_recent_first.
+ORDER_LIST_ORDER = [Key("ordered_at", descending=True, nullable=True), Key("id", descending=True)]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ people granted them.
 """
 
 from django import forms
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
@@ -13,8 +12,9 @@ from django_htmx.middleware import HtmxDetails
 
 from apps.billing.visibility import Amounts
 from apps.timeline.models import OrderStage
-from apps.timeline.selectors import find_orders, order_list, order_timeline
+from apps.timeline.selectors import ORDER_LIST_ORDER, find_orders, order_list, order_timeline
 from controltower.access import role_required
+from controltower.keyset import keyset_page
 
 VIEW = "timeline.view_order"
 ORDERS_PER_PAGE = 50
@@ -53,9 +53,12 @@ def order_list_view(request: HttpRequest) -> HttpResponse:
     form = OrderFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else {}
     orders = order_list(stage=filters.get("stage", ""), late_only=filters.get("late", False))
-    page = Paginator(orders, ORDERS_PER_PAGE).get_page(request.GET.get("page"))
+    page = keyset_page(
+        orders, ORDER_LIST_ORDER, size=ORDERS_PER_PAGE, after=request.GET.get("after"), before=request.GET.get("before")
+    )
     query = request.GET.copy()
-    query.pop("page", None)
+    for cursor in ("after", "before", "page"):
+        query.pop(cursor, None)
     return render(request, "timeline/order_list.html", {"form": form, "page": page, "query": query.urlencode()})
 
 

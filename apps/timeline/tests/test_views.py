@@ -115,12 +115,18 @@ def test_order_list_is_paginated_by_fifty(agent_client, partners, apply, django_
 
     with django_assert_max_num_queries(8):
         first = text(agent_client.get("/orders/"))
-    second = text(agent_client.get("/orders/", {"page": 2}))
+    older = re.search(r'<a href="\?after=([^"]+)" rel="next">Older', first)
+    second = text(agent_client.get("/orders/", {"after": older.group(1)}))
+    newer = re.search(r'<a href="\?before=([^"]+)" rel="prev">← Newer', second)
+    back = text(agent_client.get("/orders/", {"before": newer.group(1)}))
 
-    assert "Page 1 of 2 · 55 orders" in first
+    assert "55 orders" in first
     assert "SO-800054" in first
-    assert "SO-800000" not in first
-    assert "SO-800000" in second
+    assert "SO-800005" in first
+    assert "SO-800004" not in first
+    assert re.findall(r"SO-8\d{5}", second) == [f"SO-80000{i}" for i in range(4, -1, -1)]
+    assert "Older" not in second
+    assert re.findall(r"SO-8\d{5}", back) == re.findall(r"SO-8\d{5}", first)
 
 
 def test_order_page_shows_milestones_in_time_order_with_source_and_references(agent_client, story):
