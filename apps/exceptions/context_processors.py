@@ -6,13 +6,12 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from apps.exceptions.models import Queue
-from apps.exceptions.selectors import MINE, open_counts
-from controltower.keyset import COUNT_LIMIT
+from apps.exceptions.selectors import MINE, NAV_COUNT_LIMIT, open_counts
 
 
 def shown(count: int) -> str:
-    """A count as shown: "10,000+" past the limit the counts stop at."""
-    return f"{COUNT_LIMIT:,}+" if count > COUNT_LIMIT else f"{count:,}"
+    """A count as shown: "1,000+" past the limit the counts stop at."""
+    return f"{NAV_COUNT_LIMIT:,}+" if count > NAV_COUNT_LIMIT else f"{count:,}"
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,8 @@ class QueueCounts:
 
     @property
     def total(self) -> str:
-        total = sum(min(queue.count, COUNT_LIMIT) for queue in self.queues)
-        return f"{total:,}+" if any(queue.count > COUNT_LIMIT for queue in self.queues) else f"{total:,}"
+        total = sum(min(queue.count, NAV_COUNT_LIMIT) for queue in self.queues)
+        return f"{total:,}+" if any(queue.count > NAV_COUNT_LIMIT for queue in self.queues) else f"{total:,}"
 
     @property
     def mine_shown(self) -> str:

@@ -18,9 +18,11 @@ from apps.exceptions.models import CaseEvent, ExceptionCase, Queue, SubjectType
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from apps.timeline.selectors import OrderTimeline, order_timeline
-from controltower.keyset import COUNT_LIMIT, Key, KeysetPage, keyset_page, ordering
+from controltower.keyset import Key, KeysetPage, keyset_page, ordering
 
 MINE = "mine"
+# The open-case counts of the navigation stop here ("1,000+"): a badge, read on every page.
+NAV_COUNT_LIMIT = 1000
 OPEN = ExceptionCase.OPEN_STATUSES
 SORT_AGE = "age"
 SORT_AMOUNT = "amount"
@@ -129,8 +131,8 @@ def cases_by_ids(ids: Iterable[int], *, now: datetime | None = None) -> list[Exc
 def open_counts(*, user: AbstractBaseUser | None = None) -> dict[str, int]:
     """Open (and acknowledged) cases per queue, plus ``mine`` for ``user``: one query.
 
-    Each count stops past ``COUNT_LIMIT`` (``COUNT_LIMIT + 1`` means "more"): every page shows
-    them, and a queue of 100,000 cases must not cost 100,000 rows read on each.
+    Each count stops past ``NAV_COUNT_LIMIT`` (``NAV_COUNT_LIMIT + 1`` means "more"): every page
+    shows them, and a queue of 100,000 cases must not cost 100,000 rows read on each.
     """
     open_cases = ExceptionCase.objects.filter(status__in=OPEN).order_by()
     parts = {queue: open_cases.filter(queue=queue) for queue in Queue.values}
@@ -138,7 +140,7 @@ def open_counts(*, user: AbstractBaseUser | None = None) -> dict[str, int]:
         parts[MINE] = open_cases.filter(assignee_id=user.pk)
     selects, params = [], []
     for cases in parts.values():
-        sql, part_params = cases.values("id")[: COUNT_LIMIT + 1].query.sql_with_params()
+        sql, part_params = cases.values("id")[: NAV_COUNT_LIMIT + 1].query.sql_with_params()
         selects.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")  # noqa: S608 - Django's own SQL, values bound
         params.extend(part_params)
     with connection.cursor() as cursor:

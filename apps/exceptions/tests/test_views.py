@@ -614,8 +614,9 @@ def test_counts_stop_at_the_limit_and_say_so(agent, rules, monkeypatch):
     from apps.exceptions import context_processors, selectors
     from controltower import keyset
 
-    for module in (selectors, context_processors, keyset):
-        monkeypatch.setattr(module, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(keyset, "COUNT_LIMIT", 3)
+    for module in (selectors, context_processors):
+        monkeypatch.setattr(module, "NAV_COUNT_LIMIT", 3)
     for i in range(5):
         make_case(rules["invoice_held"], f"SO-L{i}", hours_ago=10 + i)
 
