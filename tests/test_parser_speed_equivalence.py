@@ -2,10 +2,13 @@
 
 EDIFACT segments are split with ``str.split`` and regular expressions where pydifact's tokenizer
 walks every character; 2379 dates are read by position where ``strptime`` matches patterns. Each
-is compared here with the reference on generated input, errors included.
+is compared here with the reference on generated input, errors included. X12 event ids hash the
+JSON they always hashed.
 """
 
+import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +18,7 @@ from pydifact.exceptions import EDISyntaxError
 from pydifact.parser import Parser
 from pydifact.tokenizer import Tokenizer
 
-from apps.ingest.parsers import edifact
+from apps.ingest.parsers import ParseContext, edifact, x12, x12_sets
 
 ADVICES = [":+.? '", "\x1f\x1d.\x00 \x1c", "^*.\\ \n", ":\n.? '"]
 
@@ -81,3 +84,21 @@ def test_dates_read_as_strptime_reads_them(pattern: str, data: st.DataObject):
     except ValueError as exc:
         found = "error", str(exc)
     assert found == _strptime(value, pattern)
+
+
+@pytest.mark.parametrize("timeless", [False, True])
+@pytest.mark.parametrize(
+    "name", ["214_pipe_lines.edi", "810_invoice.edi", "856_sopi.edi", "850_940_945_multi_version.edi"]
+)
+def test_x12_ids_hash_the_json_they_always_hashed(name: str, timeless: bool):
+    """Event ids hash ``json.dumps(content, sort_keys=True)``; the references' part is now written
+    once per set of references and put in its place."""
+    body = (Path(__file__).parent.parent / "apps/ingest/tests/documents/x12" / name).read_bytes()
+    events = x12.parse(body, ParseContext(partner="P")).events
+    assert events
+    for event in events:
+        content = event.model_dump(mode="json", exclude={"event_id", "raw", "source"})
+        if timeless:
+            content.pop("occurred_at")
+        references = json.dumps([ref.model_dump(mode="json") for ref in event.references], sort_keys=True)
+        assert x12_sets._content_json(event, references, timeless_id=timeless) == json.dumps(content, sort_keys=True)

@@ -21,6 +21,7 @@ from apps.ingest.parsers.base import (
     ParsedDocument,
     ParseError,
     ReferenceBudget,
+    ReferenceModels,
     capped,
 )
 from apps.ingest.parsers.x12_reader import (
@@ -151,6 +152,7 @@ class _Run:
     document: ParsedDocument
     budget: ReferenceBudget
     seen: set[str] = field(default_factory=set)
+    reference_models: ReferenceModels = field(default_factory=ReferenceModels)
     reported: set[str] = field(default_factory=set)
 
     def warn(self, message: str) -> None:
@@ -334,6 +336,7 @@ def _map_set(state: _SetState, interchange: Interchange, group: Group, tx: Trans
         sender=run.context.partner or _sender(interchange),
         warn=lambda message: state.error(message, SET_SEGMENTS_IN_ERROR),
         budget=run.budget,
+        reference_models=run.reference_models,
     )
     try:
         events = mapper(doc)

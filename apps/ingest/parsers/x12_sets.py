@@ -17,9 +17,9 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from apps.ingest.parsers.base import ParseContext, ReferenceBudget
+from apps.ingest.parsers.base import ParseContext, ReferenceBudget, ReferenceModels
 from apps.ingest.parsers.x12_reader import Group, Interchange, Segment, TransactionSet
 from apps.ingest.parsers.x12_values import (
     Moment,
@@ -35,6 +35,7 @@ from apps.timeline.events import (
     EventKind,
     EventLine,
     EventLocation,
+    EventReference,
     OrderInfo,
     ReferenceKind,
     normalize_reference,
@@ -92,6 +93,7 @@ class SetDocument:
     budget: ReferenceBudget
     unmapped_codes: list[str] = field(default_factory=list)  # as met, repeats included
     unsupported: list[str] = field(default_factory=list)
+    reference_models: ReferenceModels = field(default_factory=ReferenceModels)  # shared by a document's sets
 
     @property
     def segments(self) -> list[Segment]:
@@ -134,7 +136,15 @@ class SetDocument:
         )
 
     def envelope_moment(self) -> Moment | None:
-        """When the document was created (GS04/GS05, else ISA09/ISA10), else when it was received."""
+        """When the document was created (GS04/GS05, else ISA09/ISA10), else when it was received.
+
+        Read once per set: every status that falls back on it would read it again, and its warnings
+        (a bad GS04, say) are reported once anyway.
+        """
+        return self._envelope_moment
+
+    @cached_property
+    def _envelope_moment(self) -> Moment | None:
         if self.group.header is not None:
             found = self.moment(self.group.header, 4, 5)
             if found:
@@ -193,27 +203,51 @@ class SetDocument:
         attributes = {key: value for key, value in fields.pop("attributes", {}).items() if value not in (None, "")}
         if moment.zone_assumed:
             attributes["time_zone_assumed"] = True
+        references, references_json = refs.validated(self.reference_models)
         try:
             event = CanonicalEvent(
                 event_id="pending",
                 kind=kind,
                 occurred_at=moment.at,
-                references=refs.as_list(),
+                references=references,
                 attributes=attributes,
                 **fields,
             )
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
             raise SetRejected(f"cannot build a {kind.value} event: {problems}") from exc
-        content = event.model_dump(mode="json", exclude={"event_id", "raw", "source"})
-        if timeless_id:
-            content.pop("occurred_at")
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
+        content = _content_json(event, references_json, timeless_id=timeless_id)
+        digest = hashlib.sha256(content.encode()).hexdigest()[:24]
         # The raw text, already cut at MAX_RAW, is set without validation: events of one set share
         # it, and validating it again for each of thousands of statuses would cost its length each time.
         return event.model_copy(
-            update={"event_id": f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200], "raw": raw or self.raw}
+            update={
+                "event_id": f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200],
+                "raw": raw or self.raw,
+            }
         )
+
+
+# What an event id leaves out (references are written separately, see _content_json).
+_NOT_HASHED = frozenset({"event_id", "raw", "source", "references"})
+# What json.dumps(..., sort_keys=True) builds on every call, built once.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+_REFERENCE_LIST = TypeAdapter(list[EventReference])
+
+
+def _content_json(event: CanonicalEvent, references_json: str, *, timeless_id: bool) -> str:
+    """``json.dumps(content, sort_keys=True)`` of the event's business content (its JSON form but for
+    the id, raw text and source; without the time for a timeless id), with the references' JSON
+    written once per set of references instead of once per event."""
+    content = event.model_dump(mode="json", exclude=_NOT_HASHED)
+    if timeless_id:
+        content.pop("occurred_at")
+    parts = (
+        _SORTED_JSON.encode({key: value for key, value in content.items() if key < "references"})[1:-1],
+        f'"references": {references_json}',
+        _SORTED_JSON.encode({key: value for key, value in content.items() if key > "references"})[1:-1],
+    )
+    return "{" + ", ".join(part for part in parts if part) + "}"
 
 
 class References:
@@ -223,6 +257,7 @@ class References:
         self.warn = warn
         self.items: dict[tuple[ReferenceKind, str], None] = {}
         self.dropped = 0
+        self._validated: tuple[tuple[tuple[ReferenceKind, str], ...], list[Any], str] | None = None
 
     def add(self, kind: ReferenceKind, value: str, segment: Segment | None = None, position: int = 0) -> None:
         value = normalize_reference(value)
@@ -245,6 +280,17 @@ class References:
 
     def as_list(self) -> list[dict[str, str]]:
         return [{"kind": kind.value, "value": value} for kind, value in self.items]
+
+    def validated(self, models: ReferenceModels) -> tuple[list[Any], str]:
+        """The references for an event (validated models, or the plain dicts when one is invalid)
+        and their JSON as an event id hashes it; kept while no reference is added."""
+        items = tuple(self.items)
+        if self._validated is None or self._validated[0] != items:
+            references = models.of((kind.value, value) for kind, value in items)
+            valid = all(isinstance(reference, EventReference) for reference in references)
+            listed = _REFERENCE_LIST.dump_python(references, mode="json") if valid else []  # invalid: never hashed
+            self._validated = (items, references, _SORTED_JSON.encode(listed))
+        return self._validated[1], self._validated[2]
 
     def __bool__(self) -> bool:
         return bool(self.items)

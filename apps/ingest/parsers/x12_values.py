@@ -75,18 +75,17 @@ def read_date(segment: Segment, position: int, warn: Warn, *, short_years: bool 
     value = segment.get(position)
     if not value:
         return None
-    label = segment.label(position)
     if _DIGITS.match(value) and len(value) == 6:
         if not short_years:
-            warn(f"{label}: expected a date CCYYMMDD, found {value!r} (6 digits); read as 20{value}")
+            warn(f"{segment.label(position)}: expected a date CCYYMMDD, found {value!r} (6 digits); read as 20{value}")
         value = "20" + value
     if not (_DIGITS.match(value) and len(value) == 8):
-        warn(f"{label}: expected a date CCYYMMDD, found {value!r}; ignored")
+        warn(f"{segment.label(position)}: expected a date CCYYMMDD, found {value!r}; ignored")
         return None
     try:
         return date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
-        warn(f"{label}: expected a date CCYYMMDD, found {value!r} (no such day); ignored")
+        warn(f"{segment.label(position)}: expected a date CCYYMMDD, found {value!r} (no such day); ignored")
         return None
 
 
