@@ -25,9 +25,15 @@ ALWAYS_ANSWERED = frozenset({"/healthz"})
 RETRY_AFTER_SECONDS = 1
 
 
+Route = tuple[Callable[[Scope], bool], ASGIApp]
+
+
 class FrontDoor:
-    def __init__(self, app: ASGIApp) -> None:
+    """Guards ``app``; ``routes`` answer some requests (a predicate on the scope) without it."""
+
+    def __init__(self, app: ASGIApp, routes: list[Route] | None = None) -> None:
         self.app = app
+        self.routes = routes or []
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,9 +48,10 @@ class FrontDoor:
         if self.in_flight >= settings.WEB_MAX_IN_FLIGHT and scope["path"] not in ALWAYS_ANSWERED:
             await _answer(send, 503, "Too many requests in progress; retry shortly.", retry_after=RETRY_AFTER_SECONDS)
             return
+        app = next((route for wanted, route in self.routes if wanted(scope)), self.app)
         self.in_flight += 1
         try:
-            await self.app(scope, _capped(receive, limit), send)
+            await app(scope, _capped(receive, limit), send)
         finally:
             self.in_flight -= 1
 
