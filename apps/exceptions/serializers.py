@@ -22,8 +22,8 @@ class SubjectSerializer(serializers.Serializer):
 
     type = serializers.CharField(source="subject_type")
     id = serializers.IntegerField(source="subject_id")
-    order = serializers.CharField(source="order.number", default=None)
-    shipment = serializers.CharField(source="shipment.number", default=None)
+    order = serializers.CharField(source="order.number", default=None, allow_null=True)
+    shipment = serializers.CharField(source="shipment.number", default=None, allow_null=True)
     references = serializers.SerializerMethodField()
 
     @extend_schema_field(ReferenceSerializer(many=True))

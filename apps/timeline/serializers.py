@@ -15,7 +15,12 @@ from apps.timeline.selectors import OrderMatch, OrderTimeline
 
 
 class OffsetDateTimeField(serializers.DateTimeField):
-    """ISO 8601 that always spells the offset (``+00:00``, never ``Z``)."""
+    """ISO 8601 that always spells the offset (``+00:00``, never ``Z``); null when not (yet) known,
+    unless ``allow_null=False``."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
 
     def to_representation(self, value: datetime | None) -> str | None:
         return self.enforce_timezone(value).isoformat() if value else None
@@ -31,7 +36,7 @@ class OrderStateSerializer(serializers.Serializer):
 
     id = serializers.IntegerField(source="order.id")
     number = serializers.CharField(source="order.number")
-    customer = serializers.CharField(source="order.customer.code", default=None)
+    customer = serializers.CharField(source="order.customer.code", default=None, allow_null=True)
     stage = serializers.CharField(source="order.stage")
     promised_at = OffsetDateTimeField(source="order.promised_at")
     ordered_at = OffsetDateTimeField(source="order.ordered_at")
@@ -51,7 +56,7 @@ class OrderStateSerializer(serializers.Serializer):
 class OrderSerializer(OrderStateSerializer):
     """The order header of a timeline: amounts and what is late."""
 
-    customer_name = serializers.CharField(source="order.customer.name", default=None)
+    customer_name = serializers.CharField(source="order.customer.name", default=None, allow_null=True)
     region = serializers.CharField(source="order.region")
     currency = serializers.CharField(source="order.currency")
     total_amount = serializers.DecimalField(source="order.total_amount", max_digits=16, decimal_places=4)
@@ -74,8 +79,8 @@ class ShipmentSerializer(serializers.Serializer):
     """A shipment of the order: read from a ``TimelineShipment``."""
 
     number = serializers.CharField(source="shipment.number")
-    carrier = serializers.CharField(source="shipment.carrier.code", default=None)
-    warehouse = serializers.CharField(source="shipment.warehouse.code", default=None)
+    carrier = serializers.CharField(source="shipment.carrier.code", default=None, allow_null=True)
+    warehouse = serializers.CharField(source="shipment.warehouse.code", default=None, allow_null=True)
     tracking_number = serializers.CharField(source="shipment.tracking_number")
     status = serializers.CharField(source="shipment.status")
     estimated_delivery_at = OffsetDateTimeField(source="shipment.estimated_delivery_at")
@@ -90,9 +95,9 @@ class ShipmentSerializer(serializers.Serializer):
 
 
 class SourceSerializer(serializers.Serializer):
-    partner = serializers.CharField(source="source_partner.code", default=None)
-    channel = serializers.CharField(source="source_channel.code", default=None)
-    message = serializers.IntegerField(source="source_message_id")
+    partner = serializers.CharField(source="source_partner.code", default=None, allow_null=True)
+    channel = serializers.CharField(source="source_channel.code", default=None, allow_null=True)
+    message = serializers.IntegerField(source="source_message_id", allow_null=True)
 
 
 class ReportSerializer(serializers.Serializer):
@@ -103,9 +108,9 @@ class ReportSerializer(serializers.Serializer):
 class MilestoneSerializer(serializers.Serializer):
     event_id = serializers.CharField()
     kind = serializers.CharField()
-    occurred_at = OffsetDateTimeField()
-    recorded_at = OffsetDateTimeField()
-    shipment = serializers.CharField(source="shipment.number", default=None)
+    occurred_at = OffsetDateTimeField(allow_null=False)
+    recorded_at = OffsetDateTimeField(allow_null=False)
+    shipment = serializers.CharField(source="shipment.number", default=None, allow_null=True)
     source = SourceSerializer(source="*")
     also_reported_by = ReportSerializer(source="other_reports.all", many=True)
     references = ReferenceSerializer(many=True)
@@ -124,7 +129,7 @@ class MilestoneSerializer(serializers.Serializer):
 class FreightChargeSerializer(serializers.Serializer):
     number = serializers.CharField()
     shipment = serializers.CharField(source="shipment.number")
-    carrier = serializers.CharField(source="carrier.code", default=None)
+    carrier = serializers.CharField(source="carrier.code", default=None, allow_null=True)
     status = serializers.CharField()
     amount = serializers.DecimalField(
         max_digits=16, decimal_places=4, allow_null=True, help_text="Null when your role may not see freight amounts."
