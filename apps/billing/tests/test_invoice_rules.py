@@ -117,6 +117,47 @@ def test_within_tolerance_a_short_shipment_completes_the_order():
     assert Invoice.objects.get().amount == Decimal("42.5")
 
 
+def test_a_sku_split_over_two_shipments_completes_the_order_once_both_are_delivered():
+    _rule(trigger="proof_of_delivery", granularity="when_complete")
+    first = manifested("SH-1", "1Z1", "SO-1", hours=10, lines=[{"sku": "A", "quantity": "6"}])
+    rest = [{"sku": "A", "quantity": "4"}, {"sku": "B", "quantity": "4"}]
+    _apply(_order(), first, manifested("SH-2", "1Z2", "SO-1", hours=11, lines=rest))
+    _apply(carrier("1Z1", "shipment.delivered", 30), carrier("1Z2", "shipment.delivered", 40))
+
+    invoice = Invoice.objects.get()
+    assert (invoice.number, invoice.amount, invoice.status) == ("INV-SO-1", Decimal("45"), "generated")
+
+
+def test_a_line_not_shipped_at_all_keeps_the_order_waiting_however_small():
+    _rule(trigger="proof_of_delivery", granularity="when_complete")
+    lines = [{"sku": "A", "quantity": "10", "unit_price": "2.50"}, {"sku": "B", "quantity": "1", "unit_price": "5"}]
+    _apply(
+        order_created("SO-1", order={"customer": "ACME"}, lines=lines, currency="EUR"),
+        manifested("SH-1", "1Z1", "SO-1", lines=[{"sku": "A", "quantity": "10"}]),
+        carrier("1Z1", "shipment.delivered", 30),
+    )
+    assert not Invoice.objects.exists()
+
+    _apply(manifested("SH-2", "1Z2", "SO-1", hours=31, lines=[{"sku": "B", "quantity": "1"}]))
+    _apply(carrier("1Z2", "shipment.delivered", 40))
+    assert Invoice.objects.get().amount == Decimal("30")
+
+
+def test_shipping_more_than_ordered_within_tolerance_is_not_held():
+    _rule(trigger="ship_confirmation", granularity="per_shipment", quantity_tolerance=Decimal("0.1"))
+    _apply(_order(), manifested("SH-1", "1Z1", "SO-1", lines=[{"sku": "A", "quantity": "11"}]))
+    invoice = Invoice.objects.get()
+    assert (invoice.status, invoice.hold_reason, invoice.amount) == ("generated", "", Decimal("27.5"))
+
+
+def test_shipping_a_sku_the_order_does_not_have_holds_the_invoice():
+    _rule(trigger="ship_confirmation", granularity="per_shipment", quantity_tolerance=Decimal("0.1"))
+    shipped = [{"sku": "A", "quantity": "10"}, {"sku": "C", "quantity": "1"}]
+    _apply(_order(), manifested("SH-1", "1Z1", "SO-1", lines=shipped))
+    invoice = Invoice.objects.get()
+    assert (invoice.status, invoice.hold_reason) == ("held", "C: shipped 1, ordered 0")
+
+
 def test_an_order_invoiced_by_the_erp_is_left_alone():
     _rule(trigger="proof_of_delivery", granularity="when_complete")
     erp_invoice = event("erp-inv", "invoice.generated", 25, ref("invoice", "9000123"), ref("order", "SO-1"))
