@@ -7,7 +7,7 @@ a body that is not JSON names the line and column. ``source`` is never read from
 from typing import Any
 
 from apps.ingest.parsers.aggregators.tracking import load_json, quiet_json
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped, collection_paused
 from apps.timeline.events import CanonicalEvent, EventKind, EventValidationError, parse_event, parse_events
 
 KINDS = frozenset(EventKind)
@@ -29,6 +29,7 @@ def looks_like(body: bytes) -> bool:
     return isinstance(event, dict) and event.get("kind") in KINDS and "occurred_at" in event
 
 
+@collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
     """A bad event is refused alone: the others are applied, and each of its problems is kept
     on the message (partially processed). A document with no good event is refused whole."""

@@ -83,6 +83,7 @@ from apps.ingest.parsers.base import (
     ReferenceBudget,
     ReferenceModels,
     capped,
+    collection_paused,
 )
 from apps.timeline.events import CanonicalEvent, EventKind, EventLine, EventLocation, ReferenceKind
 
@@ -151,6 +152,7 @@ def looks_like(body: bytes) -> bool:
     return head in (b"UNA", b"UNB")
 
 
+@collection_paused()
 def sender_ids(body: bytes) -> list[tuple[str, str]]:
     """(qualifier or "UNB", id) of every UNB sender in the document; never raises."""
     try:
@@ -162,6 +164,7 @@ def sender_ids(body: bytes) -> list[tuple[str, str]]:
     return list(dict.fromkeys((qualifier or "UNB", sender) for qualifier, sender in ids if sender))
 
 
+@collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
     """Read every message of every interchange; ParseError when the document cannot be read."""
     try:

@@ -34,7 +34,7 @@ from apps.ingest.parsers.aggregators.tracking import (
     location,
     text,
 )
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped, collection_paused
 from apps.timeline.events import ReferenceKind
 
 REQUIRED = ("tracking_number", "status")
@@ -114,6 +114,7 @@ def _tracker(item: Any, config: dict[str, Any]) -> Tracker:
     )
 
 
+@collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
     config = _config(context)
     items = _items(load_json(body), config.get("items") or "")

@@ -23,6 +23,7 @@ from apps.ingest.parsers.base import (
     ReferenceBudget,
     ReferenceModels,
     capped,
+    collection_paused,
 )
 from apps.ingest.parsers.x12_reader import (
     Group,
@@ -99,6 +100,7 @@ def looks_like(body: bytes) -> bool:
     return isa_start(decode(body[:512])) is not None
 
 
+@collection_paused()
 def sender_ids(body: bytes) -> list[tuple[str, str]]:
     """(ISA05, ISA06) of every interchange and ("GS", GS02) of every group, in order, without repeats.
 
@@ -117,6 +119,7 @@ def sender_ids(body: bytes) -> list[tuple[str, str]]:
     return list(found)
 
 
+@collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
     """Every set of every group of every interchange in ``body``, with a 997 per inbound group."""
     interchanges, notes = read_interchanges(decode(body))

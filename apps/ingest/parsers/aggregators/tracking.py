@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped, shown
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, capped, collection_paused, shown
 from apps.timeline.events import CanonicalEvent, EventKind, EventLocation, ReferenceKind, normalize_reference
 
 MAX_RAW = 100_000
@@ -560,6 +560,7 @@ class Adapter:
         data = quiet_json(body)
         return data is not None and self.accepts(data)
 
+    @collection_paused()
     def parse(self, body: bytes, context: ParseContext) -> ParsedDocument:
         data = load_json(body)
         if not self.accepts(data):
