@@ -9,10 +9,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import BooleanField, Case, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.exceptions.models import ExceptionCase
 from apps.timeline.events import normalize_reference
 from apps.timeline.models import (
     Milestone,
@@ -120,9 +135,35 @@ def _with_late(orders: QuerySet[Order], now: datetime) -> QuerySet[Order]:
 
 
 def order_list(*, stage: str = "", late_only: bool = False) -> QuerySet[Order]:
-    """Recent orders, newest first, each annotated with ``is_late``."""
+    """Recent orders, newest first, each with ``is_late``, ``open_cases`` and ``listed_shipments``.
+
+    A page of them costs two queries whatever its size: the orders (the open-case count is a
+    subquery on each row of the page, read through the cases' order index; a count of the list
+    leaves it out) and their shipments with carriers, in manifest order.
+    """
     now = timezone.now()
-    orders = _with_late(Order.objects.select_related("customer"), now)
+    open_cases = (
+        ExceptionCase.objects.filter(order=OuterRef("pk"), status__in=ExceptionCase.OPEN_STATUSES)
+        .order_by()
+        .values("order")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    shipments = Shipment.objects.select_related("carrier").only(
+        "number", "tracking_number", "status", "manifested_at", "carrier__name"
+    )
+    orders = _with_late(
+        Order.objects.select_related("customer")
+        .annotate(open_cases=Coalesce(Subquery(open_cases, output_field=IntegerField()), 0))
+        .prefetch_related(
+            Prefetch(
+                "shipments",
+                queryset=shipments.order_by(F("manifested_at").asc(nulls_last=True), "id"),
+                to_attr="listed_shipments",
+            )
+        ),
+        now,
+    )
     if stage:
         orders = orders.filter(stage=stage)
     if late_only:
