@@ -49,7 +49,7 @@ from apps.ingest.parsers.aggregators.tracking import (
     read_time,
     zone_of,
 )
-from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, shown
+from apps.ingest.parsers.base import ParseContext, ParsedDocument, ParseError, collection_paused, shown
 from apps.timeline.events import CanonicalEvent, EventKind, EventLine, ReferenceKind
 
 MAX_LINES_PER_EVENT = 5000
@@ -448,6 +448,7 @@ def iter_parse(body: bytes, context: ParseContext, document: ParsedDocument) -> 
     report.close()
 
 
+@collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
     document = ParsedDocument()
     document.events.extend(iter_parse(body, context, document))
