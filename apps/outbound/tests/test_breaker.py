@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from apps.outbound.models import Endpoint
-from apps.outbound.services import backoff, breaker_admit, breaker_failed
+from apps.outbound.services import backoff, breaker_admit, breaker_failed, breaker_succeeded
 from tests.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,20 @@ def test_an_open_breaker_holds_until_its_retry_time_then_lets_a_probe_through():
     assert breaker_admit(endpoint=endpoint, now=now).admitted
     endpoint.refresh_from_db()
     assert (endpoint.state, endpoint.probe_started_at) == (Endpoint.State.HALF_OPEN, now)
+
+
+def test_a_breaker_another_sender_closed_since_the_delivery_was_read_lets_it_through_at_once():
+    now = timezone.now()
+    endpoint = Endpoint.objects.create(
+        key="https://r.example.com:443", state=Endpoint.State.OPEN, trips=1, retry_at=now + timedelta(seconds=60)
+    )
+    breaker_succeeded(endpoint=Endpoint.objects.get(pk=endpoint.pk), now=now)  # another sender's probe answered
+
+    admission = breaker_admit(endpoint=endpoint, now=now)  # as read with the delivery: still open
+
+    assert admission.admitted
+    endpoint.refresh_from_db()
+    assert (endpoint.state, endpoint.probe_started_at) == (Endpoint.State.CLOSED, None), "no probe: it is closed"
 
 
 def test_the_breaker_opens_at_the_threshold_and_each_failed_probe_doubles_the_wait_up_to_the_cap():

@@ -90,6 +90,24 @@ def test_a_delivery_arrives_signed_and_verifiable_with_the_subscription_secret(r
     assert json.loads(attempt.request_body) == body
 
 
+def test_each_attempt_is_signed_with_the_time_it_is_sent_and_says_which_attempt_it_is(receiver, publish, sweep):
+    """Receivers refuse old timestamps (README): a retry sent later carries its own, freshly signed."""
+    subscription = SubscriptionFactory(target_url=receiver.url)
+    receiver.answer_next(500)
+    sent = time.time()
+
+    publish(*order_story())
+    sweep(after=400)
+
+    first, second = receiver.requests
+    assert abs(int(first.headers["X-Timestamp"]) - sent) <= 2
+    assert abs(int(second.headers["X-Timestamp"]) - (sent + 400)) <= 3
+    assert second.signature_valid(subscription.secret)
+    headers = {name.lower(): value for name, value in second.headers.items()}
+    assert headers["user-agent"] == "ControlTower-Outbound/1"
+    assert (headers["x-delivery-id"], headers["x-delivery-attempt"]) == (str(delivery().pk), "2")
+
+
 @pytest.mark.parametrize(
     ("failure", "error"),
     [
