@@ -203,7 +203,7 @@ class SetDocument:
         attributes = {key: value for key, value in fields.pop("attributes", {}).items() if value not in (None, "")}
         if moment.zone_assumed:
             attributes["time_zone_assumed"] = True
-        references, references_json = refs.validated(self.reference_models)
+        references, dumped_references = refs.validated(self.reference_models)
         try:
             event = CanonicalEvent(
                 event_id="pending",
@@ -216,7 +216,7 @@ class SetDocument:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
             raise SetRejected(f"cannot build a {kind.value} event: {problems}") from exc
-        content = _content_json(event, references_json, timeless_id=timeless_id)
+        content = _content_json(event, dumped_references, timeless_id=timeless_id)
         digest = hashlib.sha256(content.encode()).hexdigest()[:24]
         # The raw text, already cut at MAX_RAW, is set without validation: events of one set share
         # it, and validating it again for each of thousands of statuses would cost its length each time.
@@ -228,26 +228,22 @@ class SetDocument:
         )
 
 
-# What an event id leaves out (references are written separately, see _content_json).
+# What an event id leaves out of the event's JSON form (references are put back as dumped once).
 _NOT_HASHED = frozenset({"event_id", "raw", "source", "references"})
 # What json.dumps(..., sort_keys=True) builds on every call, built once.
 _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 _REFERENCE_LIST = TypeAdapter(list[EventReference])
 
 
-def _content_json(event: CanonicalEvent, references_json: str, *, timeless_id: bool) -> str:
-    """``json.dumps(content, sort_keys=True)`` of the event's business content (its JSON form but for
-    the id, raw text and source; without the time for a timeless id), with the references' JSON
-    written once per set of references instead of once per event."""
+def _content_json(event: CanonicalEvent, references: list[dict[str, Any]], *, timeless_id: bool) -> str:
+    """``json.dumps(content, sort_keys=True)`` of the event's business content: its JSON form but
+    for the id, raw text and source, without the time for a timeless id. ``references`` is the
+    JSON form of its references, dumped once per set of references instead of once per event."""
     content = event.model_dump(mode="json", exclude=_NOT_HASHED)
     if timeless_id:
         content.pop("occurred_at")
-    parts = (
-        _SORTED_JSON.encode({key: value for key, value in content.items() if key < "references"})[1:-1],
-        f'"references": {references_json}',
-        _SORTED_JSON.encode({key: value for key, value in content.items() if key > "references"})[1:-1],
-    )
-    return "{" + ", ".join(part for part in parts if part) + "}"
+    content["references"] = references
+    return _SORTED_JSON.encode(content)
 
 
 class References:
@@ -257,7 +253,7 @@ class References:
         self.warn = warn
         self.items: dict[tuple[ReferenceKind, str], None] = {}
         self.dropped = 0
-        self._validated: tuple[tuple[tuple[ReferenceKind, str], ...], list[Any], str] | None = None
+        self._validated: tuple[tuple[tuple[ReferenceKind, str], ...], list[Any], list[Any]] | None = None
 
     def add(self, kind: ReferenceKind, value: str, segment: Segment | None = None, position: int = 0) -> None:
         value = normalize_reference(value)
@@ -281,15 +277,15 @@ class References:
     def as_list(self) -> list[dict[str, str]]:
         return [{"kind": kind.value, "value": value} for kind, value in self.items]
 
-    def validated(self, models: ReferenceModels) -> tuple[list[Any], str]:
+    def validated(self, models: ReferenceModels) -> tuple[list[Any], list[Any]]:
         """The references for an event (validated models, or the plain dicts when one is invalid)
-        and their JSON as an event id hashes it; kept while no reference is added."""
+        and their JSON form, as an event id hashes it; kept while no reference is added."""
         items = tuple(self.items)
         if self._validated is None or self._validated[0] != items:
             references = models.of((kind.value, value) for kind, value in items)
             valid = all(isinstance(reference, EventReference) for reference in references)
             listed = _REFERENCE_LIST.dump_python(references, mode="json") if valid else []  # invalid: never hashed
-            self._validated = (items, references, _SORTED_JSON.encode(listed))
+            self._validated = (items, references, listed)
         return self._validated[1], self._validated[2]
 
     def __bool__(self) -> bool:
