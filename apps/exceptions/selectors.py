@@ -195,3 +195,30 @@ def case_api_list(
         .prefetch_related("order__references", "shipment__references")
         .order_by("-opened_at", "-id")
     )
+
+
+def oldest_open_cases(
+    *, cases: QuerySet[ExceptionCase], queues: Iterable[str], assignee: AbstractBaseUser | None = None, each: int = 3
+) -> dict[str, list[ExceptionCase]]:
+    """The ``each`` oldest open cases of every queue in ``queues`` (and, as ``mine``, of ``assignee``).
+
+    Two queries whatever the number of cases: the ids, each queue's read from the front of its
+    open-cases-by-age index (``LIMIT each`` per queue, joined with UNION ALL), then those cases as a
+    queue row shows them. ``cases`` narrows the starting set (what the person may work).
+    """
+    open_cases = cases.filter(status__in=OPEN).order_by()
+    parts = {queue: open_cases.filter(queue=queue) for queue in sorted(set(queues))}
+    if assignee is not None and assignee.pk is not None:
+        parts[MINE] = open_cases.filter(assignee_id=assignee.pk)
+    if not parts:
+        return {}
+    firsts = [part.order_by("opened_at", "id").values_list("id")[:each] for part in parts.values()]
+    ids = [pk for (pk,) in firsts[0].union(*firsts[1:], all=True)]
+    found = {case.pk: case for case in cases_by_ids(ids)}
+    oldest: dict[str, list[ExceptionCase]] = {name: [] for name in parts}
+    for case in sorted(found.values(), key=lambda case: (case.opened_at, case.pk)):
+        if case.queue in oldest:
+            oldest[case.queue].append(case)
+        if MINE in oldest and assignee is not None and case.assignee_id == assignee.pk:
+            oldest[MINE].append(case)
+    return {name: rows[:each] for name, rows in oldest.items()}
