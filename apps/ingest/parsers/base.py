@@ -117,6 +117,15 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
+def finished(event: CanonicalEvent, **update: Any) -> CanonicalEvent:
+    """What ``event.model_copy(update=update)`` returns (the fields replaced, unvalidated, and
+    counted as set), for an event just built that nobody else holds: without the copy, made once
+    per status of a document of forty thousand."""
+    event.__dict__.update(update)
+    event.__pydantic_fields_set__.update(update)
+    return event
+
+
 class ReferenceModels:
     """Each distinct reference of a document validated once, as the event model would validate it.
 

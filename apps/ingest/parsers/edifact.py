@@ -84,6 +84,7 @@ from apps.ingest.parsers.base import (
     ReferenceModels,
     capped,
     collection_paused,
+    finished,
 )
 from apps.timeline.events import CanonicalEvent, EventKind, EventLine, EventLocation, ReferenceKind
 
@@ -749,7 +750,7 @@ def build_event(reading: Reading, refs: list[tuple[ReferenceKind, str]], **field
         return None
     # The message's text, cut at MAX_RAW, is shared by its events and set without validating it
     # again for each of them.
-    return event.model_copy(update={"raw": reading.message.raw})
+    return finished(event, raw=reading.message.raw)
 
 
 def _unique(refs: list[tuple[ReferenceKind, str]]) -> list[tuple[ReferenceKind, str]]:

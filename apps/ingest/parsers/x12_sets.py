@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from apps.ingest.parsers.base import ParseContext, ReferenceBudget, ReferenceModels
+from apps.ingest.parsers.base import ParseContext, ReferenceBudget, ReferenceModels, finished
 from apps.ingest.parsers.x12_reader import Group, Interchange, Segment, TransactionSet
 from apps.ingest.parsers.x12_values import (
     Moment,
@@ -220,12 +220,8 @@ class SetDocument:
         digest = hashlib.sha256(content.encode()).hexdigest()[:24]
         # The raw text, already cut at MAX_RAW, is set without validation: events of one set share
         # it, and validating it again for each of thousands of statuses would cost its length each time.
-        return event.model_copy(
-            update={
-                "event_id": f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200],
-                "raw": raw or self.raw,
-            }
-        )
+        event_id = f"x12:{self.sender}:{self.transaction.type}:{digest}"[:200]
+        return finished(event, event_id=event_id, raw=raw or self.raw)
 
 
 # What an event id leaves out of the event's JSON form (references are put back as dumped once).
