@@ -232,6 +232,8 @@ INGEST_MAX_MESSAGE_BYTES = env.int("INGEST_MAX_MESSAGE_BYTES", default=20 * 2**2
 # Request bodies up to the message limit are read whole; larger ones get a clear 413, before they
 # are read (controltower/frontdoor.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_MESSAGE_BYTES + 2**20
+# A web process queues the messages it stores for processing together, this often (0: one by one).
+ENQUEUE_BATCH_SECONDS = env.float("ENQUEUE_BATCH_SECONDS", default=0.02)
 # Requests one web process handles at once; more get 503 with Retry-After (controltower/frontdoor.py).
 WEB_MAX_IN_FLIGHT = env.int("WEB_MAX_IN_FLIGHT", default=64)
 INBOX_DIR = env.path("INBOX_DIR", default=VAR_DIR / "inbox")

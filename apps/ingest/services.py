@@ -9,6 +9,7 @@ transaction, so a worker killed half way leaves the message ``received`` for the
 import hashlib
 import logging
 import shutil
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.dashboards.services import kpis_refresh_later
+from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
 from apps.outbound.services import acknowledgments_publish
@@ -112,7 +114,7 @@ def message_receive(
             raise
         return _resent(existing), False
     if enqueue:
-        transaction.on_commit(lambda: enqueue_processing([message]))
+        transaction.on_commit(lambda: enqueue_soon(message))
     return message, True
 
 
@@ -137,10 +139,29 @@ def _resent(message: InboundMessage) -> InboundMessage:
 
 
 def enqueue_processing(messages: Iterable[InboundMessage]) -> None:
+    """One task per queue for each ``MICRO_BATCH_MESSAGES`` messages (a task takes its messages and
+    their waiting companions together)."""
     from apps.ingest.tasks import process_message_task
 
+    by_queue: dict[str, list[int]] = defaultdict(list)
     for message in messages:
-        process_message_task.apply_async(args=[message.pk], queue=message.queue)
+        by_queue[message.queue].append(message.pk)
+    for queue, ids in by_queue.items():
+        for start in range(0, len(ids), MICRO_BATCH_MESSAGES):
+            first, *more = ids[start : start + MICRO_BATCH_MESSAGES]
+            process_message_task.apply_async(args=[first, more] if more else [first], queue=queue)
+
+
+def enqueue_soon(message: InboundMessage) -> None:
+    """Queue a stored message: at once when tasks run in-process (tests, the demo), else with the
+    others this process stores within ``ENQUEUE_BATCH_SECONDS`` (``apps.ingest.batching``)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER or settings.ENQUEUE_BATCH_SECONDS <= 0:
+        enqueue_processing([message])
+    else:
+        _stored.add([message])
+
+
+_stored = batcher_for(lambda messages: enqueue_processing(messages), lambda: settings.ENQUEUE_BATCH_SECONDS)
 
 
 def message_scopes(

@@ -15,8 +15,9 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError, Connection
 
 class ProcessMessage(Task):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        """Retries exhausted: the message stays, as a failed dead letter with the last error."""
-        services.message_fail(args[0], f"gave up after {self.request.retries + 1} attempts: {exc!r}")
+        """Retries exhausted: the messages still waiting stay, as failed dead letters with the last error."""
+        for message_id in [args[0], *(args[1] if len(args) > 1 else [])]:
+            services.message_fail(message_id, f"gave up after {self.request.retries + 1} attempts: {exc!r}")
 
 
 @shared_task(
@@ -29,16 +30,20 @@ class ProcessMessage(Task):
     soft_time_limit=settings.INGEST_SOFT_TIME_LIMIT,
     time_limit=settings.INGEST_TIME_LIMIT,
 )
-def process_message_task(message_id: int) -> dict[str, Any] | None:
-    try:
-        outcome = services.message_process(message_id, companions=services.MICRO_BATCH_MESSAGES - 1)
-    except SoftTimeLimitExceeded:
-        services.message_time_out(message_id, settings.INGEST_SOFT_TIME_LIMIT)
-        return {"status": "dead", "applied": 0, "duplicates": 0}
-    if outcome is None:
-        return None
-    message = outcome.message
-    return {"status": message.status, "applied": outcome.applied, "duplicates": outcome.duplicates}
+def process_message_task(message_id: int, more: list[int] | None = None) -> dict[str, Any] | None:
+    """Process ``message_id`` (and each of ``more`` that no other worker took meanwhile), each with
+    the companions waiting in its queue. The answer is the first message's."""
+    first = None
+    for index, pk in enumerate([message_id, *(more or [])]):
+        try:
+            outcome = services.message_process(pk, companions=services.MICRO_BATCH_MESSAGES - 1)
+        except SoftTimeLimitExceeded:
+            services.message_time_out(pk, settings.INGEST_SOFT_TIME_LIMIT)
+            return {"status": "dead", "applied": 0, "duplicates": 0} if index == 0 else first
+        if index == 0 and outcome is not None:
+            message = outcome.message
+            first = {"status": message.status, "applied": outcome.applied, "duplicates": outcome.duplicates}
+    return first
 
 
 @shared_task

@@ -115,3 +115,57 @@ def test_a_stuck_message_is_requeued_on_the_queue_chosen_when_it_arrived(erp, mo
 
     assert messages_requeue_stuck() == 1
     assert queued == [([delivery.pk], "critical")]
+
+
+def test_one_task_takes_every_message_it_names_even_when_the_first_was_taken(erp, monkeypatch):
+    from apps.ingest import services
+
+    messages = _orders(erp, 4)
+    monkeypatch.setattr(services, "MICRO_BATCH_MESSAGES", 1)  # no companions: only what the task names
+    message_process(messages[0].pk, companions=0)  # another worker took the first meanwhile
+
+    process_message_task.apply(args=[messages[0].pk, [m.pk for m in messages[1:]]])
+
+    assert set(InboundMessage.objects.values_list("status", flat=True)) == {"processed"}
+    assert Order.objects.count() == 4
+
+
+def test_messages_are_queued_one_task_per_queue_and_batch(erp, monkeypatch, settings):
+    from apps.ingest import services
+
+    monkeypatch.setattr(services, "MICRO_BATCH_MESSAGES", 3)
+    critical = [_receive(erp, as_body(order_created(f"SO-C{n}")), priority="critical") for n in range(4)]
+    default = _orders(erp, 2)
+    queued = []
+    monkeypatch.setattr(process_message_task, "apply_async", lambda **kw: queued.append((kw["args"], kw["queue"])))
+
+    services.enqueue_processing([*critical, *default])
+
+    ids = [m.pk for m in critical]
+    assert queued == [
+        ([ids[0], ids[1:3]], "critical"),
+        ([ids[3]], "critical"),
+        ([default[0].pk, [default[1].pk]], "default"),
+    ]
+
+
+def test_a_web_process_queues_what_it_stores_together_a_moment_later(erp, monkeypatch, settings):
+    import time
+
+    from apps.ingest import services
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.ENQUEUE_BATCH_SECONDS = 0.5
+    handed: list[list[int]] = []
+    monkeypatch.setattr(services, "enqueue_processing", lambda messages: handed.append([m.pk for m in messages]))
+
+    stored = [
+        message_receive(body=as_body(order_created(f"SO-W{n}")), source="webhook", partner=erp, format="json")[0]
+        for n in range(5)
+    ]
+    assert handed == [], "the sender's answer does not wait on the broker"
+    deadline = time.monotonic() + 5
+    while not handed and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert handed == [[m.pk for m in stored]]
