@@ -9,6 +9,7 @@ JSON they always hashed.
 import json
 from datetime import datetime
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from pydifact.exceptions import EDISyntaxError
 from pydifact.parser import Parser
 from pydifact.tokenizer import Tokenizer
 
-from apps.ingest.parsers import ParseContext, edifact, x12, x12_sets
+from apps.ingest.parsers import ParseContext, ParseError, edifact, x12, x12_reader, x12_sets
 
 ADVICES = [":+.? '", "\x1f\x1d.\x00 \x1c", "^*.\\ \n", ":\n.? '"]
 
@@ -102,3 +103,42 @@ def test_x12_ids_hash_the_json_they_always_hashed(name: str, timeless: bool):
             content.pop("occurred_at")
         references = [ref.model_dump(mode="json") for ref in event.references]
         assert x12_sets._content_json(event, references, timeless_id=timeless) == json.dumps(content, sort_keys=True)
+
+
+def _read(text: str) -> object:
+    try:
+        interchanges, notes = x12_reader.read_interchanges(text)
+    except ParseError as exc:
+        return str(exc)
+    return notes, [
+        (
+            interchange.header.elements,
+            interchange.last.number if interchange.last else None,
+            interchange.stray,
+            [
+                (
+                    group.header and group.header.elements,
+                    [[(s.number, s.elements) for s in tx.segments] for tx in group.sets],
+                )
+                for group in interchange.groups
+            ],
+        )
+        for interchange in interchanges
+    ]
+
+
+ISA = "ISA*00*          *00*          *ZZ*S              *ZZ*R              *261101*0800*U*00401*000000001*0*P*>~"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["~", "*", " ", "\t", "\x0b", "GS*QM", "ST*214*1", "K1*A", "SE*2*1", "IEA*1", ISA]), max_size=14
+    )
+)
+def test_x12_lines_without_breaks_are_read_as_before(pieces: list[str]):
+    """A document with no line break after the ISA takes a shorter path through the reader."""
+    text = ISA + "".join(pieces)
+    fast = _read(text)
+    with patch.object(x12_reader._Cursor, "unbroken", lambda cursor: False):
+        assert _read(text) == fast

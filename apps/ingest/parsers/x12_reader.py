@@ -135,6 +135,15 @@ class _Cursor:
     position: int
     segment_number: int
     wrap_widths: dict[str, int | None] = field(default_factory=dict)
+    line_break: int = -2  # where the next line break is, -1 when none follows, -2 not looked for yet
+
+    def unbroken(self) -> bool:
+        """True when no line break follows the position (looked for once per line break, not once
+        per interchange: a file of thousands of interchanges on one line is read in linear time)."""
+        if self.line_break == -2 or 0 <= self.line_break < self.position:
+            breaks = [found for found in (self.text.find(char, self.position) for char in LINE_BREAKS) if found != -1]
+            self.line_break = min(breaks, default=-1)
+        return self.line_break == -1
 
 
 def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
@@ -306,6 +315,9 @@ def _terminated_segments(cursor: _Cursor, delimiters: Delimiters):
     One pass over the text: the pieces of a segment broken over lines are joined once, when it ends.
     """
     text, terminator = cursor.text, delimiters.segment
+    if cursor.unbroken():
+        yield from _unbroken_segments(cursor, delimiters)
+        return
     width = cursor.wrap_widths.get(terminator, -1)
     if width == -1:
         width = cursor.wrap_widths[terminator] = _wrap_width(text, terminator)
@@ -355,6 +367,34 @@ def _terminated_segments(cursor: _Cursor, delimiters: Delimiters):
         yield segment
         if segment.id == "IEA":
             return
+    yield from _last_segment(cursor, delimiters, position, parts, blank=blank)
+
+
+def _unbroken_segments(cursor: _Cursor, delimiters: Delimiters):
+    """What :func:`_terminated_segments` reads when no line break follows: each piece between two
+    terminators, without the bookkeeping line breaks need (most files are one long line)."""
+    text, terminator, position = cursor.text, delimiters.segment, cursor.position
+    while (end := text.find(terminator, position)) != -1:
+        piece = text[position:end]
+        raw = piece.strip(" \t")
+        if raw and not raw.isspace():
+            head = end - len(piece.lstrip())
+            if text.startswith("ISA", head) and _starts_interchange(text, head):
+                cursor.position = position
+                return
+        position = end + 1
+        if raw:
+            cursor.position = position
+            segment = _segment(cursor, raw, delimiters)
+            yield segment
+            if segment.id == "IEA":
+                return
+    yield from _last_segment(cursor, delimiters, position, [], blank=True)
+
+
+def _last_segment(cursor: _Cursor, delimiters: Delimiters, position: int, parts: list[str], *, blank: bool):
+    """What follows the last terminator: the next interchange, or a last segment without one."""
+    text = cursor.text
     rest = text[position:]
     if blank and rest.strip():
         head = len(text) - len(rest.lstrip())
