@@ -20,11 +20,7 @@ dropped and created again), ``BENCH_REDIS_URL`` (default redis://127.0.0.1:6379/
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +31,10 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
-SCRIPT = Path(__file__).with_suffix(".lua")
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/controltower_bench_serving"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/4"
 SECRET = "whsec-serving-bench-secret-0123456789"  # noqa: S105 - the bench's own channel
 PARTNER, CHANNEL = "BENCHHOOK", "hook"
-WRK_THREADS = 2
 
 
 def _setting(name: str, default: int) -> int:
@@ -83,6 +77,7 @@ from django.db import connection  # noqa: E402
 from apps.ingest.models import InboundMessage  # noqa: E402
 from apps.ingest.webhooks import signature_for  # noqa: E402
 from apps.partners.models import Channel, Partner  # noqa: E402
+from bench.load import WRK_THREADS, answers, free_port, lua_request, start_server, write_requests, wrk  # noqa: E402
 
 
 def recreate_database() -> None:
@@ -98,39 +93,10 @@ def recreate_database() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CELERY_TASK_ALWAYS_EAGER": "false"}
-    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)  # noqa: S310 (loopback)
-            return server
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit("the server exited at start") from None
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not answer /healthz within 60 s")
-
-
-def _lua_string(value: str) -> str:
-    return "[==[" + value + "]==]"
-
-
-def write_requests(path: Path, count: int, tag: str) -> None:
+def write_webhooks(path: Path, count: int, tag: str) -> None:
     """``count`` webhooks, each a new event, signed now (they must be sent within the tolerance)."""
     stamp = str(int(time.time()))
-    items = []
+    requests = []
     for number in range(count):
         event = {
             "event_id": f"{tag}-{number}",
@@ -139,39 +105,16 @@ def write_requests(path: Path, count: int, tag: str) -> None:
             "references": [{"kind": "tracking", "value": f"1ZBENCH{number:09d}"}],
         }
         body = json.dumps(event)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Timestamp": stamp,
-            "X-Signature": signature_for(SECRET, stamp, body.encode()),
-        }
-        lua_headers = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
-        path_ = f"/hooks/{PARTNER}/{CHANNEL}/"
-        items.append(
-            f"{{method = 'POST', path = {_lua_string(path_)}, headers = {{{lua_headers}}}, body = {_lua_string(body)}}}"
-        )
-    path.write_text("return {\n" + ",\n".join(items) + "\n}\n")
-
-
-def write_healthz(path: Path) -> None:
-    path.write_text("return {{method = 'GET', path = '/healthz', headers = {}, body = nil}}\n")
-
-
-def wrk(port: int, data: Path, *, connections: int, seconds: int, delay_ms: int = 0) -> dict[str, Any]:
-    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
-    command += ["-s", str(SCRIPT), f"http://127.0.0.1:{port}", "--", str(data), str(WRK_THREADS), str(delay_ms)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)  # noqa: S603 - fixed arguments
-    line = next((line for line in done.stdout.splitlines() if line.startswith("WRK-RESULT ")), None)
-    if done.returncode or line is None:
-        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-    result = json.loads(line.removeprefix("WRK-RESULT "))
-    result["per_second"] = round(result["requests"] / result["seconds"], 1)
-    return result
+        signature = signature_for(SECRET, stamp, body.encode())
+        headers = {"Content-Type": "application/json", "X-Timestamp": stamp, "X-Signature": signature}
+        requests.append(lua_request("POST", f"/hooks/{PARTNER}/{CHANNEL}/", headers, body))
+    write_requests(path, requests)
 
 
 def webhooks(port: int, *, tag: str, rate: float | None, connections: int) -> dict[str, Any]:
     expected = int((rate or 3000) * SECONDS * 1.3) + 1000
     data = OUT / f"serving-{tag}.lua"
-    write_requests(data, expected, tag)
+    write_webhooks(data, expected, tag)
     stored_before = InboundMessage.objects.count()
     delay_ms = round(connections * 1000 / rate) if rate else 0
     result = wrk(port, data, connections=connections, seconds=SECONDS, delay_ms=delay_ms)
@@ -188,12 +131,9 @@ def print_table(results: dict[str, dict[str, Any]], processes: str) -> None:
     print(f"\nserver: gunicorn.conf.py, {processes} processes; wrk {WRK_THREADS} threads, {SECONDS} s per case\n")
     print(f"{'case':<34} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  answers")
     for name, result in results.items():
-        answers = ", ".join(f"{status}: {count}" for status, count in sorted(result["statuses"].items()))
-        if result.get("socket_errors"):
-            answers += f", socket errors: {result['socket_errors']}"
         print(
             f"{name:<34} {result['per_second']:>8.0f} {result['p50_ms']:>8.1f} {result['p95_ms']:>8.1f} "
-            f"{result['p99_ms']:>8.1f}  {answers}"
+            f"{result['p99_ms']:>8.1f}  {answers(result)}"
         )
     saturation = results["webhooks at saturation"]
     print(f"\nevery 202 stored: {saturation['every_202_stored']} ({saturation['stored']} rows)")
@@ -203,11 +143,11 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     recreate_database()
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, CELERY_TASK_ALWAYS_EAGER="false")
     results: dict[str, dict[str, Any]] = {}
     try:
         health = OUT / "serving-healthz.lua"
-        write_healthz(health)
+        write_requests(health, [lua_request("GET", "/healthz", {})])
         results["GET /healthz"] = wrk(port, health, connections=CONNECTIONS, seconds=SECONDS)
         saturation = webhooks(port, tag="saturation", rate=None, connections=CONNECTIONS)
         results["webhooks at saturation"] = saturation

@@ -1,4 +1,4 @@
--- wrk script for bench/serving.py: requests read from a generated data file, each connection's
+-- wrk script for the benches (bench/load.py): requests read from a generated data file, each connection's
 -- thread walking its own share of them; per-status counts and latency percentiles as JSON.
 -- wrk arguments (after --): data file, number of threads, delay between requests in ms (0: none).
 
