@@ -66,8 +66,8 @@ def keyset_page(
     has_previous = cursor is not None and (more if backwards else True)
     return KeysetPage(
         items=items,
-        next_cursor=_encode(keys, items[-1]) if items and has_next else None,
-        previous_cursor=_encode(keys, items[0]) if items and has_previous else None,
+        next_cursor=cursor_of(keys, items[-1]) if items and has_next else None,
+        previous_cursor=cursor_of(keys, items[0]) if items and has_previous else None,
         count=min(counted, COUNT_LIMIT),
         count_capped=counted > COUNT_LIMIT,
     )
@@ -104,7 +104,8 @@ def _past(key: Key, value: Any, *, backwards: bool) -> Q:
     return past
 
 
-def _encode(keys: list[Key], row: Model) -> str:
+def cursor_of(keys: list[Key], row: Model) -> str:
+    """The cursor of ``row`` in the order of ``keys`` (what a page's links carry)."""
     values = [_plain(getattr(row, key.name)) for key in keys]
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
