@@ -222,6 +222,8 @@ def _case(code: str) -> Callable[[World], int]:
 
 READS: dict[str, Read] = {
     "search": Read(lambda w: reverse("search") + "?q=SO-471", EVERY_ROLE, "SO-4712"),
+    # What needs you now: every signed-in person lands here; one without a role is told so.
+    "home": Read(lambda w: reverse("home"), EVERY_ROLE | {NO_ROLE}, "What needs you now"),
     "order-list": Read(lambda w: reverse("order-list"), EVERY_ROLE, "SO-4711"),
     "order-detail": Read(lambda w: reverse("order-detail", args=[w.order.pk]), EVERY_ROLE, "PRO-4711"),
     "api-orders": Read(lambda w: reverse("api-orders") + "?ref=PO-88", EVERY_ROLE, "SO-4711", api=True),
@@ -281,7 +283,6 @@ READS: dict[str, Read] = {
 
 # Pages that send a signed-in reader on, to where the reading happens.
 REDIRECTS: dict[str, tuple[str, str, frozenset[str]]] = {
-    "home": ("/", "/orders/", EVERY_ROLE | {NO_ROLE}),  # the order list then refuses a person without a role
     "case-queues": ("/queues/", "/queues/mine/", EVERY_ROLE),
 }
 

@@ -8,7 +8,20 @@ way, and the last message per channel.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 
 from apps.ingest.models import InboundMessage, OutboundMessage
@@ -198,3 +211,91 @@ def dead_letters(*, partner: str = "", channel: str = "") -> QuerySet[InboundMes
     elif channel:
         messages = messages.filter(channel_id=int(channel))
     return messages.select_related("partner", "channel").defer("body").order_by("-received_at", "-id")
+
+
+# The first page after sign-in: feeds in trouble, read with these limits.
+DEAD_LETTERS_READ = 200
+CHANNELS_READ = 200
+
+
+@dataclass(frozen=True)
+class FeedTrouble:
+    """One partner's feed that needs a look: quiet past its cadence, or dead letters lately."""
+
+    partner_name: str
+    partner_code: str
+    channel_name: str
+    channel_id: int | None
+    quiet_since: datetime | None = None
+    cadence: timedelta | None = None
+    dead_letters: int = 0
+    dead_letters_capped: bool = False
+    last_dead_letter_at: datetime | None = None
+
+
+def feeds_in_trouble(now: datetime) -> list[FeedTrouble]:
+    """Feeds quiet past their expected cadence and feeds with dead letters in the health window.
+
+    Two queries: the active inbound channels that expect a cadence (at most ``CHANNELS_READ``),
+    each with its last message read from the top of its (channel, received_at) index; and the
+    newest ``DEAD_LETTERS_READ`` dead or failed messages of the window, each status read from the
+    top of the (status, received_at) index.
+    """
+    last_message = (
+        InboundMessage.objects.filter(channel=OuterRef("pk")).order_by("-received_at").values("received_at")[:1]
+    )
+    channels = (
+        Channel.objects.filter(
+            active=True,
+            direction=Channel.Direction.INBOUND,
+            partner__active=True,
+            expected_cadence__isnull=False,
+        )
+        .select_related("partner")
+        .annotate(last_message_at=Subquery(last_message))
+        .order_by("partner__code", "code")[:CHANNELS_READ]
+    )
+    troubles: dict[tuple[int | None, int | None], FeedTrouble] = {}
+    for channel in channels:
+        if channel.last_message_at is None or now - channel.last_message_at > channel.expected_cadence:
+            troubles[(channel.partner_id, channel.pk)] = FeedTrouble(
+                partner_name=channel.partner.name,
+                partner_code=channel.partner.code,
+                channel_name=channel.name or channel.code,
+                channel_id=channel.pk,
+                quiet_since=channel.last_message_at,
+                cadence=channel.expected_cadence,
+            )
+
+    since = now - WINDOW
+    newest = [
+        InboundMessage.objects.filter(status=status, received_at__gt=since)
+        .order_by("-received_at")
+        .values_list("partner_id", "partner__name", "partner__code", "channel_id", "channel__name", "received_at")[
+            :DEAD_LETTERS_READ
+        ]
+        for status in (InboundMessage.Status.DEAD, InboundMessage.Status.FAILED)
+    ]
+    dead: dict[tuple[int | None, int | None], list] = {}
+    for partner_id, partner_name, partner_code, channel_id, channel_name, received_at in newest[0].union(
+        newest[1], all=True
+    ):
+        dead.setdefault((partner_id, channel_id), []).append((partner_name, partner_code, channel_name, received_at))
+    capped = sum(len(rows) for rows in dead.values()) >= DEAD_LETTERS_READ
+    for key, rows in dead.items():
+        partner_name, partner_code, channel_name, _ = rows[0]
+        base = troubles.get(key) or FeedTrouble(
+            partner_name=partner_name or "Unknown sender",
+            partner_code=partner_code or "-",
+            channel_name=channel_name or "no channel",
+            channel_id=key[1],
+        )
+        troubles[key] = FeedTrouble(
+            **{
+                **base.__dict__,
+                "dead_letters": len(rows),
+                "dead_letters_capped": capped,
+                "last_dead_letter_at": max(row[3] for row in rows),
+            }
+        )
+    return sorted(troubles.values(), key=lambda t: (-t.dead_letters, t.partner_name, t.channel_name))

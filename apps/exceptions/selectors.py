@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.billing.visibility import Amounts
 from apps.exceptions.models import CaseEvent, ExceptionCase, Queue, SubjectType
+from apps.exceptions.roles import queues_of
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from apps.timeline.selectors import OrderTimeline, order_timeline
@@ -222,3 +223,35 @@ def oldest_open_cases(
         if MINE in oldest and assignee is not None and case.assignee_id == assignee.pk:
             oldest[MINE].append(case)
     return {name: rows[:each] for name, rows in oldest.items()}
+
+
+# The first page after sign-in: each queue's oldest cases.
+OLDEST_PER_QUEUE = 3
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    code: str
+    label: str
+    open: int  # at most NAV_COUNT_LIMIT
+    capped: bool
+    oldest: list[ExceptionCase]
+
+
+def queue_summaries(user: AbstractBaseUser, cases: QuerySet[ExceptionCase]) -> list[QueueSummary]:
+    """The queues ``user`` works, then their own cases: open counts and the oldest of ``cases``."""
+    worked = queues_of(user)
+    counts = open_counts(user=user)
+    oldest = oldest_open_cases(cases=cases, queues=worked, assignee=user, each=OLDEST_PER_QUEUE)
+    labels = {**dict(Queue.choices), MINE: "Assigned to me"}
+    order = [code for code in Queue.values if code in worked] + [MINE]
+    return [
+        QueueSummary(
+            code=code,
+            label=labels[code],
+            open=min(counts.get(code, 0), NAV_COUNT_LIMIT),
+            capped=counts.get(code, 0) > NAV_COUNT_LIMIT,
+            oldest=oldest.get(code, []),
+        )
+        for code in order
+    ]

@@ -6,7 +6,7 @@ milestones involved.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import (
@@ -248,3 +248,27 @@ def _at_risk(shipment: Shipment, promised_at: datetime | None) -> bool:
     if promised_at is None or shipment.estimated_delivery_at is None or shipment.status in DELIVERED_STATUSES:
         return False
     return shipment.estimated_delivery_at > promised_at
+
+
+# The first page after sign-in: orders late against their promise.
+LATE_ORDERS_SHOWN = 8
+# Orders late against a promise made more than this long ago are not "now" any more (the
+# customer-service queue holds them); the window bounds the index range read.
+LATE_WINDOW = timedelta(days=30)
+
+
+def late_orders(now: datetime) -> tuple[list[Order], bool]:
+    """Open orders past their promise, the most recently late first (and whether there are more).
+
+    Read backwards through ``order_open_by_promise`` (undelivered orders by promise) from now to
+    ``LATE_WINDOW`` ago, stopping after ``LATE_ORDERS_SHOWN + 1``.
+    """
+    orders = (
+        Order.objects.filter(late_condition(now), delivered_at__isnull=True, promised_at__lt=now)
+        .filter(promised_at__gte=now - LATE_WINDOW)
+        .exclude(stage=OrderStage.CANCELLED)
+        .select_related("customer")
+        .order_by("-promised_at", "-id")
+    )
+    found = list(orders[: LATE_ORDERS_SHOWN + 1])
+    return found[:LATE_ORDERS_SHOWN], len(found) > LATE_ORDERS_SHOWN
