@@ -203,9 +203,11 @@ def _read_isa(cursor: _Cursor) -> tuple[Segment, Delimiters]:
     cursor.segment_number += 1
     number = cursor.segment_number
     separator = text[position + 3]
-    chars: list[str] = []
-    count = 0
-    index = position
+    end = _after_separators(text, position, separator)
+    if end is not None and not _LINE_BREAK.search(text, position, end):  # one line: no character loop
+        chars, count, index = [text[position:end]], ISA_ELEMENT_COUNT, end
+    else:
+        chars, count, index = [], 0, position
     while count < ISA_ELEMENT_COUNT:
         if index >= len(text):
             raise ParseError(
@@ -243,6 +245,17 @@ def _read_isa(cursor: _Cursor) -> tuple[Segment, Delimiters]:
     )
     cursor.position = index
     return Segment(number, elements), delimiters
+
+
+def _after_separators(text: str, position: int, separator: str) -> int | None:
+    """Where the ISA's sixteenth element separator ends, or None when there are fewer."""
+    index = position
+    for _ in range(ISA_ELEMENT_COUNT):
+        found = text.find(separator, index)
+        if found == -1:
+            return None
+        index = found + 1
+    return index
 
 
 def _check_delimiters(number: int, element: str, component: str, terminator: str) -> None:
