@@ -14,6 +14,8 @@ import pytest
 
 from bench.parsers import SHAPES, Shape, seconds
 
+# A ratio of timings: it runs alone, after the tests that run side by side (see the Makefile).
+pytestmark = pytest.mark.serial
 RATIO_LIMIT = 6
 MIN_SECONDS = 0.1  # shorter runs let a shared machine's noise decide the ratio
 FIRST_SIZE = 16 * 1024
