@@ -1,9 +1,13 @@
+import asyncio
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
+from apps.exceptions.realtime import queue_group
 from apps.exceptions.services import builtin_rules_ensure, cases_close, detect
 from apps.timeline.events import parse_events
 from apps.timeline.services import apply_events
@@ -86,3 +90,33 @@ def test_a_case_closed_by_hand_is_not_reopened_while_its_condition_lasts(rules, 
 
     assert detect().opened == []
     assert ExceptionCase.objects.count() == 1
+
+
+def test_a_rule_left_in_the_table_without_its_detector_does_not_stop_detection(rules):
+    """A built-in rule retired from the code keeps its row (and its cases) until someone deletes it."""
+    ExceptionRule.objects.create(code="retired_rule", title="Retired", queue="supply_chain")
+    apply_events(
+        parse_events(
+            [_event("c", "order.created", 50, ("order", "SO-1")), _event("r", "order.released", 30, ("order", "SO-1"))]
+        )
+    )
+    assert len(detect().opened) == 1
+
+
+def test_detection_tells_the_open_queue_pages_once_it_commits(rules, django_capture_on_commit_callbacks):
+    layer = get_channel_layer()
+    page = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(queue_group("supply_chain"), page)
+    apply_events(
+        parse_events(
+            [_event("c", "order.created", 50, ("order", "SO-1")), _event("r", "order.released", 30, ("order", "SO-1"))]
+        )
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        detect()
+
+    async def pushed() -> dict:
+        return await asyncio.wait_for(layer.receive(page), timeout=5)
+
+    assert async_to_sync(pushed)() == {"type": "cases.changed", "queue": "supply_chain"}

@@ -487,6 +487,46 @@ def test_a_refusal_after_the_damage_was_handled_opens_a_new_case(rules, django_u
     assert (first.status, second.status) == ("resolved", "open")
 
 
+def detect_after(sweep: bool, result: ApplyResult | Built) -> None:
+    """Detection as it runs after an apply (over the orders it touched), or the periodic sweep."""
+    if sweep:
+        detect()
+    else:
+        detect(order_ids=result.order_ids)
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["after an apply", "sweep"])
+def test_a_hold_coming_back_after_its_hand_closed_case_cleared_opens_a_new_case(rules, django_user_model, sweep):
+    """Detection notes that a hand-closed case's condition cleared, so the next hold is news; another
+    order's hand-closed case, whose hold lasts, stays closed."""
+    built = _invoice_held("H", TEST_THRESHOLD + 10 * H)
+    other = _invoice_held("K", TEST_THRESHOLD + 10 * H)
+    detect()
+    user = django_user_model.objects.create_user("finance")
+    cases_close(cases=ExceptionCase.objects.all(), actor=user, dismiss=True, reason_code="not_an_issue")
+    detect_after(sweep, built)
+    assert ExceptionCase.objects.count() == 2, "not reopened while the hold lasts"
+
+    detect_after(sweep, apply(ev("H-inv-rel", "invoice.released", TEST_THRESHOLD + 5 * H, ("invoice", "INV-H"))))
+    detect_after(sweep, apply(invoice("H", "invoice.held", TEST_THRESHOLD + 2 * H, attributes={"reason": "price"})))
+    detect()
+
+    first, second = cases_of("invoice_held", subject_id=built.subject_id)
+    assert (first.status, second.status) == ("dismissed", "open")
+    assert [case.status for case in cases_of("invoice_held", subject_id=other.subject_id)] == ["dismissed"]
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["after an apply", "sweep"])
+def test_a_hold_coming_back_after_its_case_closed_itself_opens_a_new_case(rules, sweep):
+    built = _invoice_held("H", TEST_THRESHOLD + 10 * H)
+    detect()
+    detect_after(sweep, apply(ev("H-inv-rel", "invoice.released", TEST_THRESHOLD + 5 * H, ("invoice", "INV-H"))))
+    detect_after(sweep, apply(invoice("H", "invoice.held", TEST_THRESHOLD + 2 * H, attributes={"reason": "price"})))
+
+    first, second = cases_of("invoice_held", subject_id=built.subject_id)
+    assert ((first.status, first.resolution), second.status) == (("resolved", "auto"), "open")
+
+
 def test_a_refused_shipment_opens_a_case_too(rules):
     apply(created("R", 30 * H), manifested("R", 20 * H), carrier_event("R", "shipment.refused", 10 * H))
     detect()
