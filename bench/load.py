@@ -1,5 +1,5 @@
-"""Driving the production server from the benches: start it on loopback, feed ``wrk`` prepared
-requests, read its figures. Nothing here touches Django: the benches set it up first."""
+"""Driving the production server from the benches: a fresh database, the server on loopback,
+``wrk`` fed prepared requests, its figures. Nothing here imports Django: the benches set it up."""
 
 import json
 import os
@@ -11,9 +11,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_suffix(".lua")
 WRK_THREADS = 2
+
+
+def drop_and_create(database: dict[str, Any]) -> None:
+    """Drop the bench's database (``DATABASES`` settings of it) and create it empty."""
+    admin = {key: database.get(key.upper()) or None for key in ("host", "port", "user", "password")}
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as server:
+        name = sql.Identifier(database["NAME"])
+        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        server.execute(sql.SQL("CREATE DATABASE {}").format(name))
 
 
 def free_port() -> int:

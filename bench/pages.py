@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import environ
-import psycopg
-from psycopg import sql
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +76,7 @@ from django.test import Client  # noqa: E402
 
 from apps.exceptions.selectors import CASE_ORDER, SORT_AGE  # noqa: E402
 from apps.timeline.models import Order  # noqa: E402
-from bench.load import answers, free_port, lua_request, start_server, write_requests, wrk  # noqa: E402
+from bench.load import answers, drop_and_create, free_port, lua_request, start_server, write_requests, wrk  # noqa: E402
 from controltower.keyset import cursor_of  # noqa: E402
 
 # --- loading -----------------------------------------------------------------------------------
@@ -184,11 +182,7 @@ def _database_ready() -> bool:
 
 def load() -> None:
     connection.close()
-    admin = {key: DATABASE.get(key.upper()) or None for key in ("host", "port", "user", "password")}
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as server:
-        name = sql.Identifier(DATABASE["NAME"])
-        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        server.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    drop_and_create(DATABASE)
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute(PARTNERS, {"customers": CUSTOMERS})

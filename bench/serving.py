@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
-import psycopg
 import redis
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
@@ -77,16 +75,12 @@ from django.db import connection  # noqa: E402
 from apps.ingest.models import InboundMessage  # noqa: E402
 from apps.ingest.webhooks import signature_for  # noqa: E402
 from apps.partners.models import Channel, Partner  # noqa: E402
-from bench.load import WRK_THREADS, answers, free_port, lua_request, start_server, write_requests, wrk  # noqa: E402
+from bench.load import WRK_THREADS, answers, drop_and_create, free_port, lua_request, start_server, write_requests, wrk  # noqa: E402
 
 
 def recreate_database() -> None:
     connection.close()
-    admin_url = {key: DATABASE.get(key.upper()) or None for key in ("host", "port", "user", "password")}
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin_url) as admin:
-        name = sql.Identifier(DATABASE["NAME"])
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    drop_and_create(DATABASE)
     call_command("migrate", verbosity=0)
     partner = Partner.objects.create(code=PARTNER, name="Serving bench carrier", kind=Partner.Kind.CARRIER)
     Channel.objects.create(partner=partner, code=CHANNEL, format=Channel.Format.WEBHOOK, webhook_secret=SECRET)

@@ -74,3 +74,21 @@ def wait_for(condition: Callable[[], bool], worker: subprocess.Popen, timeout: f
     worker.terminate()
     worker.wait(timeout=20)
     pytest.fail(f"not done within {timeout}s; worker said: {worker_output(worker)}")
+
+
+def http_scope(path: str, headers: dict[str, str], *, method: str = "POST") -> dict:
+    """An ASGI HTTP scope, as a server hands a request to the application."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }

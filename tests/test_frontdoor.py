@@ -8,26 +8,12 @@ import pytest
 
 from controltower.asgi import application
 from controltower.frontdoor import FrontDoor
+from tests.support import http_scope
 
 
 def scope(path: str = "/hooks/UPSN/hook/", length: int | None = None) -> dict:
-    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
-    if length is not None:
-        headers.append((b"content-length", str(length).encode()))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    headers = {"Host": "127.0.0.1", "Content-Type": "application/json"}
+    return http_scope(path, headers if length is None else {**headers, "Content-Length": str(length)})
 
 
 def call(app, request_scope: dict, chunks: list[bytes]) -> list[dict]:

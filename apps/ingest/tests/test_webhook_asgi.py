@@ -10,6 +10,7 @@ import pytest
 from apps.ingest.models import InboundMessage
 from apps.ingest.webhooks import signature_for
 from controltower.asgi import application
+from tests.support import http_scope
 
 from .conftest import WEBHOOK_SECRET, as_body, order_created
 
@@ -23,23 +24,9 @@ def signed(body: bytes, *, secret: str = WEBHOOK_SECRET, stamp: str | None = Non
 
 
 def over_asgi(body: bytes, headers: dict[str, str], path: str = PATH, *, host: str = "testserver") -> tuple[int, dict]:
-    raw = [(b"host", host.encode()), (b"content-type", b"application/json")]
-    raw += [(b"content-length", str(len(body)).encode())]
-    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(
+        path, {"Host": host, "Content-Type": "application/json", "Content-Length": str(len(body)), **headers}
+    )
     sent: list[dict] = []
     pending = [{"type": "http.request", "body": body, "more_body": False}]
 
