@@ -64,9 +64,18 @@ def lua_request(method: str, path: str, headers: dict[str, str], body: str | Non
     return f"{{method = '{method}', path = {lua_string(path)}, headers = {{{pairs}}}{body_part}}}"
 
 
+LUA_CHUNK = 2_000  # requests per function: Lua allows 65,536 constants in one
+
+
 def write_requests(path: Path, requests: list[str]) -> None:
     """A data file for ``load.lua``: the requests (``lua_request``) the connections take in turn."""
-    path.write_text("return {\n" + ",\n".join(requests) + "\n}\n")
+    chunks = [requests[start : start + LUA_CHUNK] for start in range(0, len(requests), LUA_CHUNK)]
+    body = "".join(";(function() add({\n" + ",\n".join(chunk) + "\n}) end)()\n" for chunk in chunks)
+    path.write_text(
+        "local all = {}\nlocal function add(items) for _, item in ipairs(items) do all[#all + 1] = item end end\n"
+        + body
+        + "return all\n"
+    )
 
 
 def wrk(port: int, data: Path, *, connections: int, seconds: int, delay_ms: int = 0) -> dict[str, Any]:
