@@ -238,7 +238,8 @@ def _freight(life: _Life, n: int, refs: list[tuple[str, str]], carrier: str, del
     life.event(carrier, f"{n}-fp", "freight.charge_posted", posted, refs, **money)
     if rng.random() < 0.8:
         settled = posted + life.hours(120, 480)
-        life.event(carrier, f"{n}-fs", "freight.charge_settled", settled, refs, attributes=attributes)
+        # The shipper settles the charge: its ERP (or TMS), which the carrier may not speak for.
+        life.event(ERP, f"{n}-fs", "freight.charge_settled", settled, refs, attributes=attributes)
 
 
 def _pair(spec: HistorySpec, rng: random.Random, pair: int) -> _Life:
