@@ -242,7 +242,9 @@ def test_the_home_page_costs_the_same_whatever_the_data(client, world, rules):
         message(steady, hours_ago=1, status=InboundMessage.Status.FAILED)
     many = _queries(client, boss)
 
-    assert len(many) == len(few) <= 12
+    assert len(many) == len(few)
+    # PostgreSQL reads each queue's first cases in one UNION ALL; SQLite takes a query per slice.
+    assert len(many) <= (12 if connection.features.supports_slicing_ordering_in_compound else 16)
     # Every read of cases, orders and messages is bounded by a LIMIT (counts stop at a cap) or
     # reads the rows a limited read found, by id.
     big = ('FROM "exceptions_exceptioncase"', 'FROM "timeline_order"', 'FROM "ingest_inboundmessage"')

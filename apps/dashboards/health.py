@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.partners.models import Channel, Partner
+from controltower.compound import rows_of_slices
 
 WINDOW = timedelta(hours=24)
 DEAD = (InboundMessage.Status.DEAD, InboundMessage.Status.FAILED)
@@ -277,9 +278,7 @@ def feeds_in_trouble(now: datetime) -> list[FeedTrouble]:
         for status in (InboundMessage.Status.DEAD, InboundMessage.Status.FAILED)
     ]
     dead: dict[tuple[int | None, int | None], list] = {}
-    for partner_id, partner_name, partner_code, channel_id, channel_name, received_at in newest[0].union(
-        newest[1], all=True
-    ):
+    for partner_id, partner_name, partner_code, channel_id, channel_name, received_at in rows_of_slices(newest):
         dead.setdefault((partner_id, channel_id), []).append((partner_name, partner_code, channel_name, received_at))
     capped = sum(len(rows) for rows in dead.values()) >= DEAD_LETTERS_READ
     for key, rows in dead.items():

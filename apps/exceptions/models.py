@@ -6,6 +6,7 @@ from django.db.models import F, Q
 
 from apps.partners.models import Partner
 from apps.timeline.models import Order, Shipment
+from controltower.indexes import NullsLastIndex
 
 
 class Queue(models.TextChoices):
@@ -126,7 +127,7 @@ class ExceptionCase(models.Model):
         # pagination: LIMIT 51 after a cursor, whatever the depth).
         indexes = [
             models.Index(fields=["queue", "opened_at", "id"], condition=OPEN_CASES, name="open_cases_by_age"),
-            models.Index(
+            NullsLastIndex(
                 F("queue"),
                 F("amount_at_risk").desc(nulls_last=True),
                 F("opened_at"),

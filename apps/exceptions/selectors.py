@@ -19,6 +19,7 @@ from apps.exceptions.roles import queues_of
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from apps.timeline.selectors import OrderTimeline, order_timeline
+from controltower.compound import rows_of_slices
 from controltower.keyset import Key, KeysetPage, keyset_page, ordering
 
 MINE = "mine"
@@ -214,7 +215,7 @@ def oldest_open_cases(
     if not parts:
         return {}
     firsts = [part.order_by("opened_at", "id").values_list("id")[:each] for part in parts.values()]
-    ids = [pk for (pk,) in firsts[0].union(*firsts[1:], all=True)]
+    ids = [pk for (pk,) in rows_of_slices(firsts)]
     found = {case.pk: case for case in cases_by_ids(ids)}
     oldest: dict[str, list[ExceptionCase]] = {name: [] for name in parts}
     for case in sorted(found.values(), key=lambda case: (case.opened_at, case.pk)):

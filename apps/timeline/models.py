@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventKind, ReferenceKind
+from controltower.indexes import NullsLastIndex
 
 
 class OrderStage(models.TextChoices):
@@ -65,8 +66,8 @@ class Order(models.Model):
         ordering = ["-ordered_at", "-id"]
         indexes = [
             # The order list, newest first (nulls last, as it sorts), and the same within a stage.
-            models.Index(F("ordered_at").desc(nulls_last=True), F("id").desc(), name="order_recent_first"),
-            models.Index(
+            NullsLastIndex(F("ordered_at").desc(nulls_last=True), F("id").desc(), name="order_recent_first"),
+            NullsLastIndex(
                 F("stage"), F("ordered_at").desc(nulls_last=True), F("id").desc(), name="order_stage_recent_first"
             ),
             models.Index(fields=["customer", "stage"]),
