@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 
-from apps.ingest.webhooks import WebhookRequest, webhook_receive
+from apps.ingest.services import WebhookRequest, webhook_receive
 
 logger = logging.getLogger(__name__)
 

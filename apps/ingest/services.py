@@ -10,7 +10,7 @@ import hashlib
 import logging
 import shutil
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +26,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
+from apps.ingest.webhooks import SignatureRejected, inbound_channel, verify_signature
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.partners.scopes import sender_scopes
@@ -665,3 +666,68 @@ def _take_file(path: Path, channel: Channel) -> int:
     archive.mkdir(parents=True, exist_ok=True)
     shutil.move(path, archive / path.name)
     return int(created)
+
+
+# --- signed webhooks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What a webhook receiver needs of the HTTP request, whichever server path it came by."""
+
+    partner: str
+    channel: str
+    body: bytes
+    declared_size: int
+    timestamp: str
+    signature: str
+    idempotency_key: str | None
+    content_type: str
+
+
+def webhook_receive(hook: WebhookRequest, status_url: Callable[[int], str]) -> tuple[int, dict]:
+    """Verify, store and queue one signed webhook: the HTTP status and the JSON answer.
+    202 means stored (processing comes later); a resend answers 200 with the original message."""
+    target = inbound_channel(hook.partner, hook.channel)
+    if target is None:
+        return 404, {"detail": f"No active inbound channel {hook.partner}/{hook.channel}."}
+    if hook.declared_size > settings.INGEST_MAX_MESSAGE_BYTES:
+        return 413, {"detail": f"The body is {hook.declared_size:,} bytes; the limit is exceeded."}
+    try:
+        target = _verified(target, hook)
+    except SignatureRejected as exc:
+        return 401, {"detail": str(exc)}
+    if target is None:
+        return 404, {"detail": f"No active inbound channel {hook.partner}/{hook.channel}."}
+    try:
+        message, created = message_receive(
+            body=hook.body,
+            source=InboundMessage.Source.WEBHOOK,
+            partner=target.partner,
+            channel=target,
+            idempotency_key=hook.idempotency_key,
+            content_type=hook.content_type,
+        )
+    except MessageRejected as exc:
+        return 400, {"detail": str(exc)}
+    answer = {
+        "id": message.pk,
+        "status": message.status,
+        "status_url": status_url(message.pk),
+        "duplicate": not created,
+    }
+    return (202 if created else 200), answer
+
+
+def _verified(channel: Channel, hook: WebhookRequest) -> Channel | None:
+    """The channel whose secret signed ``hook``: the kept one, else a fresh copy (the secret may
+    have been rotated since this process looked it up; None if the channel is gone meanwhile)."""
+    try:
+        verify_signature(channel=channel, timestamp=hook.timestamp, signature=hook.signature, body=hook.body)
+        return channel
+    except SignatureRejected:
+        fresh = inbound_channel(hook.partner, hook.channel, fresh=True)
+        if fresh is None:
+            return None
+        verify_signature(channel=fresh, timestamp=hook.timestamp, signature=hook.signature, body=hook.body)
+        return fresh

@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.ingest.webhooks import WebhookRequest, webhook_receive
+from apps.ingest.services import WebhookRequest, webhook_receive
 
 
 @csrf_exempt
