@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "axes",
+    "controltower",
     "apps.partners",
     "apps.timeline",
     "apps.billing",

@@ -88,7 +88,9 @@ def _upsert_changed(
 
 def _recompute_invoices(order_ids: set[int]) -> None:
     """Status follows the latest invoice event (a hold after a release holds it again)."""
-    rows = Milestone.objects.filter(order_id__in=order_ids, kind__in=INVOICE_STATUS_BY_KIND).values("order_id", *FIELDS)
+    rows = Milestone.objects.filter(order_id__any=order_ids, kind__in=INVOICE_STATUS_BY_KIND).values(
+        "order_id", *FIELDS
+    )
     invoices: dict[str, Invoice] = {}
     for row in _sorted(rows):
         number = _reference(row, "invoice")
@@ -103,7 +105,7 @@ def _recompute_invoices(order_ids: set[int]) -> None:
             invoice.hold_reason = str((row["payload__attributes"] or {}).get("reason") or "")[:200]
         if row["amount"] is not None:
             invoice.amount, invoice.currency = row["amount"], row["currency"]
-    stored = Invoice.objects.filter(number__in=invoices).values_list("number", *INVOICE_FIELDS)
+    stored = Invoice.objects.filter(number__any=invoices).values_list("number", *INVOICE_FIELDS)
     _upsert_changed(
         Invoice,
         invoices,
@@ -114,7 +116,7 @@ def _recompute_invoices(order_ids: set[int]) -> None:
 
 
 def _recompute_returns(order_ids: set[int]) -> None:
-    rows = Milestone.objects.filter(order_id__in=order_ids, kind__in=[K.RETURN_AUTHORIZED, K.RETURN_RECEIVED]).values(
+    rows = Milestone.objects.filter(order_id__any=order_ids, kind__in=[K.RETURN_AUTHORIZED, K.RETURN_RECEIVED]).values(
         "order_id", "lines", *FIELDS
     )
     returns: dict[str, ReturnAuthorization] = {}
@@ -129,7 +131,7 @@ def _recompute_returns(order_ids: set[int]) -> None:
         else:
             rma.received_at = rma.received_at or row["occurred_at"]
             rma.status = ReturnAuthorization.Status.RECEIVED
-    stored = ReturnAuthorization.objects.filter(number__in=returns).values_list("number", *RETURN_FIELDS)
+    stored = ReturnAuthorization.objects.filter(number__any=returns).values_list("number", *RETURN_FIELDS)
     _upsert_changed(
         ReturnAuthorization,
         returns,
@@ -147,7 +149,7 @@ def _charge_number(row: dict[str, Any]) -> str:
 def _recompute_freight(shipment_ids: set[int]) -> None:
     """Settled is final; otherwise the latest audit event (validated or disputed) decides."""
     rows = list(
-        Milestone.objects.filter(shipment_id__in=shipment_ids, kind__in=FREIGHT_STATUS_BY_KIND).values(
+        Milestone.objects.filter(shipment_id__any=shipment_ids, kind__in=FREIGHT_STATUS_BY_KIND).values(
             "shipment_id", "source_partner_id", "source_partner__kind", *FIELDS
         )
     )
@@ -174,7 +176,7 @@ def _recompute_freight(shipment_ids: set[int]) -> None:
             charge.carrier_id = carriers.get(attributes.get("carrier")) or (
                 row["source_partner_id"] if row["source_partner__kind"] == Partner.Kind.CARRIER else None
             )
-    stored = FreightCharge.objects.filter(shipment_id__in={shipment_id for shipment_id, _ in charges})
+    stored = FreightCharge.objects.filter(shipment_id__any={shipment_id for shipment_id, _ in charges})
     _upsert_changed(
         FreightCharge,
         charges,

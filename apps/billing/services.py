@@ -98,20 +98,20 @@ def invoice_release(*, invoice: Invoice, actor: AbstractBaseUser, note: str = ""
 def _load(order_ids: set[int]) -> list[_Order]:
     orders = list(
         Order.objects.filter(
-            id__in=order_ids, cancelled_at__isnull=True, customer__invoice_rule__enabled=True
+            id__any=order_ids, cancelled_at__isnull=True, customer__invoice_rule__enabled=True
         ).select_related("customer__invoice_rule")
     )
     ids = [order.id for order in orders]
     ordered: dict[int, dict[str, tuple[Decimal, Decimal | None]]] = defaultdict(dict)
-    for line in OrderLine.objects.filter(order_id__in=ids):
+    for line in OrderLine.objects.filter(order_id__any=ids):
         ordered[line.order_id][line.sku] = (line.quantity, line.unit_price)
     shipped: dict[tuple[int, int], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for line in ShipmentLine.objects.filter(order_id__in=ids):
+    for line in ShipmentLine.objects.filter(order_id__any=ids):
         shipped[(line.order_id, line.shipment_id)][line.sku] += line.quantity
-    links = Shipment.orders.through.objects.filter(order_id__in=ids).select_related("shipment")
+    links = Shipment.orders.through.objects.filter(order_id__any=ids).select_related("shipment")
     freight: dict[int, list[str]] = defaultdict(list)
     for shipment_id, status in FreightCharge.objects.filter(
-        shipment_id__in={link.shipment_id for link in links}
+        shipment_id__any={link.shipment_id for link in links}
     ).values_list("shipment_id", "status"):
         freight[shipment_id].append(status)
     by_order: dict[int, list[_Shipment]] = defaultdict(list)
@@ -128,7 +128,7 @@ def _load(order_ids: set[int]) -> list[_Order]:
             )
         )
     invoices: dict[int, set[str]] = defaultdict(set)
-    for order_id, number in Invoice.objects.filter(order_id__in=ids).values_list("order_id", "number"):
+    for order_id, number in Invoice.objects.filter(order_id__any=ids).values_list("order_id", "number"):
         invoices[order_id].add(number)
     return [
         _Order(

@@ -165,7 +165,7 @@ def kpis_refresh(
 def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> dict[str, set[int]]:
     shipment_ids = shipments_of_orders(order_ids)
     freight_ids = set(
-        FreightCharge.objects.filter(shipment_id__in=shipment_ids).order_by().values_list("id", flat=True)
+        FreightCharge.objects.filter(shipment_id__any=shipment_ids).order_by().values_list("id", flat=True)
     )
     return {
         "order": order_ids,
@@ -288,7 +288,7 @@ def _all_subjects() -> Iterator[dict[str, set[int]]]:
 
 def _stored_facts(subjects: dict[str, set[int]]) -> tuple[dict[tuple, FactRow], dict[tuple, int]]:
     """The stored facts of these subjects by key, and their primary keys, in one query."""
-    wanted = [Q(subject_type=subject_type, subject_id__in=ids) for subject_type, ids in subjects.items() if ids]
+    wanted = [Q(subject_type=subject_type, subject_id__any=ids) for subject_type, ids in subjects.items() if ids]
     if not wanted:
         return {}, {}
     facts, pks = {}, {}
@@ -300,7 +300,7 @@ def _stored_facts(subjects: dict[str, set[int]]) -> tuple[dict[tuple, FactRow], 
 
 def _delete_facts(pks: list[int]) -> None:
     if pks:
-        Fact.objects.filter(pk__in=pks).delete()
+        Fact.objects.filter(pk__any=pks).delete()
 
 
 def _fact_models(facts: Iterable[FactRow]) -> Iterator[Fact]:
@@ -337,7 +337,7 @@ def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
         del deltas[tuple(bucket)]
         if count == 0:
             emptied.append(pk)
-    Rollup.objects.filter(pk__in=emptied).delete()
+    Rollup.objects.filter(pk__any=emptied).delete()
     Rollup.objects.bulk_create(_rollup_models(deltas), batch_size=CHUNK)
     return changed
 
@@ -465,7 +465,7 @@ class _ShipmentInfo(NamedTuple):
 
 
 def _shipments_of_orders(order_ids: set[int]) -> dict[int, list[_ShipmentInfo]]:
-    links = Shipment.orders.through.objects.filter(order_id__in=order_ids).values_list(
+    links = Shipment.orders.through.objects.filter(order_id__any=order_ids).values_list(
         "order_id",
         "shipment_id",
         "shipment__carrier_id",
@@ -484,12 +484,12 @@ def _in_full(order_ids: set[int]) -> dict[int, bool]:
     """Per order with lines: was every ordered quantity shipped?"""
     ordered: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for order_id, sku, quantity in (
-        OrderLine.objects.filter(order_id__in=order_ids).order_by().values_list("order_id", "sku", "quantity")
+        OrderLine.objects.filter(order_id__any=order_ids).order_by().values_list("order_id", "sku", "quantity")
     ):
         ordered[order_id][sku] += quantity
     shipped: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for order_id, sku, quantity in (
-        ShipmentLine.objects.filter(order_id__in=ordered).order_by().values_list("order_id", "sku", "quantity")
+        ShipmentLine.objects.filter(order_id__any=ordered).order_by().values_list("order_id", "sku", "quantity")
     ):
         shipped[order_id][sku] += quantity
     return {
@@ -513,7 +513,7 @@ def _order_facts(order_ids: set[int]) -> list[FactRow]:
     if not order_ids:
         return []
     orders = (
-        Order.objects.filter(id__in=order_ids)
+        Order.objects.filter(id__any=order_ids)
         .order_by()
         .values(
             "id",
@@ -584,7 +584,7 @@ def _first_orders(shipment_ids: set[int]) -> dict[int, tuple[int, int | None, st
     """Per shipment, its first order (lowest id): the order, customer and region it reports under."""
     first: dict[int, tuple[int, int | None, str]] = {}
     links = (
-        Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids)
+        Shipment.orders.through.objects.filter(shipment_id__any=shipment_ids)
         .order_by("shipment_id", "order_id")
         .values_list("shipment_id", "order_id", "order__customer_id", "order__region")
     )
@@ -599,7 +599,7 @@ def _shipment_facts(shipment_ids: set[int]) -> list[FactRow]:
     orders = _first_orders(shipment_ids)
     facts = []
     for s in (
-        Shipment.objects.filter(id__in=shipment_ids)
+        Shipment.objects.filter(id__any=shipment_ids)
         .order_by()
         .values("id", "carrier_id", "manifested_at", "picked_up_at", "delivered_at")
     ):
@@ -630,7 +630,7 @@ def _freight_facts(freight_ids: set[int]) -> list[FactRow]:
     if not freight_ids:
         return []
     charges = list(
-        FreightCharge.objects.filter(id__in=freight_ids, posted_at__isnull=False, settled_at__isnull=False)
+        FreightCharge.objects.filter(id__any=freight_ids, posted_at__isnull=False, settled_at__isnull=False)
         .order_by()
         .values("id", "shipment_id", "carrier_id", "posted_at", "settled_at")
     )
@@ -664,13 +664,13 @@ def _message_facts(message_ids: set[int]) -> list[FactRow]:
         return []
     acks: dict[int, list[str]] = defaultdict(list)
     for inbound_id, status in (
-        OutboundMessage.objects.filter(inbound_id__in=message_ids, kind="997")
+        OutboundMessage.objects.filter(inbound_id__any=message_ids, kind="997")
         .order_by()
         .values_list("inbound_id", "ack_status")
     ):
         acks[inbound_id].append(status)
     messages = (
-        InboundMessage.objects.filter(id__in=message_ids, status__in=FINAL_MESSAGE_STATUSES)
+        InboundMessage.objects.filter(id__any=message_ids, status__in=FINAL_MESSAGE_STATUSES)
         .order_by()
         .values(
             "id",
@@ -727,7 +727,7 @@ def _case_facts(case_ids: set[int]) -> list[FactRow]:
     if not case_ids:
         return []
     cases = (
-        ExceptionCase.objects.filter(id__in=case_ids, resolved_at__isnull=False)
+        ExceptionCase.objects.filter(id__any=case_ids, resolved_at__isnull=False)
         .order_by()
         .values("id", "order_id", "partner_id", "customer_id", "region", "queue", "opened_at", "due_at", "resolved_at")
     )

@@ -63,7 +63,7 @@ class Detector:
 def _orders(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Order]:
     orders = Order.objects.filter(cancelled_at__isnull=True)
     if order_ids is not None:
-        orders = orders.filter(id__in=order_ids)
+        orders = orders.filter(id__any=order_ids)
     if rule.scope_customer_id:
         orders = orders.filter(customer_id=rule.scope_customer_id)
     if rule.scope_region:
@@ -78,7 +78,7 @@ def _orders(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Order]:
 def _shipments(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Shipment]:
     shipments = Shipment.objects.all()
     if order_ids is not None:
-        shipments = shipments.filter(orders__in=order_ids)
+        shipments = shipments.filter(orders__any=order_ids)
     if rule.scope_customer_id:
         shipments = shipments.filter(orders__customer_id=rule.scope_customer_id)
     if rule.scope_region:
@@ -138,7 +138,7 @@ def _orders_of_shipments(shipment_ids: set[int]) -> dict[int, dict]:
     each order once per other joined row.
     """
     links = (
-        Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids)
+        Shipment.orders.through.objects.filter(shipment_id__any=shipment_ids)
         .order_by("shipment_id", "order_id")
         .values_list(
             "shipment_id", "order_id", "order__customer_id", "order__region", "order__currency", "order__total_amount"

@@ -106,7 +106,7 @@ def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = Non
     kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
-        broadcast_cases_changed_on_commit(ExceptionCase.objects.filter(id__in=changed).values_list("queue", flat=True))
+        broadcast_cases_changed_on_commit(ExceptionCase.objects.filter(id__any=changed).values_list("queue", flat=True))
         transaction.on_commit(lambda: _notify_critical(report.opened))
     return report
 
@@ -141,7 +141,7 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
         handled |= Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True) & ~Q(resolution="auto")
     already = set(
         ExceptionCase.objects.filter(
-            handled, rule=rule, subject_type=detector.subject_type, subject_id__in=hits
+            handled, rule=rule, subject_type=detector.subject_type, subject_id__any=hits
         ).values_list("subject_id", flat=True)
     )
     new = [hit for subject_id, hit in hits.items() if subject_id not in already]
@@ -175,7 +175,7 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
             rule=rule,
             status__in=OPEN,
             subject_type=detector.subject_type,
-            subject_id__in=[hit.subject_id for hit in new],
+            subject_id__any=[hit.subject_id for hit in new],
             opened_at=now,
         ).values_list("id", flat=True)
     )
@@ -186,11 +186,11 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
 def _close_cleared(rule: ExceptionRule, hits: dict[int, Hit], now: datetime) -> list[int]:
     """The sweep: every case of the rule whose subject is no longer a hit."""
     ExceptionCase.objects.filter(rule=rule, status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True).exclude(
-        subject_id__in=hits
+        subject_id__any=hits
     ).exclude(resolution="auto").update(condition_cleared_at=now)
     cleared = list(
         ExceptionCase.objects.filter(rule=rule, status__in=OPEN)
-        .exclude(subject_id__in=hits)
+        .exclude(subject_id__any=hits)
         .values_list("id", flat=True)
     )
     return _resolve_automatically(cleared, now)
@@ -211,9 +211,9 @@ def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
     """
     shipment_ids = shipments_of_orders(order_ids)
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
-    rows = ExceptionCase.objects.filter(Q(order_id__in=order_ids) | Q(shipment_id__in=shipment_ids), live).values_list(
-        "rule_id", "id", "subject_id", "status", "resolution"
-    )
+    rows = ExceptionCase.objects.filter(
+        Q(order_id__any=order_ids) | Q(shipment_id__any=shipment_ids), live
+    ).values_list("rule_id", "id", "subject_id", "status", "resolution")
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
         cases[rule_id].append(_ScopedCase(*fields))
@@ -226,10 +226,12 @@ def _close_cleared_in_scope(cases: list[_ScopedCase], hits: dict[int, Hit], now:
     # Closed by a person and not cleared yet (``_cases_in_scope`` reads no cleared ones).
     handled = [case.id for case in gone if case.status in CLOSED_BY_PEOPLE and case.resolution != "auto"]
     if handled:
-        ExceptionCase.objects.filter(id__in=handled, condition_cleared_at__isnull=True).update(condition_cleared_at=now)
+        ExceptionCase.objects.filter(id__any=handled, condition_cleared_at__isnull=True).update(
+            condition_cleared_at=now
+        )
     cleared = list(
         ExceptionCase.objects.filter(
-            id__in=[case.id for case in gone if case.status in OPEN], status__in=OPEN
+            id__any=[case.id for case in gone if case.status in OPEN], status__in=OPEN
         ).values_list("id", flat=True)
     )
     return _resolve_automatically(cleared, now)
@@ -238,7 +240,7 @@ def _close_cleared_in_scope(cases: list[_ScopedCase], hits: dict[int, Hit], now:
 def _resolve_automatically(cleared: list[int], now: datetime) -> list[int]:
     if not cleared:
         return []
-    ExceptionCase.objects.filter(id__in=cleared).update(
+    ExceptionCase.objects.filter(id__any=cleared).update(
         status=ExceptionCase.Status.RESOLVED, resolution="auto", resolved_at=now
     )
     CaseEvent.objects.bulk_create(

@@ -126,19 +126,19 @@ def _facts(milestones: list[Milestone]) -> list[Fact]:
     shipment_ids = {m.shipment_id for m in milestones if m.shipment_id}
     shipments = {
         row["id"]: ShipmentContext(row["id"], row["number"], row["tracking_number"], row["carrier__code"])
-        for row in Shipment.objects.filter(pk__in=shipment_ids).values(
+        for row in Shipment.objects.filter(pk__any=shipment_ids).values(
             "id", "number", "tracking_number", "carrier__code"
         )
     }
     orders_of_shipment: dict[int, set[int]] = defaultdict(set)
-    for shipment_id, order_id in Shipment.orders.through.objects.filter(shipment_id__in=shipment_ids).values_list(
+    for shipment_id, order_id in Shipment.orders.through.objects.filter(shipment_id__any=shipment_ids).values_list(
         "shipment_id", "order_id"
     ):
         orders_of_shipment[shipment_id].add(order_id)
     order_ids = {m.order_id for m in milestones if m.order_id} | {o for ids in orders_of_shipment.values() for o in ids}
     orders = {
         pk: (OrderScope(pk, customer_id, region), number)
-        for pk, customer_id, region, number in Order.objects.filter(pk__in=order_ids).values_list(
+        for pk, customer_id, region, number in Order.objects.filter(pk__any=order_ids).values_list(
             "pk", "customer_id", "region", "number"
         )
     }

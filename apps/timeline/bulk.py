@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, JSONField, Model
+from django.db.models import Field, JSONField, Model, QuerySet
 from django.utils import timezone
 
 BATCH_SIZE = 500
@@ -46,6 +46,15 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> None:
                 copy.write_row([read(row) for read in readers])
         cursor.execute(move)
         cursor.execute(f"TRUNCATE {staging}")
+
+
+def delete_rows(queryset: QuerySet) -> int:
+    """Delete the rows ``queryset`` selects with one ``DELETE``, reading none of them back.
+
+    For rows whose dependents the caller deletes itself (or has none): ``QuerySet.delete()``
+    would load every row first to cascade and send signals. Returns how many were deleted.
+    """
+    return queryset._raw_delete(queryset.db)
 
 
 def _reader(field: Field) -> Callable[[Model], Any]:

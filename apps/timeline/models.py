@@ -244,7 +244,7 @@ def identity(row: Any) -> Identity:
 
 def pks_by_identity(model: type[models.Model], event_ids: Iterable[str]) -> dict[Identity, int]:
     """Primary keys of the stored events (of ``model``) with these ids, by identity."""
-    rows = model.objects.filter(event_id__in=set(event_ids)).values_list("event_id", "source_partner_id", "pk")
+    rows = model.objects.filter(event_id__any=set(event_ids)).values_list("event_id", "source_partner_id", "pk")
     return {Identity(event_id, partner_id or 0): pk for event_id, partner_id, pk in rows}
 
 

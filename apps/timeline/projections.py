@@ -149,7 +149,7 @@ def orders_of_shipments(shipment_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     through = Shipment.orders.through
-    return set(through.objects.filter(shipment_id__in=ids).values_list("order_id", flat=True))
+    return set(through.objects.filter(shipment_id__any=ids).values_list("order_id", flat=True))
 
 
 def shipments_of_orders(order_ids: Iterable[int]) -> set[int]:
@@ -157,7 +157,7 @@ def shipments_of_orders(order_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     through = Shipment.orders.through
-    return set(through.objects.filter(order_id__in=ids).values_list("shipment_id", flat=True))
+    return set(through.objects.filter(order_id__any=ids).values_list("shipment_id", flat=True))
 
 
 def recompute(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
@@ -221,7 +221,7 @@ def _json_value(value: Any) -> str:
 
 def _bulk_update_changed(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:
     """The portable path (SQLite, the demo database): compare in Python, then ``bulk_update``."""
-    stored = {row[0]: row[1:] for row in model.objects.filter(pk__in=rows).values_list("pk", *fields)}
+    stored = {row[0]: row[1:] for row in model.objects.filter(pk__any=rows).values_list("pk", *fields)}
     now = timezone.now()
     attnames = [model._meta.get_field(name).attname for name in fields]
     changed = [
@@ -280,7 +280,7 @@ def _recompute_shipments(ids: set[int]) -> None:
 
 def _shipment_milestones(ids: set[int]) -> dict[int, list[ShipmentMilestone]]:
     """Each shipment's milestones, sorted by (occurred_at, event_id)."""
-    rows = Milestone.objects.filter(shipment_id__in=ids).order_by().values_list(*SHIPMENT_MILESTONE_COLUMNS)
+    rows = Milestone.objects.filter(shipment_id__any=ids).order_by().values_list(*SHIPMENT_MILESTONE_COLUMNS)
     by_shipment: dict[int, list[ShipmentMilestone]] = defaultdict(list)
     for row in sorted(map(ShipmentMilestone._make, rows), key=attrgetter("occurred_at", "event_id")):
         by_shipment[row.shipment_id].append(row)
@@ -323,7 +323,7 @@ def _project_shipment(rows: list[ShipmentMilestone], partners: dict[str, int], t
 def _tracking_numbers(ids: set[int]) -> dict[int, str]:
     """The shipment's tracking number: the smallest of its tracking references, for determinism."""
     numbers: dict[int, str] = {}
-    refs = Reference.objects.filter(shipment_id__in=ids, kind="tracking").order_by("value")
+    refs = Reference.objects.filter(shipment_id__any=ids, kind="tracking").order_by("value")
     for shipment_id, value in refs.values_list("shipment_id", "value"):
         numbers.setdefault(shipment_id, value)
     return numbers
@@ -358,7 +358,7 @@ def _linked_orders(shipment_ids: set[int]) -> dict[int, set[int]]:
     linked: dict[int, set[int]] = defaultdict(set)
     if shipment_ids:
         through = Shipment.orders.through
-        for shipment_id, order_id in through.objects.filter(shipment_id__in=shipment_ids).values_list(
+        for shipment_id, order_id in through.objects.filter(shipment_id__any=shipment_ids).values_list(
             "shipment_id", "order_id"
         ):
             linked[shipment_id].add(order_id)
@@ -370,7 +370,7 @@ def _orders_by_reference(values: set[str | None]) -> dict[str, list[tuple[str, i
     orders: dict[str, list[tuple[str, int]]] = defaultdict(list)
     named = {value for value in values if value}
     if named:
-        refs = Reference.objects.filter(value__in=named, order__isnull=False)
+        refs = Reference.objects.filter(value__any=named, order__isnull=False)
         for value, order_id, number in refs.values_list("value", "order_id", "order__number"):
             orders[value].append((number, order_id))
     return orders
@@ -412,7 +412,7 @@ def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime 
     kinds = [*ORDER_FIRST_FIELDS, *ORDER_SHIPPING_KINDS]
     firsts = {f"first_{index}": Min("occurred_at", filter=Q(kind=kind)) for index, kind in enumerate(kinds)}
     rows = (
-        Milestone.objects.filter(order_id__in=ids)
+        Milestone.objects.filter(order_id__any=ids)
         .order_by()
         .values("order_id")
         .annotate(latest=Max("occurred_at"), **firsts)
@@ -424,7 +424,7 @@ def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime 
 def _order_headers(ids: set[int]) -> dict[int, dict[str, Any]]:
     """The latest ``order.created`` of each order: later corrections win."""
     created = (
-        Milestone.objects.filter(order_id__in=ids, kind=K.ORDER_CREATED)
+        Milestone.objects.filter(order_id__any=ids, kind=K.ORDER_CREATED)
         .order_by("occurred_at", "event_id")
         .values_list("order_id", "payload__order", "lines", "amount", "currency")
     )
@@ -457,7 +457,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 def _shipments_by_order(ids: set[int]) -> dict[int, list[ShipmentTimes]]:
     through = Shipment.orders.through
-    rows = through.objects.filter(order_id__in=ids).values_list(
+    rows = through.objects.filter(order_id__any=ids).values_list(
         "order_id",
         "shipment__manifested_at",
         "shipment__delivered_at",

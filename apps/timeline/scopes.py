@@ -116,26 +116,28 @@ class _Facts:
         return facts
 
     def _load_shipments(self, ids: set[int]) -> None:
-        for shipment_id, carrier, warehouse_id in Shipment.objects.filter(pk__in=ids).values_list(
+        for shipment_id, carrier, warehouse_id in Shipment.objects.filter(pk__any=ids).values_list(
             "pk", "carrier__code", "warehouse_id"
         ):
             self.warehouse[shipment_id] = warehouse_id
             if carrier:
                 self.carriers[shipment_id].add(carrier)
         naming = Milestone.objects.filter(
-            shipment_id__in=ids, kind__in=[EventKind.SHIPMENT_MANIFESTED, EventKind.SHIPMENT_TRACKING_ASSIGNED]
+            shipment_id__any=ids, kind__in=[EventKind.SHIPMENT_MANIFESTED, EventKind.SHIPMENT_TRACKING_ASSIGNED]
         )
         for shipment_id, carrier in naming.values_list("shipment_id", "payload__attributes__carrier"):
             if isinstance(carrier, str) and carrier:
                 self.carriers[shipment_id].add(carrier)
         through = Shipment.orders.through
-        for shipment_id, order_id in through.objects.filter(shipment_id__in=ids).values_list("shipment_id", "order_id"):
+        for shipment_id, order_id in through.objects.filter(shipment_id__any=ids).values_list(
+            "shipment_id", "order_id"
+        ):
             self.shipment_orders[shipment_id].add(order_id)
 
     def _load_orders(self, ids: set[int]) -> None:
-        self.customer.update(Order.objects.filter(pk__in=ids).values_list("pk", "customer_id"))
+        self.customer.update(Order.objects.filter(pk__any=ids).values_list("pk", "customer_id"))
         milestones = Milestone.objects.filter(
-            order_id__in=ids, kind__in=[EventKind.ORDER_CREATED, EventKind.ORDER_RELEASED]
+            order_id__any=ids, kind__in=[EventKind.ORDER_CREATED, EventKind.ORDER_RELEASED]
         ).values_list("order_id", "kind", "source_partner_id", "payload__attributes__warehouse")
         for order_id, kind, source_id, warehouse in milestones:
             if kind == EventKind.ORDER_CREATED and source_id:

@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections, reactions, scopes
-from apps.timeline.bulk import insert_new
+from apps.timeline.bulk import delete_rows, insert_new
 from apps.timeline.events import (
     ORDER_REFERENCE_KINDS,
     ORDER_REFERENCE_STRENGTH,
@@ -149,7 +149,7 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
     parked = ParkedReference.objects.filter(Exists(known))
     if keys is not None:
-        parked = parked.filter(value__in={value for _, value in keys})
+        parked = parked.filter(value__any={value for _, value in keys})
         rows = parked.values_list("parked_event_id", "kind", "value")[:limit]
         ids = {parked_id for parked_id, kind, value in rows if (kind, value) in keys}
     else:
@@ -157,9 +157,8 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     if not ids:
         return ApplyResult()
     with transaction.atomic():
-        rows = list(ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__in=ids))
-        ParkedEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
-        return apply_events([load_stored_event(row.payload) for row in rows])
+        rows = ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__any=ids)
+        return apply_events(_take_parked(dict(rows.values_list("pk", "payload"))))
 
 
 def scope_violations(events: Sequence[CanonicalEvent]) -> dict[EventKey, str]:
@@ -218,7 +217,7 @@ def _without_duplicates(events: list[CanonicalEvent], result: ApplyResult) -> li
     ids = {key.event_id for key in unique}
     known = set()
     for model in (Milestone, MilestoneReport, ParkedEvent):
-        rows = model.objects.filter(event_id__in=ids).values_list("source_partner__code", "event_id")
+        rows = model.objects.filter(event_id__any=ids).values_list("source_partner__code", "event_id")
         known |= {EventKey(code or "", event_id) for code, event_id in rows}
     result.duplicates.extend(key for key in unique if key in known)
     return [event for key, event in unique.items() if key not in known]
@@ -249,7 +248,7 @@ def _load_references(keys: set[RefKey], batch: _Batch, *, refresh: bool = False)
         return
     for key in todo:
         batch.references[key] = set()
-    rows = Reference.objects.filter(value__in={value for _, value in todo}).values_list(
+    rows = Reference.objects.filter(value__any={value for _, value in todo}).values_list(
         "kind", "value", "order_id", "shipment_id", "order__number", "shipment__number"
     )
     for kind, value, order_id, shipment_id, order_number, shipment_number in rows:
@@ -415,10 +414,10 @@ def _create(subject: _Subject, events: list[CanonicalEvent], batch: _Batch) -> i
     if not numbers:
         return 0
     manager = subject.model.objects
-    existing = set(manager.filter(number__in=numbers).values_list("number", flat=True))
+    existing = set(manager.filter(number__any=numbers).values_list("number", flat=True))
     insert_new(subject.model, [subject.model(number=n) for n in numbers if n not in existing])
     rows = []
-    for number, subject_id in manager.filter(number__in=numbers).values_list("number", "id"):
+    for number, subject_id in manager.filter(number__any=numbers).values_list("number", "id"):
         rows += [subject.reference(ref, subject_id) for ref in numbers[number].references_of(subject.reference_kinds)]
     _insert_references(rows, batch)
     return len(set(numbers) - existing)
@@ -512,7 +511,7 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
     ids = pks_by_identity(Milestone, (primary.event_id for primary, _ in reports))
     for old, primary in displaced:
         MilestoneReport.objects.filter(milestone_id=old.id).update(milestone_id=ids[primary])
-    Milestone.objects.filter(pk__in=[old.id for old, _ in displaced]).delete()
+    Milestone.objects.filter(pk__any=[old.id for old, _ in displaced]).delete()
     insert_new(
         MilestoneReport,
         [
@@ -549,8 +548,8 @@ def _existing_milestones(subjects: list[Milestone]) -> dict[MilestoneKey, _Known
     if not subjects:
         return {}
     rows = Milestone.objects.filter(
-        Q(order_id__in={m.order_id for m in subjects if m.order_id})
-        | Q(shipment_id__in={m.shipment_id for m in subjects if m.shipment_id}),
+        Q(order_id__any={m.order_id for m in subjects if m.order_id})
+        | Q(shipment_id__any={m.shipment_id for m in subjects if m.shipment_id}),
         kind__in={m.kind for m in subjects},
     ).values_list(*_Known._fields)
     wanted = {_key(m) for m in subjects}
@@ -584,12 +583,12 @@ def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
     if not gained:
         return
     values = {value for _, value in gained}
-    claims = [row for row in ShipmentOrderClaim.objects.filter(value__in=values) if (row.kind, row.value) in gained]
+    claims = [row for row in ShipmentOrderClaim.objects.filter(value__any=values) if (row.kind, row.value) in gained]
     if not claims:
         return
     orders_by_key: dict[RefKey, set[int]] = {}
     for kind, value, order_id in Reference.objects.filter(
-        value__in={row.value for row in claims}, order__isnull=False
+        value__any={row.value for row in claims}, order__isnull=False
     ).values_list("kind", "value", "order_id"):
         orders_by_key.setdefault((kind, value), set()).add(order_id)
     links = {(row.shipment_id, order_id) for row in claims for order_id in orders_by_key.get((row.kind, row.value), ())}
@@ -636,13 +635,11 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     """Take out of the parking lot every event that carries one of the references just created."""
     if not new_keys:
         return []
-    candidates = ParkedReference.objects.filter(value__in={value for _, value in new_keys})
+    candidates = ParkedReference.objects.filter(value__any={value for _, value in new_keys})
     parked_ids = {row.parked_event_id for row in candidates if (row.kind, row.value) in new_keys}
     if not parked_ids:
         return []
-    rows = list(ParkedEvent.objects.filter(pk__in=parked_ids))
-    ParkedEvent.objects.filter(pk__in=parked_ids).delete()
-    events = [load_stored_event(row.payload) for row in rows]
+    events = _take_parked(dict(ParkedEvent.objects.filter(pk__any=parked_ids).values_list("pk", "payload")))
     parked_now = {event.key for event in events}
     result.parked = [key for key in result.parked if key not in parked_now]
     result.unparked.extend(sorted(parked_now))
@@ -650,3 +647,13 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     batch.partners.update(fresh.partners)
     batch.channels.update(fresh.channels)
     return events
+
+
+def _take_parked(payloads: dict[int, dict]) -> list[CanonicalEvent]:
+    """The parked events of these payloads (by primary key), taken out of the parking lot.
+
+    Two plain ``DELETE``s: the ORM's cascade would first read every row back, payload included.
+    """
+    delete_rows(ParkedReference.objects.filter(parked_event_id__any=payloads))
+    delete_rows(ParkedEvent.objects.filter(pk__any=payloads))
+    return [load_stored_event(payload) for payload in payloads.values()]
