@@ -25,7 +25,7 @@ from apps.partners.credentials import (
 )
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.partners.scopes import SCOPE_CHOICES
-from apps.partners.services import api_token_create, api_token_revoke
+from apps.partners.services import api_token_create, api_token_revoke, api_token_scopes_set
 
 # A secret typed by staff must be at least this long; generated ones are much longer.
 SECRET_MIN_LENGTH = 16
@@ -307,7 +307,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm, change: bool) -> None:
         if change:
-            ApiToken.objects.filter(pk=obj.pk).update(scopes=obj.scopes)
+            api_token_scopes_set(token=obj, scopes=obj.scopes)
             return
         token, raw = api_token_create(partner=obj.partner, name=obj.name, scopes=obj.scopes)
         obj.pk = token.pk

@@ -1,8 +1,10 @@
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +14,9 @@ from apps.partners.models import ApiToken, EdiIdentifier, Partner
 TOKEN_PREFIX = "ct_"  # noqa: S105 - a public marker, not a secret
 # Recording every use would turn each API call into a write; once a minute is enough to audit.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+# prefix -> (monotonic expiry, the active token with its partner, or None); see api_token_authenticate.
+_tokens: dict[str, tuple[float, ApiToken | None]] = {}
+CACHED_TOKENS_MAX = 10_000  # unknown prefixes are kept too; a flood of made-up tokens stays bounded
 
 
 @transaction.atomic
@@ -68,26 +73,60 @@ def api_token_create(*, partner: Partner, name: str, scopes: list[str] | None = 
 
 def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    forget_api_tokens()
 
 
-def api_token_authenticate(raw: str) -> ApiToken | None:
+def api_token_scopes_set(*, token: ApiToken, scopes: list[str]) -> None:
+    """What the token may send from now on (its next request in this process, within the cache time elsewhere)."""
+    ApiToken.objects.filter(pk=token.pk).update(scopes=scopes)
+    forget_api_tokens()
+
+
+def api_token_authenticate(raw: str, *, fresh: bool = False) -> ApiToken | None:
     """The active token ``raw`` names, or None (an inactive partner's tokens are cut off too).
-    Constant-time comparison of the secret's hash."""
+    Constant-time comparison of the secret's hash.
+
+    The token and its partner are kept for ``WEBHOOK_CHANNEL_CACHE_SECONDS`` in this process
+    (unless ``fresh``), as webhook channels are: a revoked token or a deactivated partner stops
+    working everywhere within that time, and at once in the process that made the change. Only
+    the hash is kept; the secret is checked against it on every request.
+    """
     if not raw.startswith(TOKEN_PREFIX):
         return None
     prefix, _, secret = raw.removeprefix(TOKEN_PREFIX).partition("_")
     if not prefix or not secret:
         return None
+    token = _active_token(prefix, fresh=fresh)
+    if token is None or not hmac.compare_digest(token.hashed, _hash(secret)):
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now  # the kept token too, or each request until it expires would write again
+    return token
+
+
+def _active_token(prefix: str, *, fresh: bool) -> ApiToken | None:
+    now = time.monotonic()
+    cached = _tokens.get(prefix)
+    if cached is not None and cached[0] > now and not fresh:
+        return cached[1]
     token = (
         ApiToken.objects.select_related("partner")
         .filter(prefix=prefix, revoked_at__isnull=True, partner__active=True)
         .first()
     )
-    if token is None or not hmac.compare_digest(token.hashed, _hash(secret)):
-        return None
-    if token.last_used_at is None or timezone.now() - token.last_used_at > TOKEN_TOUCH_INTERVAL:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    if len(_tokens) >= CACHED_TOKENS_MAX:
+        _tokens.clear()
+    _tokens[prefix] = (now + settings.WEBHOOK_CHANNEL_CACHE_SECONDS, token)
     return token
+
+
+def forget_api_tokens(**kwargs: object) -> None:
+    """A token or a partner changed here: look tokens up afresh (now, and again once the change is
+    committed, so a request that read the old row meanwhile does not keep it)."""
+    _tokens.clear()
+    transaction.on_commit(_tokens.clear)
 
 
 def _hash(secret: str) -> str:
