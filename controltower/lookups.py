@@ -28,7 +28,18 @@ class Any_(Lookup):
         if not self.rhs:
             return In(self.lhs, self.rhs).as_sql(compiler, connection)  # nothing matches
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs_sql} = ANY(%s::{_array_of(self.lhs.output_field, connection)})", [*lhs_params, self.rhs]
+        array = f"%s::{_array_of(self.lhs.output_field, connection)}"
+        return f"{lhs_sql} = ANY({array})", [*lhs_params, _array_literal(self.rhs)]
+
+
+def _array_literal(values: list) -> str | list:
+    """Whole numbers and strings as one array literal, ``{1,2}`` or ``{"a","b"}``: a single string
+    to quote, where psycopg would adapt and quote each element. Other values go as the list."""
+    if all(type(value) is int for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    if all(isinstance(value, str) for value in values):
+        return "{" + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values) + "}"
+    return values
 
 
 def _array_of(field: Field, connection: Any) -> str:

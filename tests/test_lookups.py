@@ -57,3 +57,14 @@ def test_any_iterable_is_read_once(orders: list[Order]) -> None:
 
     assert _ids(Order.objects.filter(number__any=numbers)) == {orders[0].pk, orders[1].pk}
     assert _ids(Order.objects.filter(pk__any={orders[3].pk: "x"})) == {orders[3].pk}
+
+
+def test_values_that_mean_something_in_an_array_literal_are_matched_as_written() -> None:
+    awkward = ['PO "7"', "back\\slash", "a,b", "{braces}", " spaced ", "NULL", "Zoë's 📦", ""]
+    for value in awkward:
+        ReferenceFactory(kind="po", value=value)
+    ReferenceFactory(kind="po", value="a")
+
+    found = set(Reference.objects.filter(value__any=awkward).values_list("value", flat=True))
+
+    assert found == set(awkward)
