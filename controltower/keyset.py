@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.expressions import OrderBy
 
@@ -84,12 +85,19 @@ def ordering(keys: list[Key], *, reverse: bool = False) -> list[OrderBy]:
 
 
 def _beyond(keys: list[Key], values: list[Any], *, backwards: bool) -> Q:
-    """Rows strictly after ``values`` in the keys' order (strictly before, ``backwards``)."""
+    """Rows strictly after ``values`` in the keys' order (strictly before, ``backwards``).
+
+    A first key without nulls also bounds the rows on its own (``key <= value`` and the rest), a
+    range the index can start its scan from rather than a filter over the rows before the cursor.
+    """
     condition = Q(pk__in=[])
     same = Q()
     for key, value in zip(keys, values, strict=True):
         condition |= same & _past(key, value, backwards=backwards)
         same &= Q(**{f"{key.name}__isnull": True}) if value is None else Q(**{key.name: value})
+    first, value = keys[0], values[0]
+    if len(keys) > 1 and not first.nullable and value is not None:
+        condition &= Q(**{f"{first.name}__{'lte' if first.descending != backwards else 'gte'}": value})
     return condition
 
 
@@ -130,3 +138,20 @@ def _decode(cursor: str | None, keys: list[Key]) -> list[Any] | None:
     if not all(value is None or isinstance(value, str | int) for value in values):
         return None
     return values
+
+
+def capped_counts(parts: dict[str, QuerySet], *, limit: int | None = None) -> dict[str, int]:
+    """How many rows each queryset of ``parts`` has, each counted up to ``limit`` (``COUNT_LIMIT``
+    unless given; ``limit + 1`` means "more"), all in one query: a figure shown next to a list must
+    not read all its rows."""
+    if not parts:
+        return {}
+    limit = COUNT_LIMIT if limit is None else limit
+    selects, params = [], []
+    for rows in parts.values():
+        sql, part_params = rows.order_by().values("pk")[: limit + 1].query.sql_with_params()
+        selects.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")  # noqa: S608 - Django's own SQL, values bound
+        params.extend(part_params)
+    with connections[next(iter(parts.values())).db].cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)}", params)  # noqa: S608 - as above
+        return dict(zip(parts, cursor.fetchone(), strict=True))

@@ -218,6 +218,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["subscription", "-id"], name="delivery_recent"),
+            # The delivery log filtered by status, a page at a time, and its counts per status.
+            models.Index(fields=["subscription", "status", "-id"], name="delivery_recent_by_status"),
             models.Index(fields=["delivered_at"], condition=Q(status="delivered"), name="delivery_delivered_at"),
             models.Index(
                 fields=["subscription", "order", "id"],

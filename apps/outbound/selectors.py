@@ -2,7 +2,9 @@
 deliveries, one delivery's attempts as sent and answered.
 
 Every list is a constant number of queries whatever its length: counts are conditional
-aggregates over one join, and what a row links to is selected with it.
+aggregates over one join, and what a row links to is selected with it. A subscription's
+deliveries are read a page at a time by keyset (``controltower.keyset``), and counted only up to
+``COUNT_LIMIT`` per status: a busy subscription's page costs what a quiet one's does.
 """
 
 import json
@@ -15,6 +17,8 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from apps.outbound.models import Delivery, DeliveryAttempt, Subscription
+from controltower import keyset
+from controltower.keyset import Key, KeysetPage, capped_counts, keyset_page
 
 WINDOW = timedelta(hours=24)
 # The signed headers first, in the order a receiver checks them; anything else follows by name.
@@ -105,12 +109,32 @@ def attempts_by_hour(*, subscription_id: int, now: datetime) -> HourlyAttempts:
 # --- deliveries -----------------------------------------------------------------------------------
 
 
-def delivery_counts(*, subscription_id: int) -> dict[str, int]:
-    """How many of a subscription's deliveries are in each status, now (one query)."""
-    counts = Delivery.objects.filter(subscription_id=subscription_id).aggregate(
-        **{status: Count("pk", filter=Q(status=status)) for status in Delivery.Status.values}
-    )
-    return {status: counts[status] or 0 for status in Delivery.Status.values}
+@dataclass(frozen=True)
+class Tally:
+    """A count shown next to a list, read up to ``keyset.COUNT_LIMIT`` ("10,000+" beyond)."""
+
+    count: int
+    capped: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.count:,}{'+' if self.capped else ''}"
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def delivery_counts(*, subscription_id: int) -> dict[str, Tally]:
+    """How many of a subscription's deliveries are in each status, now, each up to ``keyset.COUNT_LIMIT``
+    (one query; each status read from the ``delivery_recent_by_status`` index)."""
+    deliveries = Delivery.objects.filter(subscription_id=subscription_id)
+    limit = keyset.COUNT_LIMIT
+    counts = capped_counts({status: deliveries.filter(status=status) for status in Delivery.Status.values}, limit=limit)
+    return {status: Tally(min(count, limit), count > limit) for status, count in counts.items()}
+
+
+# Newest first, as keys for keyset pagination; read from delivery_recent (or, filtered by status,
+# delivery_recent_by_status).
+DELIVERY_ORDER = [Key("id", descending=True)]
 
 
 def subscription_deliveries(*, subscription_id: int, status: str | None = None) -> QuerySet[Delivery]:
@@ -123,6 +147,13 @@ def subscription_deliveries(*, subscription_id: int, status: str | None = None) 
         .order_by("-id")
     )
     return deliveries.filter(status=status) if status else deliveries
+
+
+def delivery_page(
+    deliveries: QuerySet[Delivery], *, size: int, after: str | None = None, before: str | None = None
+) -> KeysetPage:
+    """One page of ``subscription_deliveries``, after (older than) or before (newer than) a cursor."""
+    return keyset_page(deliveries, DELIVERY_ORDER, size=size, after=after, before=before)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,6 +20,7 @@ from apps.outbound.selectors import (
     attempts_by_hour,
     delivery_counts,
     delivery_detail,
+    delivery_page,
     delivery_rows,
     subscription_activity,
     subscription_deliveries,
@@ -57,27 +57,36 @@ def _subscription(pk: int) -> Subscription:
 
 
 def _deliveries_context(request: HttpRequest, subscription: Subscription, query: dict[str, str]) -> dict:
-    """The delivery table of a subscription as ``query`` (status, page) asks for it."""
+    """The delivery table of a subscription as ``query`` (status, and a cursor: after or before) asks for it."""
     form = DeliveryFilterForm(query)
     status = form.status_filter()
     deliveries = subscription_deliveries(subscription_id=subscription.pk, status=status)
-    page: Page = Paginator(deliveries, DELIVERIES_PER_PAGE).get_page(query.get("page"))
+    page = delivery_page(deliveries, size=DELIVERIES_PER_PAGE, after=query.get("after"), before=query.get("before"))
     kept = {"status": status} if status else {}
+    cursor = _cursor(query) if not page.is_first else {}
     return {
         "subscription": subscription,
         "form": form,
         "page": page,
-        "rows": delivery_rows(list(page.object_list)),
+        "rows": delivery_rows(page.items),
         "counts": delivery_counts(subscription_id=subscription.pk),
         "filter_query": urlencode(kept),
-        "poll_url": _poll_url(subscription, kept, page.number),
+        "cursor": cursor,
+        "poll_url": _poll_url(subscription, {**kept, **cursor}),
         "poll_seconds": POLL_SECONDS,
         "can_replay": request.user.has_perm(REPLAY),
     }
 
 
-def _poll_url(subscription: Subscription, kept: dict[str, str], page: int) -> str:
-    params = {**kept, **({"page": str(page)} if page > 1 else {})}
+def _cursor(query: dict[str, str]) -> dict[str, str]:
+    """The cursor the page shown was read from, kept by the refresh and a replay."""
+    for name in ("before", "after"):
+        if query.get(name):
+            return {name: query[name]}
+    return {}
+
+
+def _poll_url(subscription: Subscription, params: dict[str, str]) -> str:
     url = reverse("subscription-detail", args=[subscription.pk])
     return f"{url}?{urlencode(params)}" if params else url
 
@@ -147,7 +156,7 @@ def deliveries_replay_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if message:
             messages.success(request, message)
         return redirect(next_url(request, reverse("subscription-detail", args=[subscription.pk])))
-    query = {name: request.POST[name] for name in ("status", "page") if request.POST.get(name)}
+    query = {name: request.POST[name] for name in ("status", "after", "before") if request.POST.get(name)}
     context = {
         **_deliveries_context(request, subscription, query),
         "message": message,
