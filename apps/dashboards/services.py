@@ -204,7 +204,7 @@ def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:
             if progress:
                 progress(sum(len(ids) for ids in subjects.values()))
         totals = _without_empty(totals)
-        Rollup.objects.bulk_create(_rollup_models(totals), batch_size=CHUNK)
+        _insert_rollups(totals)
         transaction.on_commit(_broadcast)
     return len(totals)
 
@@ -338,7 +338,7 @@ def _add_to_rollups(deltas: dict[tuple, Totals]) -> int:
         if count == 0:
             emptied.append(pk)
     Rollup.objects.filter(pk__any=emptied).delete()
-    Rollup.objects.bulk_create(_rollup_models(deltas), batch_size=CHUNK)
+    _insert_rollups(deltas)
     return changed
 
 
@@ -410,22 +410,25 @@ def _row_sources(model: type[Model], columns: Sequence[str], rows: Sequence[Sequ
         yield "VALUES " + ", ".join([row] * len(batch)), [value for values in batch for value in values]
 
 
-def _rollup_models(totals: dict[tuple, Totals]) -> list[Rollup]:
-    return [
-        Rollup(
-            metric=metric,
-            day=day,
-            partner_id=partner_id,
-            customer_id=customer_id,
-            region=region,
-            detail=detail,
-            count=total.count,
-            hits=total.hits,
-            seconds_sum=total.seconds_sum,
-            histogram=total.histogram,
+def _insert_rollups(totals: dict[tuple, Totals]) -> None:
+    """New rollup rows, one ``INSERT ... SELECT`` per chunk (the refresh holds the lock: no
+    other writer can have created them meanwhile)."""
+    histogram_field = Rollup._meta.get_field("histogram")
+    rows = [
+        (
+            *bucket,
+            total.count,
+            total.hits,
+            total.seconds_sum,
+            histogram_field.get_db_prep_value(total.histogram, connection),
         )
-        for (metric, day, partner_id, customer_id, region, detail), total in totals.items()
+        for bucket, total in totals.items()
     ]
+    table = connection.ops.quote_name(Rollup._meta.db_table)
+    with connection.cursor() as cursor:
+        for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):
+            # Identifiers and placeholders only: the values are parameters.
+            cursor.execute(f"INSERT INTO {table} ({', '.join(ROLLUP_COLUMNS)}) {source}", params)  # noqa: S608
 
 
 # --- computing facts --------------------------------------------------------------------------

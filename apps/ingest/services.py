@@ -394,7 +394,10 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
     if message.scopes is None:
         message.scopes = message_scopes(partner, channel)
     document, parsed = _parse_stream(fmt, body, _context(partner, channel, message.received_at))
-    return document, (_with_source(event, partner, channel, message) for event in parsed)
+    source = EventSource(
+        partner=partner.code, channel=channel.code if channel else None, message=message.pk, scopes=message.scopes
+    )
+    return document, (event.model_copy(update={"source": source}) for event in parsed)
 
 
 def _finish(message: InboundMessage, document: ParsedDocument, tally: _Tally) -> None:
@@ -528,15 +531,6 @@ def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:
         # A parser bug must not retry forever nor lose the message: it waits as a dead letter.
         logger.exception("parser %s failed on a message from %s", fmt, context.partner)
         raise PermanentFailure(f"internal error in the {fmt} parser: {exc!r}") from exc
-
-
-def _with_source(
-    event: CanonicalEvent, partner: Partner, channel: Channel | None, message: InboundMessage
-) -> CanonicalEvent:
-    source = EventSource(
-        partner=partner.code, channel=channel.code if channel else None, message=message.pk, scopes=message.scopes
-    )
-    return event.model_copy(update={"source": source})
 
 
 def _store_acknowledgments(

@@ -18,7 +18,7 @@ from django.db.models import Max, Min, Model, Q
 from django.utils import timezone
 
 from apps.partners.models import Partner
-from apps.timeline.bulk import insert_new
+from apps.timeline.bulk import delete_rows, insert_new
 from apps.timeline.events import CanonicalEvent, EventKind, normalize_reference
 from apps.timeline.models import (
     InventoryPosition,
@@ -246,13 +246,13 @@ def _replace_changed_lines(
     alone lists its lines as a rewrite would.
     """
     stored: dict[int, list[Values]] = defaultdict(list)
-    rows = model.objects.filter(**{f"{subject}__in": wanted}).order_by("id").values_list(subject, *columns)
+    rows = model.objects.filter(**{f"{subject}__any": wanted}).order_by("id").values_list(subject, *columns)
     for row in rows:
         stored[row[0]].append(row[1:])
     changed = [subject_id for subject_id, lines in wanted.items() if lines != stored.get(subject_id, [])]
     if not changed:
         return
-    model.objects.filter(**{f"{subject}__in": changed}).delete()
+    delete_rows(model.objects.filter(**{f"{subject}__any": changed}))  # lines have no dependents
     attnames = [subject, *columns]
     rows = [(subject_id, *line) for subject_id in changed for line in wanted[subject_id]]
     insert_new(model, [model(**dict(zip(attnames, row, strict=True))) for row in rows])
