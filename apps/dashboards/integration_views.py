@@ -2,7 +2,6 @@
 
 from django import forms
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -10,6 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.dashboards.health import NONE, WINDOW, dead_letters, integration_health
+from apps.dashboards.selectors import dead_letter_list, dead_letter_page
 from apps.dashboards.trace import message_trace
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import messages_replay
@@ -78,10 +78,17 @@ def integration_health_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(VIEW)
 def dead_letters_view(request: HttpRequest) -> HttpResponse:
+    """Dead letters, newest first, a page at a time after (or before) a cursor, with about how many."""
     form = DeadLetterFilterForm(request.GET)
-    page = Paginator(dead_letters(**form.filters()), DEAD_LETTERS_PER_PAGE).get_page(request.GET.get("page"))
+    page = dead_letter_page(
+        dead_letter_list(**form.filters()),
+        size=DEAD_LETTERS_PER_PAGE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
     query = request.GET.copy()
-    query.pop("page", None)
+    for cursor in ("after", "before", "page"):
+        query.pop(cursor, None)
     context = {"form": form, "page": page, "query": query.urlencode(), "can_replay": request.user.has_perm(REPLAY)}
     return render(request, "dashboards/dead_letters.html", context)
 

@@ -13,10 +13,13 @@ from datetime import date, datetime, timedelta
 from django.db.models import Count, F, Q, QuerySet
 
 from apps.dashboards import histogram
+from apps.dashboards.health import NONE, dead_letters
 from apps.dashboards.models import Fact, Metric, Rollup
 from apps.dashboards.services import DURATIONS
 from apps.exceptions.models import ExceptionCase, Queue
-from apps.partners.models import Partner
+from apps.ingest.models import InboundMessage
+from apps.partners.models import Channel, Partner
+from controltower.keyset import Key, KeysetPage, keyset_page
 
 M = Metric
 GRAINS = ("day", "week")
@@ -211,3 +214,31 @@ def drilldown(kpi_filter: KpiFilter, metric: str, *, day: date | None = None, mi
 
 def partners_by_id() -> dict[int, Partner]:
     return {partner.id: partner for partner in Partner.objects.all()}
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+# Newest first, as keys for keyset pagination; read from the dead_letter_* indexes of InboundMessage.
+DEAD_LETTER_ORDER = [Key("received_at", descending=True), Key("id", descending=True)]
+
+
+def dead_letter_list(*, partner: str = "", channel: str = "") -> QuerySet[InboundMessage]:
+    """``health.dead_letters``, filtered so that one index serves the page, newest first: a
+    partner's code is looked up first (its messages are then read from the partner's index rather
+    than joined), and a channel of that partner needs no partner filter beside its own."""
+    if not partner or partner == NONE:
+        return dead_letters(partner=partner, channel=channel)
+    if channel and channel != NONE:
+        known = Channel.objects.filter(pk=int(channel), partner__code=partner).exists()
+        return dead_letters(channel=channel) if known else InboundMessage.objects.none()
+    partner_id = Partner.objects.filter(code=partner).values_list("pk", flat=True).first()
+    if partner_id is None:
+        return InboundMessage.objects.none()
+    return dead_letters(channel=channel).filter(partner_id=partner_id)
+
+
+def dead_letter_page(
+    messages: QuerySet[InboundMessage], *, size: int, after: str | None = None, before: str | None = None
+) -> KeysetPage:
+    """One page of ``dead_letter_list``, after (older than) or before (newer than) a cursor."""
+    return keyset_page(messages, DEAD_LETTER_ORDER, size=size, after=after, before=before)

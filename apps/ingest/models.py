@@ -3,6 +3,9 @@ from django.db.models import Q
 
 from apps.partners.models import Channel, Partner
 
+# What the dead letter list shows (apps/dashboards/health.py DEAD): dead, or out of retries.
+DEAD_LETTER = Q(status__in=["dead", "failed"])
+
 
 class InboundMessage(models.Model):
     """Every payload a partner sent us, stored raw before anything else happens to it."""
@@ -80,6 +83,15 @@ class InboundMessage(models.Model):
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["partner", "status"]),
             models.Index(fields=["channel", "received_at"], name="message_channel_recent"),
+            # The dead letter list, newest first, a page at a time: all of them, or one partner's or
+            # channel's (unknown senders and messages without a channel included, as nulls).
+            models.Index(fields=["-received_at", "-id"], condition=DEAD_LETTER, name="dead_letter_recent"),
+            models.Index(
+                fields=["partner", "-received_at", "-id"], condition=DEAD_LETTER, name="dead_letter_partner_recent"
+            ),
+            models.Index(
+                fields=["channel", "-received_at", "-id"], condition=DEAD_LETTER, name="dead_letter_channel_recent"
+            ),
             # Micro-batching: the small messages waiting on a queue, oldest first.
             models.Index(
                 fields=["queue", "size", "id"], condition=Q(status="received"), name="message_waiting_by_queue"

@@ -229,7 +229,7 @@ def test_dead_letters_filter_by_partner_and_channel_newest_first(client, integra
 
     def listed(**params) -> list[int]:
         response = client.get(reverse("dead-letters"), params)
-        return [m.pk for m in response.context["page"].object_list]
+        return [m.pk for m in response.context["page"].items]
 
     assert listed() == [new.pk, elsewhere.pk, unknown.pk, old.pk]
     assert listed(partner="UPSN", channel=feed.pk) == [new.pk, old.pk]
@@ -248,10 +248,11 @@ def test_dead_letters_are_paginated_by_50(client, integration_admin, carrier):
         message(feed, ago=timedelta(minutes=n + 1), status=S.DEAD, error=f"reason {n}")
 
     first = client.get(reverse("dead-letters"))
-    second = client.get(reverse("dead-letters"), {"page": 2})
+    second = client.get(reverse("dead-letters"), {"after": first.context["page"].next_cursor})
 
-    assert len(first.context["page"].object_list) == 50
-    assert len(second.context["page"].object_list) == 5
+    assert len(first.context["page"].items) == 50
+    assert "55 dead letters" in text(first)
+    assert len(second.context["page"].items) == 5
     assert "reason 54" in text(second)
 
 
