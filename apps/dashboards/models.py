@@ -27,6 +27,22 @@ class Metric(models.TextChoices):
     RESOLUTION_TIME = "resolution_time", "Time to resolve a case"
 
 
+class PendingRefresh(models.Model):
+    """A subject whose facts are to be refreshed. Requests gather here, and one drain refreshes
+    every subject waiting, however many messages asked while it was queued."""
+
+    subject_type = models.CharField(max_length=16)
+    subject_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject_type", "subject_id"], name="unique_pending_refresh"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_type}#{self.subject_id}"
+
+
 class Fact(models.Model):
     """One subject's contribution to one metric: what rollups add up and drill-downs list.
 

@@ -27,9 +27,10 @@ from django.db.models import Model, Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
-from apps.dashboards.models import Fact, Metric, Rollup
+from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.timeline.bulk import delete_rows, insert_new
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
 
@@ -179,12 +180,45 @@ def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) ->
 def kpis_refresh_later(
     *, order_ids: Iterable[int] = (), message_ids: Iterable[int] = (), case_ids: Iterable[int] = ()
 ) -> None:
-    """Queue a refresh for once the current transaction commits (at once outside one)."""
-    from apps.dashboards.tasks import kpis_refresh_task
+    """Note these subjects for a refresh, and queue a drain for once the current transaction
+    commits (at once outside one).
 
-    kwargs = {"order_ids": sorted(order_ids), "message_ids": sorted(message_ids), "case_ids": sorted(case_ids)}
-    if any(kwargs.values()):
-        transaction.on_commit(lambda: kpis_refresh_task.apply_async(kwargs=kwargs, queue="bulk"))
+    Requests made while a drain waits in the queue are refreshed by it together: under a
+    backlog, an order touched by ten messages is refreshed once, not ten times. The drains
+    queued after it find nothing left and cost a query.
+    """
+    wanted = (("order", order_ids), ("message", message_ids), ("case", case_ids))
+    rows = [PendingRefresh(subject_type=kind, subject_id=pk) for kind, ids in wanted for pk in ids]
+    if rows:
+        insert_new(PendingRefresh, rows)
+        transaction.on_commit(_queue_drain)
+
+
+def _queue_drain() -> None:
+    from apps.dashboards.tasks import kpis_drain_task
+
+    kpis_drain_task.apply_async(queue="bulk")
+
+
+def kpis_refresh_pending(*, chunk: int = CHUNK) -> int:
+    """Refresh every subject waiting for it, ``chunk`` at a time, each chunk in a transaction
+    of its own. Returns how many subjects were refreshed.
+
+    Rows are read under the writer's lock, so two drains never refresh the same subjects.
+    """
+    refreshed = 0
+    while True:
+        with transaction.atomic():
+            _lock()
+            rows = list(PendingRefresh.objects.order_by("pk").values_list("pk", "subject_type", "subject_id")[:chunk])
+            if not rows:
+                return refreshed
+            delete_rows(PendingRefresh.objects.filter(pk__any=[pk for pk, _, _ in rows]))
+            ids: dict[str, set[int]] = defaultdict(set)
+            for _, kind, subject_id in rows:
+                ids[kind].add(subject_id)
+            kpis_refresh(order_ids=ids["order"], message_ids=ids["message"], case_ids=ids["case"])
+            refreshed += len(rows)
 
 
 def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field, JSONField, Model, QuerySet
 from django.utils import timezone
 
@@ -39,7 +39,8 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> None:
     # Every name below is a table or column of the model, quoted; no value is ever in the SQL.
     create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS SELECT {names} FROM {table}"  # noqa: S608
     move = f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"  # noqa: S608
-    with connection.cursor() as cursor:
+    # One transaction at least: the staging table empties itself at every commit.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(f"{create} WITH NO DATA")
         with cursor.cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:

@@ -18,9 +18,16 @@ import pytest
 from django.core.management import call_command
 
 from apps.dashboards import histogram
-from apps.dashboards.models import Fact, Metric, Rollup
+from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.dashboards.selectors import KpiFilter, case_ageing, drilldown, kpi_board, partners_by_id
-from apps.dashboards.services import kpis_refresh, rollups_differing, rollups_rebuild, rollups_stored
+from apps.dashboards.services import (
+    kpis_refresh,
+    kpis_refresh_later,
+    kpis_refresh_pending,
+    rollups_differing,
+    rollups_rebuild,
+    rollups_stored,
+)
 from apps.dashboards.tests.conftest import step
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage
@@ -210,3 +217,35 @@ def test_the_kpis_command_checks_and_rebuilds(story):
         call_command("kpis", "check", stdout=StringIO(), stderr=StringIO())
     call_command("kpis", "rebuild", stdout=out)
     assert _board().tiles[M.OTIF].rate == 0.5
+
+
+def test_refresh_requests_wait_together_for_one_drain(story, django_capture_on_commit_callbacks):
+    a, b = (Order.objects.get(number=number) for number in ("SO-A", "SO-B"))
+    Fact.objects.all().delete()
+    Rollup.objects.all().delete()
+    with django_capture_on_commit_callbacks() as queued:  # three messages' requests, no drain run yet
+        kpis_refresh_later(order_ids=[a.pk])
+        kpis_refresh_later(order_ids=[a.pk, b.pk])
+        kpis_refresh_later(order_ids=[b.pk], case_ids=[a.pk])
+
+    assert len(queued) == 3
+    assert set(PendingRefresh.objects.values_list("subject_type", "subject_id")) == {
+        ("order", a.pk),
+        ("order", b.pk),
+        ("case", a.pk),
+    }
+    assert kpis_refresh_pending(chunk=2) == 3  # the first drain refreshes all of them
+    assert kpis_refresh_pending() == 0  # the ones queued after it find nothing left
+    assert not PendingRefresh.objects.exists()
+    assert set(Fact.objects.filter(subject_type="order").values_list("subject_id", flat=True)) == {a.pk, b.pk}
+    assert _board().tiles[M.ORDER_TO_SHIP].count == 2
+
+
+def test_a_committed_request_is_drained_by_the_task(story, django_capture_on_commit_callbacks):
+    c = Order.objects.get(number="SO-C")
+    Fact.objects.filter(subject_type="order", subject_id=c.pk).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        kpis_refresh_later(order_ids=[c.pk])
+
+    assert Fact.objects.filter(subject_type="order", subject_id=c.pk).exists()
+    assert not PendingRefresh.objects.exists()
