@@ -10,11 +10,14 @@ connections, ``PAGES_SECONDS`` each) and prints p50, p95 and p99 next to the goa
 
 - search by tracking number and by order number (p95 < 20 ms);
 - an order's timeline (p95 < 50 ms);
-- the finance queue: its first page, page 100 (keyset cursor), sorted by amount, and filtered by
-  customer (p95 < 100 ms);
+- the finance queue: its first page, page 100 (keyset cursor), sorted by amount, filtered by
+  customer, and its search box given an order number, the beginning of a tracking number and a
+  reference that matches nothing (p95 < 100 ms);
 - the SLA dashboard (p95 < 250 ms).
 
-Figures go to ``var/bench/pages-<orders>.json``.
+``PAGES_ONLY`` (words, comma-separated) drives only the pages whose name holds one of them, e.g.
+``PAGES_ONLY=queue`` or ``PAGES_ONLY="search box,page 100"``. Figures go to
+``var/bench/pages-<orders>.json``.
 """
 
 import json
@@ -47,6 +50,7 @@ ORDERS = _setting("PAGES_ORDERS", 1_000_000)
 OPEN_CASES = min(_setting("PAGES_OPEN_CASES", 100_000), ORDERS)
 SECONDS = _setting("PAGES_SECONDS", 10)
 CONNECTIONS = _setting("PAGES_CONNECTIONS", 2)
+ONLY = [word.strip() for word in os.environ.get("PAGES_ONLY", "").split(",") if word.strip()]
 DATABASE_URL = os.environ.get("BENCH_PAGES_DATABASE_URL") or DEFAULT_DATABASE_URL
 DATABASE = environ.Env.db_url_config(DATABASE_URL)
 if DATABASE["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(DATABASE["NAME"]):
@@ -234,6 +238,8 @@ def cases(cookie: str) -> dict[str, tuple[str, list[str]]]:
     """Each case: its goal and the paths its connections take in turn."""
     rng = random.Random(7)
     numbers = [rng.randint(1, ORDERS) for _ in range(SAMPLES)]
+    with_case = [n % OPEN_CASES + 1 for n in numbers]
+    without_case = [OPEN_CASES + n % max(ORDERS - OPEN_CASES, 1) + 1 for n in numbers]
     customers = Order.objects.filter(pk__in=numbers[:20]).values_list("customer_id", flat=True)
     return {
         "search by tracking number": ("search", [f"/search/?q=1Z{n:010d}" for n in numbers]),
@@ -243,6 +249,12 @@ def cases(cookie: str) -> dict[str, tuple[str, list[str]]]:
         "finance queue, page 100": ("queue", [f"/queues/finance/?after={page_100_cursor()}"]),
         "finance queue by amount": ("queue", ["/queues/finance/?sort=amount"]),
         "finance queue, one customer": ("queue", [f"/queues/finance/?customer={c}" for c in customers]),
+        # The search box: order numbers with an open case, the first 10 characters of their
+        # tracking numbers (100 shipments each) and order numbers without a case (nothing found,
+        # though every word of them is in many cases' summaries).
+        "queue search box, order number": ("queue", [f"/queues/finance/?q=SO-{n:07d}" for n in with_case]),
+        "queue search box, tracking prefix": ("queue", [f"/queues/finance/?q=1Z{n:010d}"[:-2] for n in with_case]),
+        "queue search box, no match": ("queue", [f"/queues/finance/?q=SO-{n:07d}" for n in without_case]),
         "SLA dashboard": ("dashboard", ["/dashboards/"]),
     }
 
@@ -250,6 +262,8 @@ def cases(cookie: str) -> dict[str, tuple[str, list[str]]]:
 def measure(port: int, cookie: str) -> dict[str, dict[str, Any]]:
     results = {}
     for name, (goal, paths) in cases(cookie).items():
+        if ONLY and not any(word in name for word in ONLY):
+            continue
         data = OUT / "pages-requests.lua"
         headers = {"Cookie": cookie, "Host": "127.0.0.1"}
         write_requests(data, [lua_request("GET", path, headers) for path in paths])

@@ -13,7 +13,15 @@ DEFAULT_STATUSES = list(ExceptionCase.OPEN_STATUSES)
 class CaseFilterForm(forms.Form):
     """Filters of a queue page and of its CSV export; every field is optional."""
 
-    q = forms.CharField(label="Search", max_length=100, required=False, strip=True)
+    q = forms.CharField(
+        label="Search",
+        max_length=100,
+        required=False,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"placeholder": "Order, PO, shipment or tracking number (or its start), or words", "type": "search"}
+        ),
+    )
     rule = forms.ModelChoiceField(queryset=ExceptionRule.objects.none(), required=False, empty_label="All rules")
     partner = forms.ModelChoiceField(
         queryset=Partner.objects.exclude(kind=Partner.Kind.CUSTOMER).order_by("name"),

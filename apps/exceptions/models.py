@@ -1,7 +1,10 @@
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.backends.ddl_references import Statement
 from django.db.models import F, Q
 
 from apps.partners.models import Partner
@@ -68,6 +71,26 @@ class ExceptionRule(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class TrigramIndex(GinIndex):
+    """A trigram index (``pg_trgm``) on a text field: PostgreSQL answers ``ILIKE '%words%'`` from it.
+
+    On PostgreSQL it creates the extension first when missing (the migration does too; a database
+    made from the models without migrations, as the tests make theirs, needs it here). SQLite, the
+    demo's database, has no GIN indexes: there it is a plain index on the field, and its few rows
+    are searched without one.
+    """
+
+    def __init__(self, *, fields: list[str], name: str, opclasses: tuple[str, ...] = ("gin_trgm_ops",)) -> None:
+        super().__init__(fields=fields, name=name, opclasses=opclasses)
+
+    def create_sql(self, model: type[models.Model], schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor == "postgresql":
+            index = super().create_sql(model, schema_editor, using=using, **kwargs)
+            return Statement("CREATE EXTENSION IF NOT EXISTS pg_trgm; %(index)s", index=index)
+        plain = models.Index(fields=self.fields, name=self.name)
+        return plain.create_sql(model, schema_editor, using=using, **kwargs)
 
 
 # Open and acknowledged cases: what queues show (``ExceptionCase.OPEN_STATUSES``).
@@ -139,6 +162,8 @@ class ExceptionCase(models.Model):
             models.Index(fields=["queue", "status", "opened_at"]),
             models.Index(fields=["status", "due_at"]),
             models.Index(fields=["subject_type", "subject_id"]),
+            # The queue's search box finds words of the summary (``selectors._found_by``).
+            TrigramIndex(fields=["summary"], name="case_summary_trigram"),
         ]
 
     def __str__(self) -> str:

@@ -10,15 +10,18 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import BooleanField, Case, DecimalField, F, Prefetch, Q, QuerySet, Value, When
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BooleanField, Case, DecimalField, F, Lookup, Prefetch, Q, QuerySet, Value, When
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from apps.billing.visibility import Amounts
 from apps.exceptions.models import CaseEvent, ExceptionCase, Queue, SubjectType
 from apps.exceptions.roles import queues_of
 from apps.partners.models import Partner
-from apps.timeline.models import Milestone
-from apps.timeline.selectors import OrderTimeline, order_timeline
+from apps.timeline.events import normalize_reference
+from apps.timeline.models import Milestone, Order, Reference, Shipment
+from apps.timeline.selectors import PREFIX_MIN_LENGTH, OrderTimeline, order_timeline
 from controltower.compound import rows_of_slices
 from controltower.keyset import Key, KeysetPage, keyset_page, ordering
 
@@ -29,6 +32,16 @@ OPEN = ExceptionCase.OPEN_STATUSES
 SORT_AGE = "age"
 SORT_AMOUNT = "amount"
 LAST_MILESTONES = 5
+# Words of a case's summary are searched from this length: shorter ones would match nearly every case
+# and no index helps find them.
+SUMMARY_SEARCH_MIN_LENGTH = 3
+# Summary words found in more listed cases than this are checked on each case as the page reads
+# them, in order, rather than looked up first (see ``_found_by``).
+SUMMARY_BROAD = 1000
+# The beginning of a reference finds the cases of at most this many of the references that begin
+# so: the first characters of a UPS tracking number (1Z and the shipper's account) name every
+# parcel of that shipper.
+PREFIX_REFERENCES = 1000
 
 
 def amounts_hidden_for(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
@@ -112,10 +125,67 @@ def case_list(
     if min_amount is not None:
         cases = cases.filter(shown_amount__gte=min_amount)
     if search:
-        cases = cases.filter(
-            Q(summary__icontains=search) | Q(order__number__icontains=search) | Q(shipment__number__icontains=search)
-        )
+        cases = cases.filter(_found_by(cases, search))
     return _listed(cases, now).order_by(*ordering(CASE_ORDER.get(sort, CASE_ORDER[SORT_AGE])))
+
+
+class _HasWords(Lookup):
+    """``field`` holds ``words`` anywhere, whatever their case: ``ILIKE`` on PostgreSQL, which its
+    trigram indexes answer (Django's ``icontains`` compares ``UPPER()`` texts, which they do not)."""
+
+    lookup_name = "has_words"
+
+    def process_rhs(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list]:
+        sql, params = super().process_rhs(compiler, connection)
+        return sql, [f"%{connection.ops.prep_for_like_query(value)}%" for value in params]
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
+        return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+def _found_by(cases: QuerySet[ExceptionCase], text: str) -> Q:
+    """Which of ``cases`` (a queue's listing, filtered) the search box finds with ``text``.
+
+    A case is found by a reference of its order or shipment (order, PO, shipment, tracking,
+    invoice and every other kind), or of one of its order's shipments: as typed, whatever the case
+    and spacing, or by its beginning from ``PREFIX_MIN_LENGTH`` characters (at most
+    ``PREFIX_REFERENCES`` of the references that begin so). Or by words of its summary, from
+    ``SUMMARY_SEARCH_MIN_LENGTH`` characters.
+
+    Each way is read through its own index and the ids found are joined with UNION, so a search
+    that finds few cases reads few rows however many cases the queue holds. Words found in more than
+    ``SUMMARY_BROAD`` of the listed cases (one query tells) are checked on each case instead, as
+    the page reads them in order: there are enough of them near the head of the queue.
+    """
+    value = normalize_reference(text)
+    references = Reference.objects.order_by()
+    named = [references.filter(value=value)]
+    if len(value) >= PREFIX_MIN_LENGTH:
+        # Unordered, so that the index range is read only as far as the limit.
+        beginning = references.filter(value__startswith=value).values("value")[:PREFIX_REFERENCES]
+        named.append(references.filter(value__in=beginning))
+    shipment_ids = Shipment.objects.order_by().filter(Q(number=value) | Q(tracking_number=value)).values("id")
+    shipment_ids = shipment_ids.union(*(refs.filter(shipment__isnull=False).values("shipment_id") for refs in named))
+    order_ids = Order.objects.order_by().filter(number=value).values("id")
+    order_ids = order_ids.union(
+        Shipment.orders.through.objects.order_by().filter(shipment_id__in=shipment_ids).values("order_id"),
+        *(refs.filter(order__isnull=False).values("order_id") for refs in named),
+    )
+    cases = cases.order_by()
+    by_reference = (
+        cases.filter(order_id__in=order_ids).values("id").union(cases.filter(shipment_id__in=shipment_ids).values("id"))
+    )
+    if len(text) < SUMMARY_SEARCH_MIN_LENGTH:
+        return Q(id__in=by_reference)
+    has_words = _HasWords(F("summary"), text)
+    by_words = cases.filter(has_words)
+    if by_words[SUMMARY_BROAD : SUMMARY_BROAD + 1].exists():
+        return Q(has_words) | Q(id__in=by_reference)
+    return Q(id__in=by_reference.union(by_words.values("id")))
 
 
 def case_page(
