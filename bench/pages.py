@@ -240,7 +240,7 @@ def cases(cookie: str) -> dict[str, tuple[str, list[str]]]:
     numbers = [rng.randint(1, ORDERS) for _ in range(SAMPLES)]
     with_case = [n % OPEN_CASES + 1 for n in numbers]
     without_case = [OPEN_CASES + n % max(ORDERS - OPEN_CASES, 1) + 1 for n in numbers]
-    customers = Order.objects.filter(pk__in=numbers[:20]).values_list("customer_id", flat=True)
+    customers = Order.objects.filter(pk__in=numbers[:20]).values_list("customer__code", flat=True)
     return {
         "search by tracking number": ("search", [f"/search/?q=1Z{n:010d}" for n in numbers]),
         "search by order number": ("search", [f"/search/?q=SO-{n:07d}" for n in numbers]),

@@ -28,10 +28,12 @@ class CaseFilterForm(forms.Form):
         required=False,
         empty_label="All partners",
     )
-    customer = forms.ModelChoiceField(
-        queryset=Partner.objects.filter(kind=Partner.Kind.CUSTOMER).order_by("name"),
+    # Typed, not chosen from a list: a shipper may have thousands of customers.
+    customer = forms.CharField(
+        max_length=200,
         required=False,
-        empty_label="All customers",
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Code or name"}),
     )
     region = forms.CharField(max_length=60, required=False, strip=True)
     status = forms.MultipleChoiceField(
@@ -49,6 +51,17 @@ class CaseFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         rules = ExceptionRule.objects.order_by("title")
         self.fields["rule"].queryset = rules.filter(queue=queue) if queue else rules
+
+    def clean_customer(self) -> Partner | None:
+        """The customer whose code or name this is, whatever the case."""
+        typed = self.cleaned_data["customer"]
+        if not typed:
+            return None
+        customers = Partner.objects.filter(kind=Partner.Kind.CUSTOMER)
+        customer = customers.filter(code__iexact=typed).first() or customers.filter(name__iexact=typed).first()
+        if customer is None:
+            raise forms.ValidationError("No customer has this code or name.")
+        return customer
 
     def filters(self) -> dict:
         """Keyword arguments for ``selectors.case_list``; the defaults when the form is not valid."""

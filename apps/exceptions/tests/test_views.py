@@ -206,11 +206,28 @@ def test_filters_and_sorts(agent, cases, params, names):
 def test_filters_by_rule_partner_and_customer(agent, cases, rules, partners):
     by_rule = agent.get("/queues/finance/", {"rule": rules["invoice_held"].pk})
     by_partner = agent.get("/queues/finance/", {"partner": partners["UPSN"].pk})
-    by_customer = agent.get("/queues/finance/", {"customer": partners["BETA"].pk})
+    by_customer = agent.get("/queues/finance/", {"customer": "BETA"})
 
     assert listed(by_rule) == [cases["held"].pk]
     assert listed(by_partner) == [cases["uninvoiced"].pk]
     assert listed(by_customer) == [cases["held"].pk]
+
+
+@pytest.mark.parametrize("typed", ["BETA", "beta", "Beta Stores", "beta stores"])
+def test_a_customer_is_typed_by_code_or_name(agent, cases, typed):
+    assert listed(agent.get("/queues/finance/", {"customer": typed})) == [cases["held"].pk]
+
+
+def test_an_unknown_customer_is_said_so(agent, cases):
+    response = agent.get("/queues/finance/", {"customer": "NOBODY"})
+
+    assert "No customer has this code or name." in text(response)
+
+
+def test_the_filters_do_not_list_every_customer(agent, cases):
+    Partner.objects.create(code="GAMMA", name="Gamma Goods", kind=Partner.Kind.CUSTOMER)
+
+    assert "Gamma Goods" not in text(agent.get("/queues/finance/"))
 
 
 def test_my_cases_span_every_queue(agent, cases, user):
