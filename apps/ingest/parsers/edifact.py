@@ -1,4 +1,4 @@
-"""UN/EDIFACT interchanges (IFTSTA, DESADV, INVOIC, ORDERS) to canonical events.
+"""UN/EDIFACT interchanges (IFTSTA, DESADV, INVOIC, ORDERS, INVRPT) to canonical events.
 
 pydifact reads the delimiters (:class:`~pydifact.control.Characters`). Each segment is split into
 elements and components exactly as its ``Tokenizer`` and the token-to-element step of its
@@ -58,6 +58,18 @@ seconds, 205 CCYYMMDDHHMM±HHMM, 303 CCYYMMDDHHMM and a zone (±HH[MM], Z/UTC/GM
 304 as 303 with seconds; no format code → guessed from the length. Times without a zone are in
 ``context.time_zone``. A date without a time is midnight, except delivery deadlines (requested or
 estimated delivery) which are the end of that day.
+
+INVRPT (inventory report): BGM 35 (inventory report) gives one ``inventory.snapshot`` per
+warehouse, BGM 78 (inventory movement advice) one ``inventory.adjusted`` per warehouse and reason
+for movement. Each LIN is an item (the PIA supplier article, else the LIN item id); after it each
+QTY (C186: 6063 qualifier, 6060 quantity, 6411 unit) with the INV, LOC and DTM next to it is one
+figure: 145 actual stock and 17 on hand are the quantity on hand, 21 ordered, 83 backorder, 20
+unusable, 27 on hold, 66 committed, 12 despatched, 48 received, 61 returned and 65 destroyed are kept
+in ``attributes.quantities`` (a channel adds qualifiers with ``mapping["quantity_qualifiers"]``).
+In a movement advice, INV 4501 says the direction (1 out of inventory, 2 into it) and 4499 the
+reason. The warehouse is the figure's LOC, else the NAD+WH (warehouse keeper) or NAD+GY (inventory
+reporting party) of the header, else a header LOC, resolved as ``apps.ingest.parsers.inventory``
+says (a channel's ``warehouses`` table, the sender's own ids, else the id as a partner code).
 """
 
 import hashlib
@@ -76,6 +88,7 @@ from pydifact.exceptions import EDISyntaxError
 from pydifact.parser import Parser
 from pydifact.tokenizer import Tokenizer
 
+from apps.ingest.parsers import inventory
 from apps.ingest.parsers.base import (
     ParseContext,
     ParsedDocument,
@@ -578,6 +591,7 @@ class Reading:
     qualifiers: dict[str, ReferenceKind]
     budget: ReferenceBudget
     reference_models: ReferenceModels = field(default_factory=ReferenceModels)  # shared by a document's messages
+    unmapped: list[str] = field(default_factory=list)  # codes no table knows, as met
 
     def warn(self, text: str) -> None:
         self.warnings.append(f"{self.message.label}: {text}")
@@ -1104,11 +1118,209 @@ def _buyer(nad: Segment) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value}
 
 
+INVRPT_SNAPSHOT, INVRPT_MOVEMENTS = "35", "78"
+INVRPT_QUANTITIES = {
+    "145": inventory.ON_HAND,
+    "17": inventory.ON_HAND,
+    "21": "on_order",
+    "83": "backorder",
+    "20": "unusable",
+    "27": "on_hold",
+    "66": "committed",
+    "12": "despatched",
+    "48": "received",
+    "61": "returned",
+    "65": "destroyed",
+}
+INVRPT_PARTIES = ("WH", "GY")  # NAD 3035: warehouse keeper, inventory reporting party
+MOVEMENT_SIGNS = {"1": -1, "2": 1}  # INV 4501: movement out of, into inventory
+
+
+@dataclass
+class _Figure:
+    """One QTY of an INVRPT item with the INV, LOC and DTM around it."""
+
+    sku: str
+    quantity: Segment | None = None
+    inv: Segment | None = None
+    place: str = ""
+
+
+def map_invrpt(reading: Reading) -> list[CanonicalEvent]:
+    """``inventory.snapshot`` (BGM 35) or ``inventory.adjusted`` (BGM 78) per warehouse."""
+    body = reading.message.body
+    _code, number, function = _bgm(reading.message)
+    occurred = fallback_time(reading, reading.document_date)
+    if occurred is None:
+        return []
+    table = inventory.quantity_table(INVRPT_QUANTITIES, reading.context.mapping, reading.warn)
+    own = [reading.message.sender.rsplit(":", 1)[-1]] if reading.message.sender else []
+    places = inventory.Warehouses(reading.context.mapping, reading.context.partner, own, reading.warn)
+    header = []
+    for seg in body:
+        if seg.tag == "LIN":
+            break
+        header.append(seg)
+    nad = next((found for role in INVRPT_PARTIES if (found := _party(header, role))), None)
+    default = (nad.get(1, 0) if nad else "") or next((loc.get(1, 0) for loc in header if loc.tag == "LOC"), "")
+    place = _nad_location(nad) if nad else None
+    figures = _figures(reading, body)
+    movements = _code == INVRPT_MOVEMENTS
+    common = {"message_type": "INVRPT", "report": number}
+    events = []
+    if movements:
+        grouped = _movements(reading, figures, places, default)
+        for (code, reason), found in grouped.items():
+            attributes = {**common, "warehouse": code, "reason_code": reason}
+            at = place if code == places.code(default) else None
+            events.append(_inventory_event(reading, K.INVENTORY_ADJUSTED, occurred, found, attributes, function, at))
+        return [event for event in events if event]
+    stocks: dict[tuple[str | None, str, str], inventory.Stock] = {}
+    for figure in figures:
+        qualifier = figure.quantity.get(0, 0)
+        kind = table.get(qualifier.upper())
+        if kind is None:
+            reading.unmapped.append(f"QTY:{qualifier}")
+            reading.warn(
+                f"{figure.quantity.describe()}: quantity qualifier {qualifier!r} is not known, not read "
+                "(a channel names it with quantity_qualifiers)"
+            )
+            continue
+        quantity = decimal_value(reading, figure.quantity.get(0, 1), f"{figure.quantity.describe()} quantity")
+        if quantity is not None:
+            uom = (figure.quantity.get(0, 2) or "EA")[:10]
+            key = (places.code(figure.place or default), figure.sku, uom)
+            stocks.setdefault(key, inventory.Stock(figure.sku, uom)).add(kind, quantity)
+    for code in dict.fromkeys(where for where, _, _ in stocks):
+        own_stocks = [stock for (where, _, _), stock in stocks.items() if where == code]
+        lines = [
+            (stock, EventLine(sku=stock.sku, quantity=figure[1], uom=stock.uom))
+            for stock in own_stocks
+            if (figure := stock.stock)
+        ]
+        without = [stock.sku for stock in own_stocks if not stock.stock]
+        if without:
+            reading.warn(
+                f"warehouse {code or '(the sender)'}: {len(without)} item(s) without a stock quantity (QTY+145 or "
+                f"QTY+17) leave their stock position as it was: {', '.join(map(repr, without[:5]))}"
+            )
+        if not lines:
+            continue
+        chunks = inventory.parts(lines)
+        for index, chunk in enumerate(chunks, start=1):
+            attributes = {
+                **common,
+                "warehouse": code,
+                "quantities": inventory.quantities_attribute(stock for stock, _ in chunk),
+                "part": f"{index}/{len(chunks)}" if len(chunks) > 1 else None,
+            }
+            found = [line for _, line in chunk]
+            at = place if code == places.code(default) else None
+            events.append(_inventory_event(reading, K.INVENTORY_SNAPSHOT, occurred, found, attributes, function, at))
+    return [event for event in events if event]
+
+
+def _nad_location(nad: Segment) -> EventLocation | None:
+    """NAD C080 party name, 3164 city, 3251 postal code, 3207 country."""
+    name = " ".join(filter(None, nad.components(3))) or " ".join(filter(None, nad.components(2)))
+    fields = {"name": name[:200], "city": nad.get(5, 0)[:100], "postal_code": nad.get(7, 0)[:20]}
+    fields["country"] = nad.get(8, 0)[:60]
+    return EventLocation(**{key: value for key, value in fields.items() if value}) if any(fields.values()) else None
+
+
+def _figures(reading: Reading, body: list[Segment]) -> list[_Figure]:
+    """Every QTY after a LIN, with the INV before or after it and the first LOC after it."""
+    figures: list[_Figure] = []
+    draft: _LineDraft | None = None
+    sku: str | None = None  # the item's SKU, read at its first QTY or INV ("" when it has none)
+    current: _Figure | None = None
+    for seg in body:
+        if seg.tag == "UNS":
+            break
+        if seg.tag == "LIN":
+            draft, sku, current = _LineDraft(seg, [(seg.get(2, 1), seg.get(2, 0))]), None, None
+        elif draft is None:
+            continue
+        elif seg.tag == "PIA" and sku is None:
+            _add_to_line(draft, seg, "")
+        elif seg.tag in ("QTY", "INV"):
+            if sku is None:
+                sku = _sku(draft)[:100]
+                if not sku:
+                    reading.warn(f"line {draft.lin.get(0) or '?'} ({draft.lin.describe()}) has no item id, skipped")
+            if not sku:
+                continue
+            slot = "quantity" if seg.tag == "QTY" else "inv"
+            if current is None or getattr(current, slot) is not None:
+                current = _Figure(sku)
+                figures.append(current)
+            setattr(current, slot, seg)
+        elif seg.tag == "LOC" and current is not None and not current.place:
+            current.place = seg.get(1, 0)
+    return [figure for figure in figures if figure.quantity is not None]
+
+
+def _movements(
+    reading: Reading, figures: list[_Figure], places: inventory.Warehouses, default: str
+) -> dict[tuple[str | None, str], list[EventLine]]:
+    """Signed lines by (warehouse, reason for movement)."""
+    grouped: dict[tuple[str | None, str], list[EventLine]] = {}
+    for figure in figures:
+        where = figure.quantity.describe()
+        if figure.inv is None:
+            reading.warn(f"{where}: no INV (movement direction) in a movement advice, not read")
+            continue
+        direction = figure.inv.get(0)
+        sign = MOVEMENT_SIGNS.get(direction)
+        if sign is None:
+            reading.unmapped.append(f"INV:{direction}")
+            reading.warn(
+                f"{figure.inv.describe()}: movement direction {direction!r} is neither 1 (out) nor 2 (in), not read"
+            )
+            continue
+        quantity = decimal_value(reading, figure.quantity.get(0, 1), f"{where} quantity")
+        if quantity is None:
+            continue
+        line = EventLine(sku=figure.sku, quantity=sign * abs(quantity), uom=(figure.quantity.get(0, 2) or "EA")[:10])
+        grouped.setdefault((places.code(figure.place or default), figure.inv.get(2)), []).append(line)
+    return grouped
+
+
+def _inventory_event(
+    reading: Reading,
+    kind: EventKind,
+    occurred: datetime,
+    found: list[EventLine],
+    attributes: dict[str, Any],
+    function: str,
+    place: EventLocation | None = None,
+) -> CanonicalEvent | None:
+    """An inventory event (no references needed) whose id hashes its content."""
+    attributes = {key: value for key, value in attributes.items() if value}
+    content = [(line.sku, str(line.quantity), line.uom) for line in found]
+    key = (kind.value, function, occurred.isoformat(), sorted(attributes.items(), key=str), content)
+    try:
+        event = CanonicalEvent(
+            event_id=event_id(reading.message, hashlib.sha256(repr(key).encode()).hexdigest()),
+            kind=kind,
+            occurred_at=occurred,
+            lines=found,
+            location=place,
+            attributes=attributes,
+        )
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'event'}: {err['msg']}" for err in exc.errors())
+        reading.warn(f"{kind} event skipped: {problems}")
+        return None
+    return finished(event, raw=reading.message.raw)
+
+
 MAPPERS: dict[str, Callable[[Reading], list[CanonicalEvent]]] = {
     "IFTSTA": map_iftsta,
     "DESADV": map_desadv,
     "INVOIC": map_invoic,
     "ORDERS": map_orders,
+    "INVRPT": map_invrpt,
 }
 
 
@@ -1182,3 +1394,4 @@ def _map(reading: Reading, mapper: Callable[[Reading], list[CanonicalEvent]], do
         document.events.append(event)
         if event.kind == EventKind.SHIPMENT_STATUS_UNMAPPED:
             document.unmapped_codes.append(event.attributes["status_code"])
+    document.unmapped_codes.extend(reading.unmapped)

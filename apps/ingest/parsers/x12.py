@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apps.ingest.parsers import x12_inventory, x12_sets
 from apps.ingest.parsers.base import (
     Acknowledgment,
     ParseContext,
@@ -35,7 +36,7 @@ from apps.ingest.parsers.x12_reader import (
     isa_start,
     read_interchanges,
 )
-from apps.ingest.parsers.x12_sets import MAPPERS, SetDocument, SetRejected
+from apps.ingest.parsers.x12_sets import SetDocument, SetRejected
 from apps.ingest.parsers.x12_writer import (
     Envelope,
     GroupAck,
@@ -66,21 +67,23 @@ FUNCTIONAL_IDS = {
     "940": "OW",
     "945": "SW",
     "210": "IM",
+    "846": "IB",
+    "947": "AW",
+    "180": "AN",
     "997": "FA",
 }
+MAPPERS = {**x12_sets.MAPPERS, **x12_inventory.MAPPERS}
 SET_NAMES = {
     "204": "Motor Carrier Load Tender",
     "211": "Motor Carrier Bill of Lading",
     "315": "Status Details (Ocean)",
     "820": "Payment Order/Remittance Advice",
     "824": "Application Advice",
-    "846": "Inventory Inquiry/Advice",
     "855": "Purchase Order Acknowledgment",
     "860": "Purchase Order Change Request",
     "880": "Grocery Products Invoice",
     "943": "Warehouse Stock Transfer Shipment Advice",
     "944": "Warehouse Stock Transfer Receipt Advice",
-    "947": "Warehouse Inventory Adjustment Advice",
     "990": "Response to a Load Tender",
     "999": "Implementation Acknowledgment",
 }
