@@ -123,6 +123,8 @@ class ChannelForm(ScopedForm):
             "priority",
             "active",
             "expected_cadence",
+            "signature_scheme",
+            "customer",
             "scopes",
             "mapping_overrides",
         )
@@ -132,6 +134,14 @@ class ChannelForm(ScopedForm):
                 attrs={"rows": 14, "cols": 100, "spellcheck": "false", "style": "font-family: monospace"}
             )
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "signature_scheme" in self.fields:
+            self.fields["signature_scheme"].required = False  # left out: ours
+
+    def clean_signature_scheme(self) -> str:
+        return self.cleaned_data.get("signature_scheme") or Channel.SignatureScheme.OURS
 
     def clean_mapping_overrides(self) -> dict[str, Any]:
         mapping = self.cleaned_data["mapping_overrides"]
@@ -167,6 +177,7 @@ class EdiIdentifierInline(admin.TabularInline):
 
 class ChannelInline(admin.TabularInline):
     model = Channel
+    fk_name = "partner"
     fields = ("code", "name", "format", "direction", "priority", "active")
     extra = 0
     show_change_link = True
@@ -206,7 +217,7 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ("format", "direction", "active", "priority", "partner__kind")
     list_select_related = ("partner",)
     search_fields = ("code", "name", "partner__code", "partner__name")
-    autocomplete_fields = ("partner",)
+    autocomplete_fields = ("partner", "customer")
     readonly_fields = ("webhook_secret_status", "poll_headers_status", "created_at", "updated_at")
     actions = ("rotate_webhook_secret",)
     fieldsets = (

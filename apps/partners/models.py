@@ -88,6 +88,10 @@ class Channel(models.Model):
         DEFAULT = "default", "Default"
         BULK = "bulk", "Bulk"
 
+    class SignatureScheme(models.TextChoices):
+        OURS = "ours", "Control Tower (X-Timestamp and X-Signature over timestamp + body)"
+        SHOPIFY = "shopify", "Shopify (X-Shopify-Hmac-Sha256 over the body; Shopify's order and fulfillment topics)"
+
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="channels")
     code = models.CharField(max_length=40, validators=[code_validator])
     name = models.CharField(max_length=200, blank=True)
@@ -115,6 +119,23 @@ class Channel(models.Model):
         null=True, blank=True, editable=False, help_text="Signatures made with the previous secret verify until then."
     )
     webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    signature_scheme = models.CharField(
+        max_length=10,
+        choices=SignatureScheme.choices,
+        default=SignatureScheme.OURS,
+        help_text="How webhooks to this channel are signed. Shopify: the secret is the app's shared secret, and "
+        "the webhook id recognises Shopify's retries.",
+    )
+    customer = models.ForeignKey(
+        Partner,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="shop_channels",
+        limit_choices_to={"kind": Partner.Kind.CUSTOMER},
+        help_text="An eCommerce shop's channel: the customer whose orders the shop sends. Its orders are that "
+        "customer's, and the shop may act only on that customer's orders and its own.",
+    )
     poll_headers = models.JSONField(
         default=dict,
         blank=True,
@@ -157,9 +178,25 @@ class Channel(models.Model):
         if not isinstance(self.mapping_overrides, dict):
             raise ValidationError({"mapping_overrides": "Mapping overrides must be a JSON object."})
         validate_scopes(self.scopes)
+        self._clean_shop_settings()
         url = self.mapping_overrides.get("url") if self.format == self.Format.POLL else None
         if isinstance(url, str) and (refusal := url_refusal(url, resolve_name=True)):
             raise ValidationError({"mapping_overrides": f"url: {refusal}."})
+
+    def _clean_shop_settings(self) -> None:
+        partner = self.partner if self.partner_id else None
+        if self.customer_id is not None:
+            if self.customer.kind != Partner.Kind.CUSTOMER:
+                raise ValidationError({"customer": f"{self.customer.code} is not a customer partner."})
+            if partner is not None and partner.kind != Partner.Kind.SHOP:
+                raise ValidationError({"customer": "Only an eCommerce shop's channel sends orders for a customer."})
+        if self.signature_scheme == self.SignatureScheme.SHOPIFY:
+            if self.format != self.Format.WEBHOOK:
+                raise ValidationError({"signature_scheme": "Shopify signs webhooks: use the webhook format."})
+            if partner is not None and partner.kind != Partner.Kind.SHOP:
+                raise ValidationError({"signature_scheme": "Shopify webhooks come from an eCommerce shop partner."})
+            if self.customer_id is None:
+                raise ValidationError({"customer": "Name the customer whose orders this shop sends."})
 
 
 class ApiToken(models.Model):
