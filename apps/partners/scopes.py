@@ -12,7 +12,8 @@ from enum import StrEnum
 
 class Rule(StrEnum):
     ANY = "any"  # any subject: the ERP's orders and invoices are its own by definition
-    OWN_ORDER = "own_order"  # orders whose customer is the sender, or that the sender created
+    # orders whose customer is the sender (or the customer its channel sends for), or that it created
+    OWN_ORDER = "own_order"
     RELEASED_TO = "released_to"  # orders released to the sender (a warehouse), their shipments
     CARRIED = "carried"  # shipments whose ship notice or tracking assignment names the sender
     OWN_WAREHOUSE = "own_warehouse"  # inventory of the sender's own warehouse
@@ -39,6 +40,16 @@ CARRIER_MILESTONES = {
     "shipment.pod_received",
     "shipment.damaged",
     "shipment.refused",
+    "shipment.status_unmapped",
+}
+# What an eCommerce platform learns from the carrier about the parcels of its own orders.
+SHOP_DELIVERY = {
+    "shipment.picked_up",
+    "shipment.in_transit",
+    "shipment.out_for_delivery",
+    "shipment.delayed",
+    "shipment.delivery_attempted",
+    "shipment.delivered",
     "shipment.status_unmapped",
 }
 INVENTORY = {"inventory.snapshot", "inventory.adjusted"}
@@ -89,8 +100,8 @@ SCOPES: dict[str, Scope] = {
         "Creating and cancelling its own orders", frozenset({"order.created", "order.cancelled"}), Rule.OWN_ORDER
     ),
     "shop_orders": Scope(
-        "Its own orders and their fulfilment",
-        frozenset({"order.created", "order.released", "order.cancelled", *ORDER_FULFILMENT, *SHIPPING}),
+        "Its own orders (or its channel's customer's) and their fulfilment and delivery",
+        frozenset({"order.created", "order.released", "order.cancelled", *ORDER_FULFILMENT, *SHIPPING, *SHOP_DELIVERY}),
         Rule.OWN_ORDER,
     ),
 }

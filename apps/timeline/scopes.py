@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from apps.partners.models import Partner
+from apps.partners.models import Channel, Partner
 from apps.partners.scopes import SCOPES, Rule, default_scopes
 from apps.timeline.events import ORDER_REFERENCE_KINDS, SHIPMENT_REFERENCE_KINDS, CanonicalEvent, EventKey, EventKind
 from apps.timeline.models import Milestone, Order, Shipment
@@ -80,6 +80,7 @@ def _hours(margin: timedelta) -> str:
 def _judge_subjects(restricted: list[tuple[CanonicalEvent, Partner, list]], resolve: Resolve, verdict: Verdict) -> None:
     subjects = {event.key: resolve(event) for event, _, _ in restricted}
     facts = _Facts.load(subjects.values())
+    facts.load_shop_customers({(sender, event.source.channel) for event, sender, _ in restricted})
     for event, sender, scopes in restricted:
         order_ids, shipment_id = subjects[event.key]
         outcomes = [RULES[scope.rule](event, sender, order_ids, shipment_id, facts) for scope in scopes]
@@ -101,6 +102,8 @@ class _Facts:
     carriers: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     warehouse: dict[int, int | None] = field(default_factory=dict)
     shipment_orders: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    # (shop partner id, channel code) -> (customer id, customer code) the channel sends orders for
+    shop_customers: dict[tuple[int, str], tuple[int, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, subjects: Iterable[tuple[list[int], int | None]]) -> "_Facts":
@@ -134,6 +137,26 @@ class _Facts:
         ):
             self.shipment_orders[shipment_id].add(order_id)
 
+    def load_shop_customers(self, senders: set[tuple[Partner, str | None]]) -> None:
+        shops = {(sender.pk, code) for sender, code in senders if sender.kind == Partner.Kind.SHOP and code}
+        if not shops:
+            return
+        rows = Channel.objects.filter(
+            partner_id__in={pk for pk, _ in shops}, code__in={code for _, code in shops}, customer__isnull=False
+        ).values_list("partner_id", "code", "customer_id", "customer__code")
+        for partner_id, code, customer_id, customer_code in rows:
+            if (partner_id, code) in shops:
+                self.shop_customers[(partner_id, code)] = (customer_id, customer_code)
+
+    def acting_for(self, event: CanonicalEvent, sender: Partner) -> dict[int, str]:
+        """The customers whose orders ``sender`` may speak of, by id: itself, and the customer the
+        shop channel the event came through sends orders for."""
+        customers = {sender.pk: sender.code}
+        shop_customer = self.shop_customers.get((sender.pk, event.source.channel or ""))
+        if shop_customer:
+            customers[shop_customer[0]] = shop_customer[1]
+        return customers
+
     def _load_orders(self, ids: set[int]) -> None:
         self.customer.update(Order.objects.filter(pk__any=ids).values_list("pk", "customer_id"))
         milestones = Milestone.objects.filter(
@@ -152,16 +175,23 @@ Outcome = str | None  # None: allowed; DEFER: judge later; any other text: refus
 def _own_order(
     event: CanonicalEvent, sender: Partner, order_ids: list[int], shipment_id: int | None, facts: _Facts
 ) -> Outcome:
+    own = facts.acting_for(event, sender)
     customer = event.order.customer if event.order else None
-    if customer and customer != sender.code:
-        return f"the order names customer {customer}; {sender.code} may send only its own orders"
+    if customer and customer not in own.values():
+        return f"the order names customer {customer}; {sender.code} may send only its own orders{_also(own)}"
     orders = _orders_of(event, order_ids, shipment_id, facts)
     if orders is None:
         return None if event.kind == EventKind.ORDER_CREATED else DEFER
     for order_id in orders:
-        if facts.customer.get(order_id) != sender.pk and sender.pk not in facts.created_by[order_id]:
-            return f"the order is not one of {sender.code}'s own orders"
+        if facts.customer.get(order_id) not in own and sender.pk not in facts.created_by[order_id]:
+            return f"the order is not one of {sender.code}'s own orders{_also(own)}"
     return None
+
+
+def _also(customers: dict[int, str]) -> str:
+    """Besides the sender's own orders: those of the customer its shop channel sends for."""
+    others = list(customers.values())[1:]
+    return "".join(f" or {code}'s" for code in others)
 
 
 def _released_to(
