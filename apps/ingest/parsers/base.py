@@ -35,6 +35,7 @@ class ParseContext:
     from the document's EDI sender ids); parsers use it to make event ids unique per partner.
     ``mapping`` is the channel's ``mapping_overrides`` (status codes, CSV columns, JSON paths).
     ``time_zone`` is the partner's IANA zone, for local times that carry no zone of their own.
+    ``customer`` is the code of the customer an eCommerce shop's channel sends orders for.
     """
 
     partner: str | None = None
@@ -42,6 +43,7 @@ class ParseContext:
     time_zone: str = "UTC"
     mapping: dict[str, Any] = field(default_factory=dict)
     received_at: datetime | None = None
+    customer: str | None = None
 
 
 @dataclass
