@@ -4,11 +4,21 @@ The sender signs ``timestamp + "." + body`` with HMAC-SHA256 and the channel's s
 ``X-Timestamp: <unix seconds>`` and ``X-Signature: sha256=<hex>``. We refuse a wrong signature,
 a timestamp more than the tolerance away from now, and a signature we have already seen. After a
 rotation, a signature made with the previous secret verifies until the grace period ends.
+
+A channel whose signature scheme is Shopify's verifies Shopify's own header instead:
+``X-Shopify-Hmac-Sha256``, the base64 HMAC-SHA256 of the raw body with the app's secret (the
+channel's webhook secret). Shopify signs no timestamp and sends a retry with the same body,
+signature and ``X-Shopify-Webhook-Id``, so nothing is refused as a replay there: the webhook id
+becomes the message's idempotency key, and a retry (or a replay) is answered with the message
+already stored. Only the topics the Shopify parser maps are taken.
 """
 
+import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -56,6 +66,44 @@ class SignatureRejected(ValueError):
     """The request is not provably from the partner; the message says which check failed."""
 
 
+class WebhookRefused(ValueError):
+    """The request is signed, but holds nothing this channel reads (such as a Shopify topic we do
+    not map); the message says what it does read."""
+
+
+# Shopify topics the ``shopify`` parser maps (apps.ingest.parsers.shopify).
+SHOPIFY_TOPICS = ("orders/create", "orders/cancelled", "fulfillments/create", "fulfillments/update")
+MAX_WEBHOOK_ID_LENGTH = 200  # InboundMessage.idempotency_key
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What the signature scheme says about a verified request: the format of its body, and the
+    id the sender gives each delivery (the same on its retries), if any."""
+
+    format: str = "auto"
+    delivery_id: str | None = None
+
+
+@sensitive_variables()
+def verify_webhook(
+    *,
+    channel: Channel,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    headers: Mapping[str, str],
+    now: float | None = None,
+) -> Verified:
+    """Verify a request by its channel's signature scheme. ``timestamp`` and ``signature`` are our
+    scheme's headers; ``headers`` all the request's headers, names in lower case. Raises
+    SignatureRejected or WebhookRefused."""
+    if channel.signature_scheme == Channel.SignatureScheme.SHOPIFY:
+        return verify_shopify(channel=channel, body=body, headers=headers, now=now)
+    verify_signature(channel=channel, timestamp=timestamp, signature=signature, body=body, now=now)
+    return Verified()
+
+
 @sensitive_variables("secret")
 def signature_for(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -86,3 +134,31 @@ def verify_signature(
     # Remember the signature for as long as its timestamp would be accepted: a replay is refused.
     if not cache.add(f"webhook-signature:{channel.pk}:{signature.strip()}", 1, timeout=2 * tolerance):
         raise SignatureRejected("this signature was already used (replayed request)")
+
+
+@sensitive_variables("secret")
+def shopify_signature_for(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+@sensitive_variables()
+def verify_shopify(*, channel: Channel, body: bytes, headers: Mapping[str, str], now: float | None = None) -> Verified:
+    """Raise SignatureRejected unless Shopify's HMAC header matches the body, WebhookRefused unless
+    its topic is one we map; the webhook id identifies the delivery and its retries."""
+    now = time.time() if now is None else now
+    secrets = webhook_secrets_accepted(channel, now=datetime.fromtimestamp(now, tz=UTC))
+    if not secrets:
+        raise SignatureRejected("this channel has no webhook secret configured")
+    given = headers.get("x-shopify-hmac-sha256", "").strip().encode()
+    if not given:
+        raise SignatureRejected("the X-Shopify-Hmac-Sha256 header is required")
+    if not any(hmac.compare_digest(shopify_signature_for(secret, body).encode(), given) for secret in secrets):
+        raise SignatureRejected("X-Shopify-Hmac-Sha256 does not match the body")
+    topic = headers.get("x-shopify-topic", "").strip()
+    if topic not in SHOPIFY_TOPICS:
+        named = f"topic {topic[:100]!r} is" if topic else "a webhook without X-Shopify-Topic is"
+        raise WebhookRefused(f"{named} not read here; this channel reads {', '.join(SHOPIFY_TOPICS)}")
+    webhook_id = headers.get("x-shopify-webhook-id", "").strip()
+    if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
+        raise WebhookRefused(f"X-Shopify-Webhook-Id is longer than {MAX_WEBHOOK_ID_LENGTH} characters")
+    return Verified(format="shopify", delivery_id=webhook_id or None)
