@@ -13,6 +13,7 @@ MODULES = {
     "csv": "apps.ingest.parsers.csv_feed",
     "json": "apps.ingest.parsers.canonical_json",
     "json_mapping": "apps.ingest.parsers.json_mapping",
+    "shopify": "apps.ingest.parsers.shopify",
 }
 # Checked in this order: EDI envelopes are unambiguous, then our own JSON, then aggregators'.
 DETECTION_ORDER = ("x12", "edifact", "json")
