@@ -10,7 +10,7 @@ import hashlib
 import logging
 import shutil
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +26,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
-from apps.ingest.webhooks import SignatureRejected, inbound_channel, verify_signature
+from apps.ingest.webhooks import SignatureRejected, Verified, WebhookRefused, inbound_channel, verify_webhook
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.partners.scopes import sender_scopes
@@ -228,7 +228,7 @@ def message_process(message_id: int, *, keep_events: bool = False, companions: i
 def _claim(messages: QuerySet[InboundMessage]) -> QuerySet[InboundMessage]:
     return (
         messages.select_for_update(skip_locked=True, of=("self",))
-        .select_related("partner", "channel")
+        .select_related("partner", "channel__customer")
         .prefetch_related("partner__channels")
         .filter(status=InboundMessage.Status.RECEIVED)
     )
@@ -397,7 +397,7 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
     source = EventSource(
         partner=partner.code, channel=channel.code if channel else None, message=message.pk, scopes=message.scopes
     )
-    return document, (event.model_copy(update={"source": source}) for event in parsed)
+    return document, (finished(event, source=source) for event in parsed)
 
 
 def _finish(message: InboundMessage, document: ParsedDocument, tally: _Tally) -> None:
@@ -469,6 +469,7 @@ def _context(partner: Partner, channel: Channel | None, received_at: datetime | 
         partner=partner.code,
         channel=channel.code if channel else None,
         mapping=(channel.mapping_overrides if channel else None) or {},
+        customer=channel.customer.code if channel and channel.customer_id else None,
         time_zone=partner.time_zone,
         received_at=received_at,
     )
@@ -677,6 +678,7 @@ class WebhookRequest:
     signature: str
     idempotency_key: str | None
     content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # every header, names in lower case
 
 
 def webhook_receive(hook: WebhookRequest, status_url: Callable[[int], str]) -> tuple[int, dict]:
@@ -688,18 +690,22 @@ def webhook_receive(hook: WebhookRequest, status_url: Callable[[int], str]) -> t
     if hook.declared_size > settings.INGEST_MAX_MESSAGE_BYTES:
         return 413, {"detail": f"The body is {hook.declared_size:,} bytes; the limit is exceeded."}
     try:
-        target = _verified(target, hook)
+        verified = _verified(target, hook)
     except SignatureRejected as exc:
         return 401, {"detail": str(exc)}
-    if target is None:
+    except WebhookRefused as exc:
+        return 422, {"detail": str(exc)}
+    if verified is None:
         return 404, {"detail": f"No active inbound channel {hook.partner}/{hook.channel}."}
+    target, seen = verified
     try:
         message, created = message_receive(
             body=hook.body,
             source=InboundMessage.Source.WEBHOOK,
             partner=target.partner,
             channel=target,
-            idempotency_key=hook.idempotency_key,
+            format=seen.format,
+            idempotency_key=seen.delivery_id or hook.idempotency_key,
             content_type=hook.content_type,
         )
     except MessageRejected as exc:
@@ -713,15 +719,20 @@ def webhook_receive(hook: WebhookRequest, status_url: Callable[[int], str]) -> t
     return (202 if created else 200), answer
 
 
-def _verified(channel: Channel, hook: WebhookRequest) -> Channel | None:
-    """The channel whose secret signed ``hook``: the kept one, else a fresh copy (the secret may
-    have been rotated since this process looked it up; None if the channel is gone meanwhile)."""
+def _verified(channel: Channel, hook: WebhookRequest) -> tuple[Channel, Verified] | None:
+    """The channel whose secret signed ``hook``, with what its signature scheme says of it: the kept
+    channel, else a fresh copy (the secret or the scheme may have changed since this process looked
+    it up; None if the channel is gone meanwhile)."""
     try:
-        verify_signature(channel=channel, timestamp=hook.timestamp, signature=hook.signature, body=hook.body)
-        return channel
+        return channel, _verify(channel, hook)
     except SignatureRejected:
         fresh = inbound_channel(hook.partner, hook.channel, fresh=True)
         if fresh is None:
             return None
-        verify_signature(channel=fresh, timestamp=hook.timestamp, signature=hook.signature, body=hook.body)
-        return fresh
+        return fresh, _verify(fresh, hook)
+
+
+def _verify(channel: Channel, hook: WebhookRequest) -> Verified:
+    return verify_webhook(
+        channel=channel, body=hook.body, timestamp=hook.timestamp, signature=hook.signature, headers=hook.headers
+    )
