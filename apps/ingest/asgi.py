@@ -57,6 +57,7 @@ async def webhook_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         signature=headers.get("x-signature", ""),
         idempotency_key=headers.get("idempotency-key"),
         content_type=headers.get("content-type", "").split(";")[0].strip(),
+        headers=headers,
     )
     try:
         status, answer = await sync_to_async(_receive, thread_sensitive=False)(hook, f"{scheme}://{host}")

@@ -25,6 +25,7 @@ def webhook(request: HttpRequest, partner: str, channel: str) -> JsonResponse:
         signature=request.headers.get("X-Signature", ""),
         idempotency_key=request.headers.get("Idempotency-Key"),
         content_type=request.content_type or "",
+        headers={name.lower(): value for name, value in request.headers.items()},
     )
     status, answer = webhook_receive(hook, lambda pk: request.build_absolute_uri(reverse("api-message", args=[pk])))
     return JsonResponse(answer, status=status)
