@@ -26,6 +26,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
+from apps.ingest.parsers.base import finished
 from apps.ingest.webhooks import SignatureRejected, Verified, WebhookRefused, inbound_channel, verify_webhook
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
