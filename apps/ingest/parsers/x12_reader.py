@@ -22,6 +22,7 @@ _NON_SPACE = re.compile(r"\S")
 # Within the next 40 characters: a segment id, not followed by a letter or digit.
 _SEGMENT_START = re.compile(r"[ \t]*[A-Z][A-Z0-9]{1,2}(?![^\W_])")
 _LINE_BREAK = re.compile(r"[\r\n]")
+_NOT_LAYOUT = re.compile(r"[^ \t\r\n]")  # not \S: a terminator such as 0x85 counts as a space there
 # Terminators partners switch to for a few lines; stripped when a line ends with one of them.
 _STRAY_TERMINATORS = "~'$"
 
@@ -197,7 +198,8 @@ def _read_isa(cursor: _Cursor) -> tuple[Segment, Delimiters]:
 
     Line breaks inside the ISA are dropped (the ISA broken over two lines, or wrapped at 80 columns).
     After the sixteenth separator come the component separator (ISA16) and the segment terminator;
-    when only a line break follows ISA16, the line break is the terminator.
+    when only a line break follows ISA16 (with trailing blanks before it or indentation after it, up
+    to the next segment id), the line break is the terminator.
     """
     text, position = cursor.text, cursor.position
     cursor.segment_number += 1
@@ -226,9 +228,10 @@ def _read_isa(cursor: _Cursor) -> tuple[Segment, Delimiters]:
     component = text[index]
     index += 1
     after_break = _skip_line_breaks(text, index)
-    if after_break > index and (after_break >= len(text) or text[after_break].isalpha()):
+    next_segment = _skip_layout(text, index)
+    if _LINE_BREAK.search(text, index, next_segment) and (next_segment >= len(text) or text[next_segment].isalpha()):
         terminator = "\n"
-        index = after_break
+        index = next_segment
     elif after_break < len(text):
         terminator = text[after_break]
         index = after_break + 1
@@ -276,6 +279,12 @@ def _skip_line_breaks(text: str, index: int) -> int:
     while index < len(text) and text[index] in LINE_BREAKS:
         index += 1
     return index
+
+
+def _skip_layout(text: str, index: int) -> int:
+    """Past the spaces, tabs and line breaks at ``index``: trailing blanks and indentation."""
+    found = _NOT_LAYOUT.search(text, index)
+    return found.start() if found else len(text)
 
 
 def _wrap_width(text: str, terminator: str) -> int | None:

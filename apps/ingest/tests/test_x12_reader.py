@@ -1,5 +1,7 @@
 """Reading X12 whatever the layout: delimiters, line breaks, wrapping, several interchanges."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from apps.ingest.parsers import x12
@@ -7,6 +9,7 @@ from apps.ingest.parsers.base import ParseError
 from apps.ingest.parsers.x12_reader import decode, read_interchanges
 from apps.ingest.tests.test_x12_support import (
     CONTEXT,
+    DOCUMENTS,
     LAYOUTS,
     comparable,
     document,
@@ -58,6 +61,55 @@ def test_utf8_non_ascii_terminator_and_a_byte_order_mark():
 
     assert parsed.warnings == []
     assert len(parsed.events) == 4
+
+
+def test_line_break_terminator_with_indented_segments():
+    """No terminator character, CR LF after each segment, and every segment after the ISA indented
+    by its loop depth: the indentation is layout, not a segment terminator."""
+    body = (DOCUMENTS / "214_crlf_indented.edi").read_bytes()
+    assert b"*>\r\n  GS*QM*" in body
+
+    parsed = x12.parse(body, CONTEXT)
+
+    assert parsed.warnings == []
+    assert [ack.status for ack in parsed.acknowledgments] == ["accepted"]
+    assert [(event.kind.value, event.attributes["status_code"], event.location.city) for event in parsed.events] == [
+        ("shipment.picked_up", "AF", "RENO"),
+        ("shipment.in_transit", "X4", "SALT LAKE CITY"),
+        ("shipment.delivered", "D1", "DENVER"),
+    ]
+    assert [(ref.kind.value, ref.value) for ref in parsed.events[-1].references] == [
+        ("pro", "PRO-880214"),
+        ("shipment", "SHP-6120"),
+        ("bol", "BOL-5521907"),
+        ("po", "PO-88120"),
+    ]
+    assert parsed.events[-1].occurred_at == datetime(2026, 12, 4, 18, 30, tzinfo=UTC)  # 11:30 MT in winter
+
+
+@pytest.mark.parametrize(
+    ("line_break", "indent", "after_isa16"),
+    [("\r\n", "   ", ""), ("\n", "\t", ""), ("\r\n", "  ", "  "), ("\r\n\r\n", " \t ", "")],
+    ids=["crlf-spaces", "lf-tab", "trailing-spaces-after-isa16", "blank-line-then-mixed-indent"],
+)
+def test_line_break_terminator_whatever_the_blanks_around_it(line_break, indent, after_isa16):
+    first, *rest = STATUS.replace("|", "*").splitlines()
+    text = first + after_isa16 + line_break + "".join(indent + line + line_break for line in rest)
+
+    parsed = parse_text(text)
+
+    assert parsed.warnings == []
+    assert [event.attributes["status_code"] for event in parsed.events] == ["AF", "X6", "AG", "ZZ"]
+
+
+def test_a_blank_after_isa16_on_the_same_line_is_still_a_bad_terminator():
+    first, *rest = STATUS.replace("|", "*").splitlines()
+    text = first + " " + " ".join(rest)
+
+    with pytest.raises(ParseError) as raised:
+        parse_text(text)
+
+    assert str(raised.value) == "segment 1 (ISA): expected a segment terminator after ISA16 ':', found ' '"
 
 
 @pytest.mark.parametrize("padded", [True, False])

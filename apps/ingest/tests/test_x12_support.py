@@ -138,6 +138,7 @@ LAYOUTS = {
     "wrapped_80_crlf": lambda text: crlf(wrapped(text)),
     "indented": indented,
     "pipes_and_line_breaks": pipes_and_line_breaks,
+    "line_breaks_crlf_indented": lambda text: crlf(indented(text.replace("~\n", "\n"))),
     "isa_on_two_lines": isa_on_two_lines,
     "trailing_spaces_and_padding": trailing_spaces_and_padding,
     "two_segments_per_line": two_segments_per_line,
