@@ -10,6 +10,7 @@ ship notice resent in a new interchange is the same event.
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -389,7 +390,16 @@ def currency_of(doc: SetDocument) -> str | None:
 # 856 ---------------------------------------------------------------------------------------------
 
 LEVEL_RANK = {"S": 0, "O": 1, "T": 2, "P": 3, "I": 4}
-SHIPMENT_REFS_856 = {"BM": ReferenceKind.BOL, "CN": ReferenceKind.PRO, "2I": ReferenceKind.TRACKING}
+# PK packing list → asn, as the EDIFACT reader files a despatch advice or delivery note number.
+SHIPMENT_REFS_856 = {
+    "BM": ReferenceKind.BOL,
+    "CN": ReferenceKind.PRO,
+    "PK": ReferenceKind.ASN,
+    "2I": ReferenceKind.TRACKING,
+}
+# What numbers a shipment whose BSN02 is empty, in this order: bill of lading, carrier reference,
+# packing list (REF01 qualifiers, at the shipment level or before the first HL).
+SHIPMENT_IDENTIFIERS_856 = ("BM", "CN", "PK")
 
 
 @dataclass
@@ -453,7 +463,6 @@ def map_856(doc: SetDocument) -> list[CanonicalEvent]:
     if bsn.get(1) in ("01", "03"):
         doc.unsupported.append(f"X12 856 cancellation (BSN01 {bsn.get(1)!r}) of {bsn.get(2)!r} is not supported")
         return []
-    shipment_id = doc.require_value(bsn, 2, "shipment identification")
     header, nodes = hierarchy(doc)
     shipments = [node for node in nodes if node.level == "S"]
     roots = shipments or [
@@ -461,7 +470,48 @@ def map_856(doc: SetDocument) -> list[CanonicalEvent]:
     ]
     shared = _Header856(header)
     orders = _orders(nodes)
-    return [_shipment_856(doc, bsn, shipment_id, shared, root, orders, several=len(roots) > 1) for root in roots]
+    numbers = _shipment_numbers(bsn, header, roots)
+    return [
+        _shipment_856(doc, bsn, number, shared, root, orders, several=len(roots) > 1)
+        for number, root in zip(numbers, roots, strict=True)
+    ]
+
+
+def _shipment_numbers(bsn: Segment, header: list[Segment], roots: list["HLNode"]) -> list[tuple[str, Segment, int]]:
+    """Each shipment's number, with the segment and element it comes from.
+
+    BSN02 when present (BSN02-HL01 when the set holds several S levels); otherwise the shipment's
+    own bill of lading, carrier reference or packing list (``SHIPMENT_IDENTIFIERS_856``), else the
+    one before the first HL, with -HL01 when several shipments would share it.
+    """
+    shipment_id = bsn.get(2)
+    if shipment_id:
+        if len(roots) == 1:
+            return [(shipment_id, bsn, 2)]
+        return [(f"{shipment_id}-{root.segment.get(1)}", root.segment, 1) for root in roots]
+    numbers = []
+    before_hl = _identifier(header)  # read once: a set can hold thousands of shipments
+    for root in roots:
+        found = _identifier(root.segments) or before_hl
+        if found is None:
+            raise SetRejected(
+                f"{bsn.label(2)}: expected the shipment identification, or a bill of lading, carrier reference "
+                f"or packing list (REF*{'/'.join(SHIPMENT_IDENTIFIERS_856)}) for the shipment, found nothing"
+            )
+        numbers.append(found)
+    counts = Counter(number for number, _, _ in numbers)
+    return [
+        (f"{number}-{root.segment.get(1)}", root.segment, 1) if counts[number] > 1 else (number, segment, position)
+        for (number, segment, position), root in zip(numbers, roots, strict=True)
+    ]
+
+
+def _identifier(segments: list[Segment]) -> tuple[str, Segment, int] | None:
+    for qualifier in SHIPMENT_IDENTIFIERS_856:
+        found = next((s for s in segments if s.id == "REF" and s.get(1).upper() == qualifier and s.get(2)), None)
+        if found is not None:
+            return found.get(2), found, 2
+    return None
 
 
 class _Header856:
@@ -520,7 +570,7 @@ def _orders(nodes: list[HLNode]) -> dict[int, str | None]:
 def _shipment_856(
     doc: SetDocument,
     bsn: Segment,
-    shipment_id: str,
+    number: tuple[str, Segment, int],
     header: _Header856,
     root: HLNode,
     orders: dict[int, str | None],
@@ -530,12 +580,10 @@ def _shipment_856(
     subtree = list(root.walk())
     below = [segment for node in subtree for segment in node.segments]
     refs = References(doc.warn)
-    if several:
-        # Several S levels under one BSN02: keep them apart as BSN02-HL01, and share the ASN number.
-        refs.add(ReferenceKind.SHIPMENT, f"{shipment_id}-{root.segment.get(1)}", root.segment, 1)
-        refs.add(ReferenceKind.ASN, shipment_id, bsn, 2)
-    else:
-        refs.add(ReferenceKind.SHIPMENT, shipment_id, bsn, 2)
+    refs.add(ReferenceKind.SHIPMENT, *number)
+    if several and bsn.get(2):
+        # Several S levels under one BSN02: kept apart as BSN02-HL01, they share the ASN number.
+        refs.add(ReferenceKind.ASN, bsn.get(2), bsn, 2)
     _add_all(refs, header.shipment_refs)
     add_qualified(refs, root.segments, "REF", SHIPMENT_REFS_856)
     for node in subtree:

@@ -114,6 +114,65 @@ def test_856_with_two_shipment_levels_keeps_them_apart():
     ]
 
 
+def test_856_without_shipment_identification_is_numbered_by_its_bill_of_lading():
+    """BSN02 empty: the shipment is known by its BOL, packing list (an ASN-like document number)
+    and carrier reference."""
+    parsed = parse_text(document("856_bol_only.edi"))
+
+    assert parsed.warnings == []
+    [event] = parsed.events
+    assert event.kind == EventKind.SHIPMENT_MANIFESTED
+    assert refs(event) == [
+        ("shipment", "BOL-5521907"),
+        ("bol", "BOL-5521907"),
+        ("asn", "PL-300981"),
+        ("pro", "PRO-880214"),
+        ("po", "PO-88120"),
+    ]
+    assert lines(event) == [("TENT-2P", "40", "EA", "PO-88120"), ("STOVE-MINI", "24", "EA", "PO-88120")]
+    assert event.attributes == {"carrier": "RDWY"}
+    assert event.occurred_at == datetime(2026, 12, 5, 9, 30, tzinfo=CHICAGO_WINTER)
+
+
+@pytest.mark.parametrize(
+    ("body", "number"),
+    [
+        (["HL*1**S", "REF*PK*PL-1", "REF*CN*PRO-1"], "PRO-1"),
+        (["HL*1**S", "REF*PK*PL-1"], "PL-1"),
+        (["REF*BM*BOL-HEAD", "HL*1**S", "REF*PK*PL-1"], "PL-1"),  # the shipment's own first
+        (["REF*BM*BOL-HEAD", "HL*1**S"], "BOL-HEAD"),
+        (["REF*BM*", "HL*1**S", "REF*CN*PRO-1"], "PRO-1"),  # an empty REF02 names nothing
+    ],
+    ids=["carrier-reference", "packing-list", "shipment-level-first", "before-the-first-HL", "empty-REF02"],
+)
+def test_856_without_shipment_identification_takes_the_next_best_number(body, number):
+    parsed = parse_text(envelope(transaction("856", ["BSN*00**20261120*1400", *body])))
+
+    assert refs(parsed.events[0])[0] == ("shipment", number)
+
+
+def test_856_without_shipment_identification_and_several_shipments():
+    body = ["BSN*00**20261120*1400", "REF*PK*PL-9", "HL*1**S", "REF*BM*BOL-A", "HL*2**S", "HL*3**S"]
+    parsed = parse_text(envelope(transaction("856", body)))
+
+    assert [refs(event) for event in parsed.events] == [
+        [("shipment", "BOL-A"), ("asn", "PL-9"), ("bol", "BOL-A")],
+        [("shipment", "PL-9-2"), ("asn", "PL-9")],
+        [("shipment", "PL-9-3"), ("asn", "PL-9")],
+    ]
+
+
+def test_856_without_any_shipment_number_is_rejected():
+    parsed = parse_text(envelope(transaction("856", ["BSN*00**20261120*1400", "HL*1**S", "REF*2I*1Z999AA1"])))
+
+    assert parsed.events == []
+    assert parsed.warnings == [
+        "X12 856 set 0001: rejected: segment 4 (BSN) element BSN02: expected the shipment identification, or a "
+        "bill of lading, carrier reference or packing list (REF*BM/CN/PK) for the shipment, found nothing"
+    ]
+    assert parsed.acknowledgments[0].status == "rejected"
+
+
 def test_856_references_are_kept_once_whatever_their_spacing():
     body = SHIPMENT_HEADER + ["HL*1**S", "REF*2I*1z 999 aa1", "HL*2*1*P", "MAN*CP*1Z999AA1", "MAN*GM*0001"]
     parsed = parse_text(envelope(transaction("856", body)))
