@@ -9,6 +9,7 @@ from apps.ingest.models import InboundMessage
 from apps.ingest.services import MessageRejected, message_preview, message_process, message_receive
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
+from controltower.collector import tuned_for_batches
 
 
 class Command(BaseCommand):
@@ -28,9 +29,11 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self._preview(files, partner, options)
             return
-        reports = [
-            self._ingest(path, partner, options) for path in tqdm(files, unit="file", disable=None, desc="Ingesting")
-        ]
+        with tuned_for_batches():
+            reports = [
+                self._ingest(path, partner, options)
+                for path in tqdm(files, unit="file", disable=None, desc="Ingesting")
+            ]
         if options["json"]:
             self.stdout.write(json.dumps(reports, indent=2, default=str))
         else:
