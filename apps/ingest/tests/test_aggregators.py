@@ -44,6 +44,8 @@ def kinds(document) -> list[str]:
         ("easyship_checkpoints_created.json", "easyship"),
         ("easyship_status_changed_v1.json", "easyship"),
         ("karrio_tracker_updated.json", "karrio"),
+        ("karrio_tracker_bare.json", "karrio"),
+        ("karrio_tracking_response.json", "karrio"),
     ],
 )
 def test_detect_names_exactly_one_aggregator(name, aggregator):
@@ -245,6 +247,50 @@ def test_karrio_separate_date_and_time_and_summary_on_latest_checkpoint():
     assert delivered.occurred_at.isoformat() == "2026-11-20T14:12:00+01:00"
     assert delivered.attributes["time_zone_assumed"] is True
     assert document.events[2].estimated_delivery_at.isoformat() == "2026-11-20T00:00:00+01:00"
+
+
+def test_karrio_tracker_as_the_tracking_api_returns_it():
+    """The tracker alone, not wrapped in a webhook event, and without ``object_type``."""
+    document = parse("karrio_tracker_bare.json")
+
+    assert kinds(document) == ["shipment.in_transit", "shipment.out_for_delivery", "shipment.eta_updated"]
+    assert {(ref.kind.value, ref.value) for event in document.events for ref in event.references} == {
+        ("tracking", "1Z4V8E760412985531")
+    }
+    out_for_delivery = document.events[1]
+    assert out_for_delivery.occurred_at.isoformat() == "2026-12-06T07:55:00+01:00"
+    assert out_for_delivery.attributes["carrier"] == "ups"
+    assert out_for_delivery.location.name == "LYON, FR"
+    assert document.events[2].estimated_delivery_at.isoformat() == "2026-12-08T00:00:00+01:00"
+    assert document.warnings == [
+        "tracker 1Z4V8E760412985531: 1 checkpoint(s) carry no status; only the summary status was used for them"
+    ]
+
+
+def test_karrio_tracking_response_with_its_messages():
+    document = parse("karrio_tracking_response.json")
+
+    assert kinds(document) == ["shipment.picked_up", "shipment.delivered"]
+    assert document.events[1].references[0].value == "5843017296"
+    assert document.events[1].attributes["carrier"] == "dhl_express"
+
+
+@pytest.mark.parametrize(
+    "tracker",
+    [
+        {"tracking_number": "1Z1", "carrier_name": "ups"},  # no carrier_id
+        {"tracking_number": "1Z1", "carrier_name": "ups", "carrier_id": ""},
+        {"tracking_number": "1Z1", "carrier_name": "ups", "carrier_id": "ups-1", "object_type": "shipment"},
+        {"tracking": {"tracking_number": "1Z1", "object_type": "tracker"}},  # no messages: not the API's shape
+    ],
+    ids=["no-carrier-id", "empty-carrier-id", "other-object-type", "tracking-without-messages"],
+)
+def test_karrio_bare_shapes_that_are_not_a_tracker(tracker):
+    raw = json.dumps(tracker).encode()
+
+    assert aggregators.detect(raw) is None
+    with pytest.raises(ParseError, match="not a karrio tracking webhook"):
+        aggregators.ADAPTERS["karrio"].parse(raw, CONTEXT)
 
 
 def test_bad_checkpoint_time_is_a_warning_not_a_failure():

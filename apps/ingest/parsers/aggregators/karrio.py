@@ -1,4 +1,9 @@
-"""karrio: tracker webhooks ``{"id", "type": "tracker.updated", "data": {tracker}}`` (or a bare tracker).
+"""karrio: tracker webhooks ``{"id", "type": "tracker.updated", "data": {tracker}}``, or a tracker
+as its tracking API returns it: bare, or as ``{"tracking": {tracker}, "messages": [...]}``.
+
+A bare tracker is recognised by ``"object_type": "tracker"``, or, where a version leaves that out,
+by the ``carrier_name`` and ``carrier_id`` next to its ``tracking_number`` (no other aggregator
+names its carrier with both).
 
 A tracker has ``tracking_number``, ``carrier_name``, ``status``, ``estimated_delivery`` (a date)
 and ``events[]`` with separate ``date`` and ``time`` fields (local, no zone: the partner's zone
@@ -59,7 +64,15 @@ STATUSES = status_table(
 def _tracker(body: dict[str, Any]) -> dict[str, Any]:
     if text(body.get("type")).startswith("tracker."):
         return as_dict(body.get("data"))
-    return body if text(body.get("object_type")) == "tracker" else {}
+    if isinstance(body.get("tracking"), dict) and "messages" in body:
+        body = body["tracking"]
+    return body if _is_tracker(body) else {}
+
+
+def _is_tracker(body: dict[str, Any]) -> bool:
+    if "object_type" in body:
+        return text(body.get("object_type")) == "tracker"
+    return bool(text(body.get("carrier_name")) and text(body.get("carrier_id")))
 
 
 def matches(body: dict[str, Any]) -> bool:
