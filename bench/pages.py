@@ -16,7 +16,9 @@ connections, ``PAGES_SECONDS`` each) and prints p50, p95 and p99 next to the goa
 - the SLA dashboard (p95 < 250 ms).
 
 ``PAGES_ONLY`` (words, comma-separated) drives only the pages whose name holds one of them, e.g.
-``PAGES_ONLY=queue`` or ``PAGES_ONLY="search box,page 100"``. Figures go to
+``PAGES_ONLY=queue`` or ``PAGES_ONLY="search box,page 100"``. ``PAGES_EXPLAIN=1`` first prints,
+for the first request of each page, every query it runs with PostgreSQL's planning and execution
+times and the indexes its plan reads (``EXPLAIN ANALYZE``). Figures go to
 ``var/bench/pages-<orders>.json``.
 """
 
@@ -51,6 +53,7 @@ OPEN_CASES = min(_setting("PAGES_OPEN_CASES", 100_000), ORDERS)
 SECONDS = _setting("PAGES_SECONDS", 10)
 CONNECTIONS = _setting("PAGES_CONNECTIONS", 2)
 ONLY = [word.strip() for word in os.environ.get("PAGES_ONLY", "").split(",") if word.strip()]
+EXPLAIN = bool(os.environ.get("PAGES_EXPLAIN"))
 DATABASE_URL = os.environ.get("BENCH_PAGES_DATABASE_URL") or DEFAULT_DATABASE_URL
 DATABASE = environ.Env.db_url_config(DATABASE_URL)
 if DATABASE["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(DATABASE["NAME"]):
@@ -77,6 +80,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from apps.exceptions.selectors import CASE_ORDER, SORT_AGE  # noqa: E402
 from apps.timeline.models import Order  # noqa: E402
@@ -259,11 +263,44 @@ def cases(cookie: str) -> dict[str, tuple[str, list[str]]]:
     }
 
 
+def chosen(cookie: str) -> dict[str, tuple[str, list[str]]]:
+    return {name: case for name, case in cases(cookie).items() if not ONLY or any(word in name for word in ONLY)}
+
+
+def explain(cookie: str) -> None:
+    """Each page's queries, as PostgreSQL plans and runs them: times and the indexes read."""
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(User.objects.filter(is_superuser=True).latest("pk"))
+    for name, (_, paths) in chosen(cookie).items():
+        client.get(paths[0])  # caches warm, as the measured requests find them
+        with CaptureQueriesContext(connection) as captured:
+            client.get(paths[0])
+        print(f"\n{name}: {paths[0]}")
+        for query in captured.captured_queries:
+            sql = query["sql"]
+            if not sql.startswith("SELECT") or "django_session" in sql or 'FROM "auth_user"' in sql:
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+                plan = cursor.fetchone()[0][0]
+            print(
+                f"  plan {plan['Planning Time']:6.2f} ms, run {plan['Execution Time']:7.2f} ms, "
+                f"{', '.join(sorted(_indexes(plan['Plan']))) or 'no index'}: {sql[:70]}"
+            )
+
+
+def _indexes(node: dict) -> set[str]:
+    found = {node["Index Name"]} if "Index Name" in node else set()
+    if node.get("Node Type") == "Seq Scan":
+        found.add(f"seq scan {node['Relation Name']}")
+    for child in node.get("Plans", []):
+        found |= _indexes(child)
+    return found
+
+
 def measure(port: int, cookie: str) -> dict[str, dict[str, Any]]:
     results = {}
-    for name, (goal, paths) in cases(cookie).items():
-        if ONLY and not any(word in name for word in ONLY):
-            continue
+    for name, (goal, paths) in chosen(cookie).items():
         data = OUT / "pages-requests.lua"
         headers = {"Cookie": cookie, "Host": "127.0.0.1"}
         write_requests(data, [lua_request("GET", path, headers) for path in paths])
@@ -277,10 +314,10 @@ def measure(port: int, cookie: str) -> dict[str, dict[str, Any]]:
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"\n{ORDERS:,} orders, {10 * ORDERS:,} milestones, {OPEN_CASES:,} open finance cases;")
     print(f"wrk {CONNECTIONS} connections, {SECONDS} s per page\n")
-    print(f"{'page':<30} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'goal p95':>9}  answers")
+    print(f"{'page':<34} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'goal p95':>9}  answers")
     for name, result in results.items():
         print(
-            f"{name:<30} {result['per_second']:>7.0f} {result['p50_ms']:>8.1f} {result['p95_ms']:>8.1f} "
+            f"{name:<34} {result['per_second']:>7.0f} {result['p50_ms']:>8.1f} {result['p95_ms']:>8.1f} "
             f"{result['p99_ms']:>8.1f} {result['goal_p95_ms']:>9}  {answers(result)}"
         )
 
@@ -291,7 +328,10 @@ def main() -> None:
         load()
     else:
         print(f"database {DATABASE['NAME']} already holds {ORDERS:,} orders and {OPEN_CASES:,} open cases: kept")
+        call_command("migrate", verbosity=0)  # indexes added since it was loaded
     cookie = session_cookie()
+    if EXPLAIN:
+        explain(cookie)
     port = free_port()
     server = start_server(port)
     try:
