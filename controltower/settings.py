@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -279,6 +280,15 @@ OUTBOUND_RETENTION_DAYS = env.int("OUTBOUND_RETENTION_DAYS", default=30)
 OUTBOX_DIR = env.path("OUTBOX_DIR", default=VAR_DIR / "outbox")
 # Our interchange id on outbound X12 (ISA05:ISA06 and GS02).
 EDI_SENDER_ID = env.str("EDI_SENDER_ID", default="ZZ:CONTROLTOWER")
+# Our interchange sender on outbound EDIFACT, such as the CONTRL acknowledging an interchange
+# (UNB S002: 0004 id, an..35; 0007 qualifier, an..4, ZZZ mutually defined, 14 GS1 GLN, 1 DUNS).
+EDIFACT_SENDER_ID = env.str("EDIFACT_SENDER_ID", default="CONTROLTOWER")
+EDIFACT_SENDER_QUALIFIER = env.str("EDIFACT_SENDER_QUALIFIER", default="ZZZ")
+if not 0 < len(EDIFACT_SENDER_ID) <= 35 or len(EDIFACT_SENDER_QUALIFIER) > 4:
+    raise ImproperlyConfigured(
+        f"EDIFACT_SENDER_ID {EDIFACT_SENDER_ID!r} / EDIFACT_SENDER_QUALIFIER {EDIFACT_SENDER_QUALIFIER!r}: "
+        "expected an id of 1 to 35 characters and a qualifier of at most 4"
+    )
 # Customer tracking links stay valid this long unless revoked.
 TRACKING_LINK_DAYS = env.int("TRACKING_LINK_DAYS", default=30)
 
