@@ -24,7 +24,15 @@ MIN_REFERENCES = 2000
 
 
 class ParseError(ValueError):
-    """The document is unreadable or truncated; the message says precisely where and why."""
+    """The document is unreadable or truncated; the message says precisely where and why.
+
+    ``acknowledgments`` are sent back all the same, such as the CONTRL rejecting an EDIFACT
+    interchange whose UNB could be read.
+    """
+
+    def __init__(self, *args: object, acknowledgments: Iterable["Acknowledgment"] = ()) -> None:
+        super().__init__(*args)
+        self.acknowledgments = list(acknowledgments)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ from pydifact.exceptions import EDISyntaxError
 from pydifact.parser import Parser
 from pydifact.tokenizer import Tokenizer
 
+from apps.ingest.parsers import edifact_contrl as contrl
 from apps.ingest.parsers import inventory
 from apps.ingest.parsers.base import (
     ParseContext,
@@ -180,15 +181,19 @@ def sender_ids(body: bytes) -> list[tuple[str, str]]:
 
 @collection_paused()
 def parse(body: bytes, context: ParseContext) -> ParsedDocument:
-    """Read every message of every interchange; ParseError when the document cannot be read."""
+    """Read every message of every interchange, each interchange answered with a CONTRL;
+    ParseError when the document cannot be read, carrying a CONTRL rejecting each interchange
+    whose UNB could be read."""
+    # The channel's settings are checked first: their errors are ours, not the sender's.
+    zone, status_kinds, qualifiers = _zone(context.time_zone), _status_kinds(context), _qualifiers(context)
     try:
-        return _parse(body, context)
-    except ParseError:
-        raise
+        return _parse(body, context, zone, status_kinds, qualifiers)
+    except ParseError as exc:
+        raise _rejected(body, context, str(exc)) from exc
     except EDISyntaxError as exc:
-        raise ParseError(f"EDIFACT syntax error: {exc}") from exc
+        raise _rejected(body, context, f"EDIFACT syntax error: {exc}") from exc
     except Exception as exc:  # bad input gets a clear error, never a crash
-        raise ParseError(f"unreadable EDIFACT document: {type(exc).__name__}: {exc}") from exc
+        raise _rejected(body, context, f"unreadable EDIFACT document: {type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,6 +409,7 @@ class Message:
     sender: str
     prepared_at: datetime | None
     decimal_mark: str
+    report: contrl.MessageReport
 
     @property
     def label(self) -> str:
@@ -418,6 +424,7 @@ class _Open:
     reference: str
     messages: int = 0
     groups: int = 0
+    report: Any = None  # what its CONTRL says (None for a UNB with nothing to answer to)
 
 
 @dataclass
@@ -428,6 +435,7 @@ class EnvelopeReader:
     time_zone: tzinfo
     messages: list[Message] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reports: list[contrl.InterchangeReport] = field(default_factory=list)
     interchange: _Open | None = None
     group: _Open | None = None
     message: list[Segment] | None = None
@@ -457,14 +465,22 @@ class EnvelopeReader:
         self._expect_no_message(segment)
         if self.interchange:
             self._missing_unz(self.interchange)
-        self.interchange = _Open(segment, segment.get(4))
+        report = contrl.interchange_report(segment.elements)
+        if report is None:
+            self.warnings.append(f"{segment.describe()}: no control reference or sender, so no CONTRL answers it")
+        else:
+            self.reports.append(report)
+        self.interchange = _Open(segment, segment.get(4), report=report)
 
     def _ung(self, segment: Segment) -> None:
         opened = self._inside_interchange(segment)
         self._expect_no_message(segment)
         if self.group:
-            self.warnings.append(f"group {self.group.reference}: no UNE trailer before the next UNG")
-        self.group = _Open(segment, segment.get(4))
+            self._missing_une()
+        group = contrl.GroupReport(segment.get(4), segment.components(1)[:2], segment.components(2)[:2])
+        if opened.report:
+            opened.report.groups.append(group)
+        self.group = _Open(segment, segment.get(4), report=group)
         opened.groups += 1
 
     def _unh(self, segment: Segment) -> None:
@@ -478,10 +494,15 @@ class EnvelopeReader:
         unh, body = self.message[0], self.message[1:]
         self.message = None
         label = f"message {unh.get(0)}"
-        self._check_count(label, "UNT", segment.get(0), len(body) + 2, "segments")
-        self._check_reference(label, "UNT", segment.get(1), "UNH", unh.get(0))
+        report = contrl.MessageReport(unh.get(0), unh.components(1), self.group.reference if self.group else None)
+        if not self._check_count(label, "UNT", segment.get(0), len(body) + 2, "segments"):
+            report.error = contrl.Fault(contrl.COUNT_DOES_NOT_MATCH, "UNT", element=1)
+        elif not self._check_reference(label, "UNT", segment.get(1), "UNH", unh.get(0)):
+            report.error = contrl.Fault(contrl.REFERENCES_DO_NOT_MATCH, "UNT", element=2)
         opened = self._inside_interchange(segment)
-        self.messages.append(self._message(opened.header, unh, body, segment))
+        if opened.report:
+            opened.report.messages.append(report)
+        self.messages.append(self._message(opened.header, unh, body, segment, report))
         opened.messages += 1
         if self.group:
             self.group.messages += 1
@@ -492,21 +513,28 @@ class EnvelopeReader:
         if not self.group:
             self.warnings.append(f"{segment.describe()}: UNE without a UNG, ignored")
             return
-        label = f"group {self.group.reference}"
-        self._check_count(label, "UNE", segment.get(0), self.group.messages, "messages")
-        self._check_reference(label, "UNE", segment.get(1), "UNG", self.group.reference)
+        label, group = f"group {self.group.reference}", self.group.report
+        if not self._check_count(label, "UNE", segment.get(0), self.group.messages, "messages"):
+            group.error = group.error or contrl.Fault(contrl.COUNT_DOES_NOT_MATCH, "UNE", element=1)
+        if not self._check_reference(label, "UNE", segment.get(1), "UNG", self.group.reference):
+            group.error = group.error or contrl.Fault(contrl.REFERENCES_DO_NOT_MATCH, "UNE", element=2)
         self.group = None
 
     def _unz(self, segment: Segment) -> None:
         opened = self._inside_interchange(segment)
         self._expect_no_message(segment)
         if self.group:
-            self.warnings.append(f"group {self.group.reference}: no UNE trailer")
+            self._missing_une()
             self.group = None
         label = f"interchange {opened.reference}"
         counted, unit = (opened.groups, "groups") if opened.groups else (opened.messages, "messages")
-        self._check_count(label, "UNZ", segment.get(0), counted, unit)
-        self._check_reference(label, "UNZ", segment.get(1), "UNB", opened.reference)
+        counts = self._check_count(label, "UNZ", segment.get(0), counted, unit)
+        references = self._check_reference(label, "UNZ", segment.get(1), "UNB", opened.reference)
+        if opened.report and not counts:
+            opened.report.fail(contrl.Fault(contrl.COUNT_DOES_NOT_MATCH, "UNZ", element=1))
+        elif opened.report and not references:
+            opened.report.fail(contrl.Fault(contrl.REFERENCES_DO_NOT_MATCH, "UNZ", element=2))
+        self._close(opened)
         self.interchange = None
 
     def _other(self, segment: Segment) -> None:
@@ -529,24 +557,45 @@ class EnvelopeReader:
                 "expected UNT, found end of document (truncated?)"
             )
         if self.group:
-            self.warnings.append(f"group {self.group.reference}: no UNE trailer")
+            self._missing_une()
         if self.interchange:
             self._missing_unz(self.interchange)
         if not self.messages:
             self.warnings.append("the interchange holds no message")
 
+    def _missing_une(self) -> None:
+        group = self.group
+        if group is not None:
+            self.warnings.append(f"group {group.reference}: no UNE trailer")
+            group.report.error = group.report.error or contrl.Fault(contrl.MISSING, "UNE")
+
     def _missing_unz(self, opened: _Open) -> None:
         self.warnings.append(f"interchange {opened.reference}: no UNZ trailer (truncated?)")
+        if opened.report:
+            opened.report.fail(contrl.Fault(contrl.MISSING, "UNZ"))
+        self._close(opened)
 
-    def _check_count(self, label: str, tag: str, stated: str, counted: int, unit: str) -> None:
+    def _close(self, opened: _Open) -> None:
+        """An interchange without messages is rejected: there is nothing in it to acknowledge."""
+        if opened.report and not opened.messages:
+            opened.report.rejected = True
+            opened.report.fail(contrl.Fault(contrl.LOWER_LEVEL_EMPTY))
+
+    def _check_count(self, label: str, tag: str, stated: str, counted: int, unit: str) -> bool:
         if stated != str(counted) and not (stated.isdigit() and int(stated) == counted):
             self.warnings.append(f"{label}: {tag} says {stated or 'nothing'} {unit}, counted {counted}")
+            return False
+        return True
 
-    def _check_reference(self, label: str, tag: str, stated: str, opener: str, expected: str) -> None:
+    def _check_reference(self, label: str, tag: str, stated: str, opener: str, expected: str) -> bool:
         if stated != expected:
             self.warnings.append(f"{label}: {tag} reference {stated!r} does not match {opener} reference {expected!r}")
+            return False
+        return True
 
-    def _message(self, unb: Segment, unh: Segment, body: list[Segment], unt: Segment) -> Message:
+    def _message(
+        self, unb: Segment, unh: Segment, body: list[Segment], unt: Segment, report: contrl.MessageReport
+    ) -> Message:
         terminator = self.characters.segment_terminator
         raw = "".join(f"{seg.raw}{terminator}\n" for seg in (unh, *body, unt))
         return Message(
@@ -558,6 +607,7 @@ class EnvelopeReader:
             sender=":".join(filter(None, _sender(unb))),
             prepared_at=_unb_time(unb, self.time_zone),
             decimal_mark=self.characters.decimal_point,
+            report=report,
         )
 
 
@@ -595,6 +645,12 @@ class Reading:
 
     def warn(self, text: str) -> None:
         self.warnings.append(f"{self.message.label}: {text}")
+
+    def fault(self, segment: Segment, code: str, element: int | None = None, component: int | None = None) -> None:
+        """Report an element in error in the message's CONTRL (positions as CONTRL counts them:
+        UNH is segment 1, the tag element 0, components from 1)."""
+        position = segment.number - self.message.header.number + 1
+        self.message.report.add(contrl.Fault(code, segment.tag, position, element, component))
 
     @cached_property
     def document_date(self) -> datetime | None:
@@ -681,11 +737,15 @@ def _read_dtm(reading: Reading, dtm: Segment, *, end_of_day: bool = False) -> da
         return date_time(dtm.get(0, 1), dtm.get(0, 2), reading.zone, end_of_day=end_of_day)
     except (ValueError, KeyError, OverflowError) as exc:
         reading.warn(f"{dtm.describe()} ignored: {exc}")
+        reading.fault(dtm, contrl.INVALID_VALUE, 1, 2)
         return None
 
 
-def decimal_value(reading: Reading, value: str, what: str) -> Decimal | None:
-    """A numeric value; the decimal mark may be the UNA one, a point or a comma (ISO 9735)."""
+def decimal_value(
+    reading: Reading, value: str, what: str, at: tuple[Segment, int, int | None] | None = None
+) -> Decimal | None:
+    """A numeric value; the decimal mark may be the UNA one, a point or a comma (ISO 9735).
+    ``at`` is where it was read (segment, element, component), reported when it is not a number."""
     if not value:
         return None
     try:
@@ -694,6 +754,8 @@ def decimal_value(reading: Reading, value: str, what: str) -> Decimal | None:
         parsed = None
     if parsed is None or not parsed.is_finite():
         reading.warn(f"{what} {value!r} is not a number, ignored")
+        if at is not None:
+            reading.fault(at[0], contrl.INVALID_TYPE_OF_CHARACTERS, at[1], at[2])
         return None
     return parsed
 
@@ -835,7 +897,7 @@ def _line(reading: Reading, draft: _LineDraft, quantity_qualifier: str) -> Event
         missing = "item id (LIN or PIA)" if not sku else f"QTY+{quantity_qualifier} quantity"
         reading.warn(f"{where} has no {missing}, skipped")
         return None
-    quantity = decimal_value(reading, draft.quantity.get(0, 1), f"{where} quantity")
+    quantity = decimal_value(reading, draft.quantity.get(0, 1), f"{where} quantity", (draft.quantity, 1, 2))
     if quantity is None:
         return None
     try:
@@ -855,7 +917,9 @@ def _line(reading: Reading, draft: _LineDraft, quantity_qualifier: str) -> Event
 def _unit_price(reading: Reading, draft: _LineDraft, where: str) -> Decimal | None:
     """PRI (C509: 5125 qualifier, 5118 price): the net price (AAA) first, else the first one."""
     ordered = sorted(draft.prices, key=lambda pri: pri.get(0, 0) != "AAA")
-    return decimal_value(reading, ordered[0].get(0, 1), f"{where} price") if ordered else None
+    if not ordered:
+        return None
+    return decimal_value(reading, ordered[0].get(0, 1), f"{where} price", (ordered[0], 1, 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1026,7 +1090,7 @@ def _packaging(reading: Reading, body: list[Segment]) -> list[dict[str, str]]:
         if seg.tag == "CPS":
             level = seg.get(0)
         elif seg.tag == "PAC" and seg.get(0):
-            count = decimal_value(reading, seg.get(0), f"{seg.describe()} package count")
+            count = decimal_value(reading, seg.get(0), f"{seg.describe()} package count", (seg, 1, None))
             if count is not None:
                 found.append({"level": level, "count": str(count), "type": seg.get(2, 0)})
     return found
@@ -1060,7 +1124,7 @@ def _total(reading: Reading, body: list[Segment]) -> tuple[Decimal | None, str |
     for qualifier in INVOICE_TOTALS:
         for moa in moas:
             if moa.get(0, 0) == qualifier:
-                amount = decimal_value(reading, moa.get(0, 1), f"{moa.describe()} amount")
+                amount = decimal_value(reading, moa.get(0, 1), f"{moa.describe()} amount", (moa, 1, 2))
                 if amount is not None:
                     return amount, _iso_currency(moa.get(0, 2))
     return None, None
@@ -1186,7 +1250,9 @@ def map_invrpt(reading: Reading) -> list[CanonicalEvent]:
                 "(a channel names it with quantity_qualifiers)"
             )
             continue
-        quantity = decimal_value(reading, figure.quantity.get(0, 1), f"{figure.quantity.describe()} quantity")
+        quantity = decimal_value(
+            reading, figure.quantity.get(0, 1), f"{figure.quantity.describe()} quantity", (figure.quantity, 1, 2)
+        )
         if quantity is not None:
             uom = (figure.quantity.get(0, 2) or "EA")[:10]
             key = (places.code(figure.place or default), figure.sku, uom)
@@ -1278,7 +1344,7 @@ def _movements(
                 f"{figure.inv.describe()}: movement direction {direction!r} is neither 1 (out) nor 2 (in), not read"
             )
             continue
-        quantity = decimal_value(reading, figure.quantity.get(0, 1), f"{where} quantity")
+        quantity = decimal_value(reading, figure.quantity.get(0, 1), f"{where} quantity", (figure.quantity, 1, 2))
         if quantity is None:
             continue
         line = EventLine(sku=figure.sku, quantity=sign * abs(quantity), uom=(figure.quantity.get(0, 2) or "EA")[:10])
@@ -1353,9 +1419,13 @@ def _checked(overrides: Any, enum: type, name: str) -> dict:
     return checked
 
 
-def _parse(body: bytes, context: ParseContext) -> ParsedDocument:
-    zone = _zone(context.time_zone)
-    status_kinds, qualifiers = _status_kinds(context), _qualifiers(context)
+def _parse(
+    body: bytes,
+    context: ParseContext,
+    zone: tzinfo,
+    status_kinds: dict[str, EventKind],
+    qualifiers: dict[str, ReferenceKind],
+) -> ParsedDocument:
     read = _read_segments(body)
     envelope = EnvelopeReader(read.characters, zone)
     envelope.read(read.segments)
@@ -1365,22 +1435,26 @@ def _parse(body: bytes, context: ParseContext) -> ParsedDocument:
         mapper = MAPPERS.get(message.type)
         if mapper is None:
             document.unsupported.append(f"EDIFACT {message.type or '(untyped message)'} is not supported")
+            message.report.rejected = True
+            message.report.error = contrl.Fault(contrl.VALUE_NOT_SUPPORTED, "UNH", element=2, component=1)
             continue
         reading = Reading(message, context, zone, document.warnings, status_kinds, qualifiers, budget, reference_models)
         _map(reading, mapper, document)
     document.warnings = capped(document.warnings)
     document.unsupported = capped(list(dict.fromkeys(document.unsupported)))
     document.unmapped_codes = list(dict.fromkeys(document.unmapped_codes))
+    document.acknowledgments = [contrl.acknowledgment(report, context) for report in envelope.reports if report.due]
     return document
 
 
-def _unsupported(message: Message) -> str | None:
-    """Why a message of a handled type is still not read: cancellations, credit notes."""
+def _unsupported(message: Message) -> tuple[str, int, int | None] | None:
+    """Why a message of a handled type is still not read (cancellations, credit notes), with the
+    BGM element and component that say so."""
     code, _number, function = _bgm(message)
     if function == CANCELLATION and message.type != "ORDERS":
-        return f"EDIFACT {message.type} cancellation (BGM message function 1) is not supported"
+        return f"EDIFACT {message.type} cancellation (BGM message function 1) is not supported", 3, None
     if message.type == "INVOIC" and code not in INVOICE_DOCUMENTS:
-        return f"EDIFACT INVOIC document {code} is not supported (only invoices 380, 384 and 388)"
+        return f"EDIFACT INVOIC document {code} is not supported (only invoices 380, 384 and 388)", 1, 1
     return None
 
 
@@ -1388,10 +1462,103 @@ def _map(reading: Reading, mapper: Callable[[Reading], list[CanonicalEvent]], do
     """Events into ``document``; unsupported parts and unmapped codes as met (repeats removed at the end)."""
     unsupported = _unsupported(reading.message)
     if unsupported:
-        document.unsupported.append(unsupported)
+        why, element, component = unsupported
+        document.unsupported.append(why)
+        bgm = next(seg for seg in reading.message.body if seg.tag == "BGM")
+        reading.fault(bgm, contrl.VALUE_NOT_SUPPORTED, element, component)
+        reading.message.report.rejected = True
         return
     for event in mapper(reading):
         document.events.append(event)
         if event.kind == EventKind.SHIPMENT_STATUS_UNMAPPED:
             document.unmapped_codes.append(event.attributes["status_code"])
     document.unmapped_codes.extend(reading.unmapped)
+
+
+# --------------------------------------------------------------------------------------------
+# Rejections
+
+
+def _rejected(body: bytes, context: ParseContext, reason: str) -> ParseError:
+    """The error for a document that cannot be read, with a CONTRL rejecting each interchange
+    whose UNB could be read (nothing of the document is applied)."""
+    try:
+        reports = _rejection_reports(body)
+        acknowledgments = [contrl.acknowledgment(report, context) for report in reports if report.due]
+    except Exception:  # the rejection is a courtesy: the error itself must come out
+        acknowledgments = []
+    return ParseError(reason, acknowledgments=acknowledgments)
+
+
+def _rejection_reports(body: bytes) -> list[contrl.InterchangeReport]:
+    """Each interchange's report, rejected, naming what could not be read: a segment that is not
+    one (inside a message: that message, its position and 15; outside: 33), a message without its
+    UNT, an interchange without its UNZ. Read segment by segment, leniently, as far as it goes."""
+    characters, texts, tail = _segment_texts(body)
+    if tail:
+        texts.append(tail)
+    reader = Parser()
+    reports: list[contrl.InterchangeReport] = []
+    current: contrl.InterchangeReport | None = None
+    message: contrl.MessageReport | None = None
+    opened_at = 0  # the UNH's position in the document
+
+    def close_message(code: str | None) -> None:
+        nonlocal message
+        if message is not None and current is not None:
+            if code:
+                message.error, message.rejected = contrl.Fault(code, "UNT"), True
+            if message.has_errors:
+                current.messages.append(message)
+        message = None
+
+    for number, raw in enumerate(texts, start=1):
+        try:
+            segment: Segment | None = _segment(number, raw, characters, reader)
+        except (ParseError, EDISyntaxError):
+            segment = None
+        tag = segment.tag if segment else ""
+        if tag == "UNB":
+            close_message(contrl.MISSING)
+            if current is not None:
+                current.fail(contrl.Fault(contrl.MISSING, "UNZ"))
+            current = contrl.interchange_report(segment.elements) if segment else None
+            if current is not None:
+                current.rejected = True
+                reports.append(current)
+        elif current is None:
+            continue
+        elif segment is None or tag not in ("UNH", "UNT", "UNZ", "UNG", "UNE") and message is None:
+            if message is None:
+                current.fail(contrl.Fault(contrl.OUTSIDE_MESSAGE))
+            else:
+                message.add(_unreadable(raw, number - opened_at + 1, characters))
+                message.rejected = True
+        elif tag == "UNH":
+            close_message(contrl.MISSING)
+            message, opened_at = contrl.MessageReport(segment.get(0), segment.components(1), rejected=False), number
+        elif tag == "UNT":
+            if message is None:
+                current.fail(contrl.Fault(contrl.OUTSIDE_MESSAGE))
+            elif segment.get(0) != str(number - opened_at + 1):
+                message.error, message.rejected = contrl.Fault(contrl.COUNT_DOES_NOT_MATCH, "UNT", element=1), True
+            close_message(None)
+        elif tag == "UNZ":
+            close_message(contrl.MISSING)
+            current = None
+    close_message(contrl.MISSING)
+    if current is not None:
+        current.fail(contrl.Fault(contrl.MISSING, "UNZ"))
+    for report in reports:
+        if report.error is None and not report.messages:
+            report.fail(contrl.Fault(contrl.UNSPECIFIED))
+    return reports
+
+
+def _unreadable(raw: str, position: int, characters: Characters) -> contrl.Fault:
+    """A segment that cannot be read: not a segment (15) when it has no tag, else an element with
+    invalid characters (21): the last one, where a stray release character sits."""
+    if not _TAG.match(raw[:3]) or raw[3:4] not in ("", characters.data_separator):
+        return contrl.Fault(contrl.NOT_SUPPORTED, raw[:3], position)
+    element = max(len(raw.split(characters.data_separator)) - 1, 1)
+    return contrl.Fault(contrl.INVALID_CHARACTERS, raw[:3], position, element)
