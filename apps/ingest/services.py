@@ -10,7 +10,7 @@ import hashlib
 import logging
 import shutil
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +26,7 @@ from apps.dashboards.services import kpis_refresh_later
 from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
-from apps.ingest.parsers.base import finished
+from apps.ingest.parsers.base import Acknowledgment, finished
 from apps.ingest.webhooks import SignatureRejected, Verified, WebhookRefused, inbound_channel, verify_webhook
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
@@ -46,6 +46,8 @@ MICRO_BATCH_MAX_BYTES = 64 * 1024
 MICRO_BATCH_MESSAGES = 200
 STUCK_AFTER = timedelta(minutes=10)
 DOCUMENT_FORMATS = ("x12", "edifact", "csv", "json")
+# The kind of the OutboundMessage an acknowledgment becomes, by its format.
+ACKNOWLEDGMENT_KINDS = {"x12": "997", "edifact": "CONTRL"}
 REPLAYABLE = (InboundMessage.Status.DEAD, InboundMessage.Status.FAILED, InboundMessage.Status.PARTIALLY_PROCESSED)
 
 
@@ -54,7 +56,12 @@ class MessageRejected(ValueError):
 
 
 class PermanentFailure(Exception):
-    """Processing can never succeed as things stand: the message becomes a dead letter."""
+    """Processing can never succeed as things stand: the message becomes a dead letter (with
+    the ``acknowledgments`` its parser wrote all the same, such as a CONTRL rejection)."""
+
+    def __init__(self, *args: object, acknowledgments: Iterable[Acknowledgment] = ()) -> None:
+        super().__init__(*args)
+        self.acknowledgments = list(acknowledgments)
 
 
 # --- receive ----------------------------------------------------------------------------------
@@ -296,7 +303,7 @@ def _process_alone(message: InboundMessage, *, keep_events: bool) -> Outcome:
                 if keep_events:
                     outcome.events += batch
     except PermanentFailure as exc:
-        _mark_dead(message, str(exc))
+        _mark_dead(message, str(exc), exc.acknowledgments)
         return Outcome(message=message)
     _finish(message, document, tally)
     outcome.applied, outcome.duplicates, outcome.parked = tally.applied, tally.duplicates, tally.parked
@@ -316,7 +323,7 @@ def _process_together(messages: list[InboundMessage]) -> Outcome:
             document, parsed = _open(message)
             opened.append((message, document, list(parsed)))
         except PermanentFailure as exc:
-            _mark_dead(message, str(exc))
+            _mark_dead(message, str(exc), exc.acknowledgments)
     owner: dict[EventKey, int] = {}
     for message, _, events in opened:
         for event in events:
@@ -526,7 +533,7 @@ def _parse(fmt: str, body: bytes, context: ParseContext) -> ParsedDocument:
         with timed("parse"):
             return get_parser(fmt).parse(body, context)
     except ParseError as exc:
-        raise PermanentFailure(str(exc)) from exc
+        raise PermanentFailure(str(exc), acknowledgments=exc.acknowledgments) from exc
     except SoftTimeLimitExceeded:
         raise
     except Exception as exc:
@@ -545,7 +552,7 @@ def _store_acknowledgments(
                 partner=partner,
                 channel=channel,
                 format=ack.format,
-                kind="997" if ack.format == "x12" else "ack",
+                kind=ACKNOWLEDGMENT_KINDS.get(ack.format, "ack"),
                 position=position,
                 control_number=ack.control_number,
                 ack_status=ack.status,
@@ -559,11 +566,14 @@ def _store_acknowledgments(
         acknowledgments_publish(inbound_id=message.pk)
 
 
-def _mark_dead(message: InboundMessage, reason: str) -> None:
+def _mark_dead(message: InboundMessage, reason: str, acknowledgments: Sequence[Acknowledgment] = ()) -> None:
     message.status = InboundMessage.Status.DEAD
     message.error = reason[:5000]
     message.processed_at = timezone.now()
     message.save(update_fields=["status", "error", "attempts", "processed_at", "format", "partner", "channel"])
+    if acknowledgments and message.partner_id:
+        document = ParsedDocument(acknowledgments=[*acknowledgments])
+        _store_acknowledgments(message, message.partner, message.channel, document)
 
 
 # --- preview, replay, sweep -------------------------------------------------------------------
