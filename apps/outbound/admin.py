@@ -161,7 +161,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def kinds(self, subscription: Subscription) -> str:
         kinds = list(subscription.event_kinds)
         if subscription.acknowledgments:
-            kinds.append("997")
+            kinds.append("CONTRL" if subscription.format == Subscription.Format.EDIFACT else "997")
         return ", ".join(kinds) or "—"
 
     @admin.display(description="circuit", ordering="endpoint__state")

@@ -63,6 +63,7 @@ class Subscription(models.Model):
     class Format(models.TextChoices):
         JSON = "json", "Canonical JSON"
         X12 = "x12", "EDI X12 (810 invoices, 997 acknowledgments)"
+        EDIFACT = "edifact", "UN/EDIFACT (CONTRL acknowledgments)"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="subscriptions")
     name = models.CharField(max_length=200)
@@ -84,7 +85,9 @@ class Subscription(models.Model):
     )
     format = models.CharField(max_length=10, choices=Format.choices, default=Format.JSON)
     acknowledgments = models.BooleanField(
-        default=False, help_text="Send the 997s acknowledging this partner's inbound X12 here."
+        default=False,
+        help_text="Send the acknowledgments of this partner's inbound EDI here: 997s (X12 format) for its X12, "
+        "CONTRL messages (EDIFACT format) for its EDIFACT interchanges.",
     )
     # Write-only: shown once when created or rotated, masked everywhere afterwards.
     secret = models.CharField(

@@ -90,8 +90,11 @@ def subscription_errors(
             )
         if not has_edi_id:
             errors["partner"] = "X12 needs the partner's EDI interchange id (add one in the partner's EDI identifiers)."
+    elif format == "edifact":
+        if event_kinds:
+            errors["event_kinds"] = "EDIFACT carries CONTRL acknowledgments only: leave the event kinds empty."
     elif acknowledgments:
-        errors["acknowledgments"] = "997 acknowledgments are X12: choose the X12 format."
+        errors["acknowledgments"] = "Acknowledgments are EDI: choose X12 (997s) or EDIFACT (CONTRL)."
     if not event_kinds and not acknowledgments and "event_kinds" not in errors:
         errors["event_kinds"] = "Choose at least one event kind (or 997 acknowledgments)."
     return errors

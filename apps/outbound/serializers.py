@@ -39,8 +39,11 @@ class SubscriptionInput(serializers.Serializer):
         max_length=100,
         help_text='Event kinds or patterns: "shipment.delivered", "shipment.*" or "*".',
     )
-    format = serializers.CharField(required=False, help_text="json (canonical JSON) or x12.")
-    acknowledgments = serializers.BooleanField(required=False, help_text="Send the partner's 997s here (X12).")
+    format = serializers.CharField(required=False, help_text="json (canonical JSON), x12 or edifact.")
+    acknowledgments = serializers.BooleanField(
+        required=False,
+        help_text="Send the partner's acknowledgments here: 997s (x12) or CONTRL (edifact).",
+    )
     active = serializers.BooleanField(required=False)
     customers = serializers.ListField(
         child=serializers.CharField(max_length=CODE_MAX_LENGTH),
@@ -184,7 +187,7 @@ class DeliveryQuery(serializers.Serializer):
 class DeliverySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField(help_text="pending, sending, delivered or dead.")
-    kind = serializers.CharField(help_text="The event kind, or 997.")
+    kind = serializers.CharField(help_text="The event kind, or the acknowledgment (997 or CONTRL).")
     event_id = serializers.CharField(source="event.event_id", default=None, allow_null=True)
     order = serializers.CharField(source="order.number", default=None, allow_null=True)
     idempotency_key = serializers.UUIDField()

@@ -42,6 +42,8 @@ SWEEP_BATCH = 2000
 PRUNE_BATCH = 1000
 DISPATCH_CHUNK = 50
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+# Acknowledgments (OutboundMessage kinds) and the subscription format that carries each.
+ACKNOWLEDGMENT_FORMATS = {"997": Subscription.Format.X12, "CONTRL": Subscription.Format.EDIFACT}
 # Attributes people add by hand (who released an invoice, and their note) stay inside.
 INTERNAL_ATTRIBUTES = frozenset({"note", "released_by", "triggered_by", "generated_by"})
 
@@ -89,17 +91,24 @@ def events_publish(milestones: Sequence[Milestone]) -> None:
 
 
 def acknowledgments_publish(*, inbound_id: int) -> None:
-    """Deliver the 997s of one inbound message to its sender's X12 subscriptions (same transaction)."""
-    documents = list(OutboundMessage.objects.filter(inbound_id=inbound_id, kind="997", partner__isnull=False))
+    """Deliver the acknowledgments of one inbound message to its sender's subscriptions that take
+    them in their format: 997s to X12 ones, CONTRLs to EDIFACT ones (same transaction)."""
+    documents = list(
+        OutboundMessage.objects.filter(inbound_id=inbound_id, kind__in=ACKNOWLEDGMENT_FORMATS, partner__isnull=False)
+    )
     if not documents:
         return
     subscriptions = Subscription.objects.filter(
-        active=True, acknowledgments=True, format=Subscription.Format.X12, partner_id=documents[0].partner_id
-    ).values_list("pk", flat=True)
+        active=True,
+        acknowledgments=True,
+        format__in={ACKNOWLEDGMENT_FORMATS[document.kind] for document in documents},
+        partner_id=documents[0].partner_id,
+    ).values_list("pk", "format")
     rows = [
-        Delivery(subscription_id=sub, document=document, kind="997", next_attempt_at=timezone.now())
-        for sub in subscriptions
+        Delivery(subscription_id=sub, document=document, kind=document.kind, next_attempt_at=timezone.now())
+        for sub, format in subscriptions
         for document in documents
+        if ACKNOWLEDGMENT_FORMATS[document.kind] == format
     ]
     if rows:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
@@ -373,7 +382,10 @@ def render(delivery: Delivery) -> tuple[bytes, str, str]:
     key = delivery.idempotency_key.hex
     if delivery.document_id:
         document = delivery.document
-        return document.body.encode(), "application/edi-x12", f"997-{document.control_number or key}-{key}.x12"
+        name = f"{document.kind}-{document.control_number or key}-{key}"
+        if document.kind == "CONTRL":
+            return document.body.encode(), "application/EDIFACT", f"{name}.edi"
+        return document.body.encode(), "application/edi-x12", f"{name}.x12"
     event = delivery.event
     if delivery.subscription.format == Subscription.Format.X12:
         from apps.outbound.x12_out import invoice_810
