@@ -160,13 +160,20 @@ def shipments_of_orders(order_ids: Iterable[int]) -> set[int]:
     return set(through.objects.filter(order_id__any=ids).values_list("shipment_id", flat=True))
 
 
-def recompute(*, order_ids: Iterable[int], shipment_ids: Iterable[int]) -> None:
-    """Recompute shipments first (orders read them), then orders."""
+def recompute(
+    *, order_ids: Iterable[int], shipment_ids: Iterable[int], created_order_ids: Iterable[int] | None = None
+) -> None:
+    """Recompute shipments first (orders read them), then orders.
+
+    An order's header and lines come from its latest ``order.created`` alone: ``created_order_ids``
+    names the orders that gained one (an apply knows), so the others keep theirs unread; None
+    re-reads every order's.
+    """
     shipment_ids, order_ids = set(shipment_ids), set(order_ids)
     if shipment_ids:
         _recompute_shipments(shipment_ids)
     if order_ids:
-        _recompute_orders(order_ids)
+        _recompute_orders(order_ids, order_ids if created_order_ids is None else order_ids & set(created_order_ids))
 
 
 # --- reading and writing projected rows -------------------------------------------------------
@@ -385,9 +392,9 @@ def _line_order(ref: str, linked: set[int], orders_by_ref: dict[str, list[tuple[
 # --- orders -----------------------------------------------------------------------------------
 
 
-def _recompute_orders(ids: set[int]) -> None:
+def _recompute_orders(ids: set[int], with_new_headers: set[int]) -> None:
     times = _order_milestone_times(ids)
-    headers = _order_headers(ids)
+    headers = _order_headers(with_new_headers)
     shipments = _shipments_by_order(ids)
     customers = _partner_ids(header["order"].get("customer") for header in headers.values())
     with_header, without_header = {}, {}

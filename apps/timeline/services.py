@@ -100,6 +100,7 @@ class _Batch:
     channels: dict[tuple[str, str], Channel]
     references: dict[RefKey, set[Target]] = field(default_factory=dict)
     recorded: list[Milestone] = field(default_factory=list)
+    created_order_ids: set[int] = field(default_factory=set)  # orders given an order.created milestone
     parked_keys: set[RefKey] = field(default_factory=set)
     gained_keys: set[RefKey] = field(default_factory=set)
 
@@ -123,7 +124,9 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
             pending = _unpark(new_keys, batch, result)
         result.order_ids |= projections.orders_of_shipments(result.shipment_ids)
         with timed("projections"):
-            projections.recompute(order_ids=result.order_ids, shipment_ids=result.shipment_ids)
+            projections.recompute(
+                order_ids=result.order_ids, shipment_ids=result.shipment_ids, created_order_ids=batch.created_order_ids
+            )
         touched = reactions.Touched(
             order_ids=set(result.order_ids), shipment_ids=set(result.shipment_ids), milestones=batch.recorded
         )
@@ -318,7 +321,7 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
             if event.kind.family == "shipment":
                 _collect_claims(event, shipment_id, batch, links, claims)
 
-    batch.recorded += _record(milestones)
+    batch.recorded += _record(milestones, batch)
     result.applied.extend(applied)
     projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
@@ -477,12 +480,13 @@ def _key(milestone: "Milestone | _Known") -> MilestoneKey:
     return (milestone.order_id, milestone.shipment_id, milestone.kind, milestone.occurred_at)
 
 
-def _record(candidates: list[Milestone]) -> list[Milestone]:
+def _record(candidates: list[Milestone], batch: _Batch) -> list[Milestone]:
     """Append milestones; the same milestone from several sources is recorded once, with reports.
 
     Of the events saying the same thing, the smallest event id (then source) is the milestone and the others
     are its reports, whatever the order they arrived in. Returns the milestones new to the
-    timeline (a smaller event id taking over a known milestone is not news).
+    timeline (a smaller event id taking over a known milestone is not news); notes in ``batch``
+    the orders whose ``order.created`` milestones changed, the only ones whose header to re-read.
     """
     subjects = [m for m in candidates if m.order_id or m.shipment_id]
     existing = _existing_milestones(subjects)
@@ -504,6 +508,7 @@ def _record(candidates: list[Milestone]) -> list[Milestone]:
             displaced.append((current, identity(group[0])))
             reports.append((identity(group[0]), current))
     insert_new(Milestone, inserts)
+    batch.created_order_ids |= {m.order_id for m in inserts if m.kind == EventKind.ORDER_CREATED and m.order_id}
     displacing = {primary for _, primary in displaced}
     news = [m for m in inserts if identity(m) not in displacing]
     if not reports:
