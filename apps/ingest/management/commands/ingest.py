@@ -6,7 +6,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from apps.ingest.models import InboundMessage
-from apps.ingest.services import MessageRejected, message_preview, message_process, message_receive
+from apps.ingest.parsers import known_formats
+from apps.ingest.services import (
+    MessageRejected,
+    Preview,
+    message_fail,
+    message_preview,
+    message_process,
+    message_receive,
+)
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from controltower.collector import tuned_for_batches
@@ -24,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Parse and print; store and apply nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        _check_format(options["format"])
         files = _files(options["paths"])
         partner = _partner(options["partner"])
         if options["dry_run"]:
@@ -44,7 +53,7 @@ class Command(BaseCommand):
     def _ingest(self, path: Path, partner: Partner | None, options: dict[str, Any]) -> dict[str, Any]:
         try:
             message, created = message_receive(
-                body=path.read_bytes(),
+                body=_read(path),
                 source=InboundMessage.Source.FILE,
                 partner=partner,
                 format=options["format"],
@@ -54,7 +63,7 @@ class Command(BaseCommand):
         except MessageRejected as exc:
             return {"file": str(path), "id": None, "status": "refused", "duplicate": False, "error": str(exc)}
         processed_here = options["sync"] and created
-        outcome = message_process(message.pk, keep_events=options["json"]) if processed_here else None
+        outcome = self._process(message, keep_events=options["json"]) if processed_here else None
         message.refresh_from_db()
         report = {
             "file": str(path),
@@ -80,6 +89,16 @@ class Command(BaseCommand):
                 )
         return report
 
+    def _process(self, message: InboundMessage, *, keep_events: bool = False) -> Any:
+        """Process here, as a worker would: a failure the pipeline did not foresee leaves the message
+        a failed dead letter with the reason (a worker does so once its retries are spent), and the
+        report names it, rather than ending the command."""
+        try:
+            return message_process(message.pk, keep_events=keep_events)
+        except Exception as exc:
+            message_fail(message.pk, f"processing failed: {exc!r}")
+            return None
+
     def _summary(self, reports: list[dict[str, Any]]) -> None:
         stored = [r for r in reports if r["id"] and not r["duplicate"]]
         self.stdout.write(
@@ -99,7 +118,7 @@ class Command(BaseCommand):
     def _preview(self, files: list[Path], partner: Partner | None, options: dict[str, Any]) -> None:
         previews = []
         for path in files:
-            preview = message_preview(body=path.read_bytes(), format=options["format"], partner=partner)
+            preview = _preview_of(path, partner, options["format"])
             document = preview.document
             previews.append(
                 {
@@ -128,6 +147,32 @@ class Command(BaseCommand):
 
 def _total(reports: list[dict[str, Any]], key: str) -> int:
     return sum(report[key] for report in reports if isinstance(report.get(key), int))
+
+
+def _preview_of(path: Path, partner: Partner | None, fmt: str) -> Preview:
+    """What the file would become; a file refused at the door says why, as it would when ingested."""
+    try:
+        body = _read(path)
+        if not body:
+            raise MessageRejected("the message is empty")
+    except MessageRejected as exc:
+        return Preview(format=None if fmt == "auto" else fmt, partner=partner and partner.code, error=str(exc))
+    return message_preview(body=body, format=fmt, partner=partner)
+
+
+def _check_format(name: str) -> None:
+    formats = ["auto", *known_formats()]
+    if name not in formats:
+        raise CommandError(f"Unknown format {name!r}; use one of: {', '.join(formats)}.")
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes; a file that cannot be read (permissions, a vanished file) is refused
+    like an empty one, and the other files are still ingested."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MessageRejected(f"cannot read the file: {exc.strerror or exc}") from exc
 
 
 def _files(paths: list[str]) -> list[Path]:

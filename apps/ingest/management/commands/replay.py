@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import REPLAYABLE, messages_replay
+from apps.partners.models import Partner
 
 
 class Command(BaseCommand):
@@ -21,6 +22,8 @@ class Command(BaseCommand):
         if options["ids"]:
             messages = messages.filter(pk__in=options["ids"])
         if options["partner"]:
+            if not Partner.objects.filter(code=options["partner"]).exists():
+                raise CommandError(f"Unknown partner {options['partner']!r}.")
             messages = messages.filter(partner__code=options["partner"])
         count = messages_replay(messages.values_list("pk", flat=True))
         self.stdout.write(f"{count} message(s) queued again.")

@@ -1,6 +1,7 @@
 """``manage.py simulate``: a live feed of order-to-cash stories sent through the real receivers."""
 
 import ipaddress
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = _checked_url(options["base_url"], allow_remote=options["allow_remote"])
-        if options["rate"] <= 0 or not 0 < options["orders_per_batch"] <= simulator.MAX_ORDERS:
-            raise CommandError(f"--rate must be positive and --orders-per-batch between 1 and {simulator.MAX_ORDERS}")
+        if not (math.isfinite(options["rate"]) and options["rate"] > 0):
+            raise CommandError(f"--rate must be a positive number of messages per second, not {options['rate']}")
+        if not 0 < options["orders_per_batch"] <= simulator.MAX_ORDERS:
+            raise CommandError(f"--orders-per-batch must be between 1 and {simulator.MAX_ORDERS}")
+        if not (math.isfinite(options["duration"]) and options["duration"] >= 0):
+            raise CommandError(f"--duration must be a number of seconds, 0 or more, not {options['duration']}")
         seed = options["seed"] if options["seed"] is not None else int(time.time())
         until = time.monotonic() + options["duration"] if options["duration"] else None
         inbox = options["inbox_dir"] or Path(settings.INBOX_DIR)
+        if inbox.exists() and not inbox.is_dir():
+            raise CommandError(f"--inbox-dir {inbox} is a file, not a folder")
         simulation = simulator.simulation_setup()
         self.stdout.write(f"Simulating to {base_url} at {options['rate']:g} msg/s from seed {seed}; Ctrl-C stops.")
         round_number = 0
@@ -75,7 +82,11 @@ class Command(BaseCommand):
 
 
 def _checked_url(url: str, *, allow_remote: bool) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read to check it: a port that is not a number raises ValueError
+    except ValueError as exc:
+        raise CommandError(f"--base-url {url!r} is not a URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CommandError(f"--base-url must be an http(s) URL, not {url!r}")
     if not allow_remote and not _loopback(parts.hostname):
