@@ -52,6 +52,7 @@ ROLES: dict[str, list[str]] = {
             for action in ("add", "change", "delete")
             for model in ("partner", "channel", "ediidentifier", "apitoken")
         ),
+        "change_channel_mapping",  # versioned and audited: apps.partners.services.channel_mapping_save
         "view_apitoken",
         "view_ediidentifier",
         # Outbound: subscriptions, their delivery log and circuit breakers, replaying dead deliveries.

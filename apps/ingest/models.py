@@ -59,6 +59,12 @@ class InboundMessage(models.Model):
         help_text="What its sender (token and channel) was allowed to send when it arrived; "
         "empty when the sender was found later, from the channel then.",
     )
+    mapping_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The version of its channel's mapping its latest processing read (empty: no channel, or "
+        "not processed yet).",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]

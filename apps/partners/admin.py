@@ -11,9 +11,11 @@ from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from apps.partners.credentials import (
@@ -23,9 +25,10 @@ from apps.partners.credentials import (
     poll_headers_parse,
     secret_mask,
 )
+from apps.partners.mapping import mapping_problems
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.partners.scopes import SCOPE_CHOICES
-from apps.partners.services import api_token_create, api_token_revoke, api_token_scopes_set
+from apps.partners.services import api_token_create, api_token_revoke, api_token_scopes_set, channel_mapping_save
 
 # A secret typed by staff must be at least this long; generated ones are much longer.
 SECRET_MIN_LENGTH = 16
@@ -34,6 +37,7 @@ SECRET_MIN_LENGTH = 16
 CHANNEL_SECRET_FIELDS = frozenset({"webhook_secret", "webhook_secret_previous", "poll_headers"})
 # Write-only inputs, left out of the page for people who may only view channels.
 CHANNEL_SECRET_INPUTS = ("rotate_webhook_secret", "new_webhook_secret", "new_poll_headers", "clear_poll_headers")
+MAPPING_PERMISSION = "partners.change_channel_mapping"
 
 
 class JSONObjectField(forms.JSONField):
@@ -167,6 +171,10 @@ class ChannelForm(ScopedForm):
             self.add_error("new_webhook_secret", "Either generate a secret or set one, not both.")
         if data.get("clear_poll_headers") and data.get("new_poll_headers"):
             self.add_error("new_poll_headers", "Either set new headers or remove them, not both.")
+        mapping, channel_format = data.get("mapping_overrides"), data.get("format")
+        if mapping is not None and channel_format and {"mapping_overrides", "format"} & set(self.changed_data):
+            for problem in mapping_problems(channel_format, mapping):
+                self.add_error("mapping_overrides", problem)
         return data
 
 
@@ -218,10 +226,10 @@ class ChannelAdmin(admin.ModelAdmin):
     list_select_related = ("partner",)
     search_fields = ("code", "name", "partner__code", "partner__name")
     autocomplete_fields = ("partner", "customer")
-    readonly_fields = ("webhook_secret_status", "poll_headers_status", "created_at", "updated_at")
+    readonly_fields = ("webhook_secret_status", "poll_headers_status", "mapping_history", "created_at", "updated_at")
     actions = ("rotate_webhook_secret",)
     fieldsets = (
-        (None, {"fields": ChannelForm.Meta.fields}),
+        (None, {"fields": (*ChannelForm.Meta.fields, "mapping_history")}),
         ("Webhook secret", {"fields": ("webhook_secret_status", "rotate_webhook_secret", "new_webhook_secret")}),
         ("Tracking pull headers", {"fields": ("poll_headers_status", "new_poll_headers", "clear_poll_headers")}),
         (None, {"fields": ("created_at", "updated_at")}),
@@ -239,6 +247,27 @@ class ChannelAdmin(admin.ModelAdmin):
             (name, {**options, "fields": [f for f in options["fields"] if f not in CHANNEL_SECRET_INPUTS]})
             for name, options in self.fieldsets
         ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> Any:
+        """Only people who may change mappings edit them; the others see them."""
+        fields = super().get_readonly_fields(request, obj)
+        if not request.user.has_perm(MAPPING_PERMISSION):
+            return (*fields, "mapping_overrides")
+        return fields
+
+    @admin.display(description="mapping history")
+    def mapping_history(self, channel: Channel) -> str:
+        if channel.pk is None:
+            return "Saving the channel with a mapping records it as version 1."
+        try:
+            url = reverse("admin:partners_channelmappingversion_channel", args=[channel.pk])
+        except NoReverseMatch:
+            return f"Version {channel.mapping_version}"
+        return format_html(
+            'Version {} &middot; <a href="{}">edit with a sample preview, history and audit</a>',
+            channel.mapping_version,
+            url,
+        )
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         if lookup.split(LOOKUP_SEP)[0] in CHANNEL_SECRET_FIELDS:
@@ -264,7 +293,14 @@ class ChannelAdmin(admin.ModelAdmin):
 
     @method_decorator(sensitive_variables())
     def save_model(self, request: HttpRequest, obj: Channel, form: forms.ModelForm, change: bool) -> None:
+        """A changed mapping is saved as the channel's next mapping version, with its author."""
+        mapping = obj.mapping_overrides
+        mapping_changed = "mapping_overrides" in form.changed_data and mapping != form.initial.get("mapping_overrides")
+        if mapping_changed:
+            obj.mapping_overrides = (form.initial.get("mapping_overrides") or {}) if change else {}
         super().save_model(request, obj, form, change)
+        if mapping_changed:
+            channel_mapping_save(channel=obj, mapping=mapping, author=request.user, comment="Saved on the channel page")
         data = form.cleaned_data
         typed = data.get("new_webhook_secret") or ""
         new_webhook_channel = not change and obj.format == Channel.Format.WEBHOOK

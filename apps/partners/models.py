@@ -1,5 +1,6 @@
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -159,12 +160,18 @@ class Channel(models.Model):
         blank=True,
         help_text='Per-channel mapping, e.g. {"status_codes": {"X1": "shipment.delivered"}, "columns": {...}}.',
     )
+    mapping_version = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="The number of the mapping's latest saved version (0: never changed since the channel was made).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["partner__code", "code"]
         constraints = [models.UniqueConstraint(fields=["partner", "code"], name="unique_channel_code_per_partner")]
+        permissions = [("change_channel_mapping", "Can change channel mappings and preview samples")]
 
     def __str__(self) -> str:
         return f"{self.partner.code}/{self.code}"
@@ -197,6 +204,42 @@ class Channel(models.Model):
                 raise ValidationError({"signature_scheme": "Shopify webhooks come from an eCommerce shop partner."})
             if self.customer_id is None:
                 raise ValidationError({"customer": "Name the customer whose orders this shop sends."})
+
+
+class ChannelMappingVersion(models.Model):
+    """One saved state of a channel's ``mapping_overrides``: who saved it, when, why, and what changed.
+
+    Written only by ``apps.partners.services.channel_mapping_save``; never edited afterwards.
+    """
+
+    class Area(models.TextChoices):
+        REFERENCES = "references", "References"
+        FREIGHT = "freight", "Freight"
+        FINANCIAL = "financial", "Financial posting"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="mapping_versions")
+    number = models.PositiveIntegerField()
+    mapping = models.JSONField(default=dict, blank=True)
+    changes = models.JSONField(
+        default=list, blank=True, help_text='What changed from the version before: [{"path", "before", "after"}].'
+    )
+    areas = models.JSONField(
+        default=list, blank=True, help_text="Sensitive areas the change touches: references, freight, financial."
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_name = models.CharField(max_length=150, blank=True, help_text="Kept when the account is deleted.")
+    comment = models.CharField(max_length=500, blank=True)
+    reverted_to = models.PositiveIntegerField(null=True, blank=True, help_text="The version this one restored.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["channel", "-number"]
+        constraints = [models.UniqueConstraint(fields=["channel", "number"], name="unique_mapping_version")]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} mapping v{self.number}"
 
 
 class ApiToken(models.Model):

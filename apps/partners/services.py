@@ -3,13 +3,18 @@ import hmac
 import secrets
 import time
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.partners.models import ApiToken, EdiIdentifier, Partner
+from apps.partners.mapping import mapping_changes, mapping_problems, sensitive_areas
+from apps.partners.models import ApiToken, Channel, ChannelMappingVersion, EdiIdentifier, Partner
 
 TOKEN_PREFIX = "ct_"  # noqa: S105 - a public marker, not a secret
 # Recording every use would turn each API call into a write; once a minute is enough to audit.
@@ -131,3 +136,85 @@ def forget_api_tokens(**kwargs: object) -> None:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class MappingRefused(ValueError):
+    """A mapping that cannot be saved; ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@transaction.atomic
+def channel_mapping_save(
+    *,
+    channel: Channel,
+    mapping: dict[str, Any],
+    author: AbstractBaseUser | None,
+    comment: str = "",
+    expected_version: int | None = None,
+    reverted_to: int | None = None,
+) -> ChannelMappingVersion | None:
+    """Save ``mapping`` as the channel's next mapping version and make it current; None when it is
+    the mapping the channel has already (nothing is recorded).
+
+    Raises MappingRefused when the checks find problems, or when ``expected_version`` is given and
+    someone saved another version since (the editor saw an older mapping). Locks the channel row
+    for the transaction: two saves of the same channel get consecutive numbers. Messages parsed
+    after the commit (new ones and dead letters replayed) read the new mapping.
+    """
+    locked = Channel.objects.select_for_update().get(pk=channel.pk)
+    if expected_version is not None and locked.mapping_version != expected_version:
+        raise MappingRefused(
+            [
+                f"the mapping was saved as version {locked.mapping_version} while you edited version "
+                f"{expected_version}; reload it and apply your change again"
+            ]
+        )
+    problems = mapping_problems(locked.format, mapping)
+    if problems:
+        raise MappingRefused(problems)
+    changes = mapping_changes(locked.mapping_overrides or {}, mapping)
+    if not changes:
+        return None
+    version = ChannelMappingVersion.objects.create(
+        channel=locked,
+        number=locked.mapping_version + 1,
+        mapping=mapping,
+        changes=changes,
+        areas=sensitive_areas(changes),
+        author=author,
+        author_name=author.get_username() if author else "",
+        comment=comment[:500],
+        reverted_to=reverted_to,
+    )
+    locked.mapping_overrides, locked.mapping_version = mapping, version.number
+    locked.save(update_fields=["mapping_overrides", "mapping_version", "updated_at"])
+    channel.mapping_overrides, channel.mapping_version = mapping, version.number
+    if author is not None:
+        LogEntry.objects.create(
+            user_id=author.pk,
+            content_type=ContentType.objects.get_for_model(Channel),
+            object_id=str(locked.pk),
+            object_repr=str(locked)[:200],
+            action_flag=CHANGE,
+            change_message=_mapping_log_message(version),
+        )
+    return version
+
+
+def channel_mapping_revert(
+    *, channel: Channel, number: int, author: AbstractBaseUser | None, comment: str = ""
+) -> ChannelMappingVersion | None:
+    """Make version ``number``'s mapping current again, as a new version naming the one it restores."""
+    old = ChannelMappingVersion.objects.get(channel=channel, number=number)
+    why = comment or f"Reverted to version {number}"
+    return channel_mapping_save(channel=channel, mapping=old.mapping, author=author, comment=why, reverted_to=number)
+
+
+def _mapping_log_message(version: ChannelMappingVersion) -> str:
+    areas = f" (touches {', '.join(version.areas)})" if version.areas else ""
+    paths = ", ".join(change["path"] for change in version.changes[:10])
+    more = f" and {len(version.changes) - 10} more" if len(version.changes) > 10 else ""
+    return f"Mapping version {version.number}{areas}: changed {paths}{more}."[:2000]
