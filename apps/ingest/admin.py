@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 from django.utils.html import format_html
 
+from apps.ingest import mapping_admin  # noqa: F401 - registers the channel mapping pages
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.services import messages_replay
 

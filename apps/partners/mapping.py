@@ -54,7 +54,9 @@ def mapping_problems(channel_format: str, mapping: Any) -> list[str]:
 def mapping_changes(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
     """The leaves that differ between two mappings, as ``{"path", "before", "after"}`` (a key added
     has ``before`` None, a key removed ``after`` None), sorted by path."""
-    if isinstance(before, dict) and isinstance(after, dict):
+    objects = isinstance(before, dict), isinstance(after, dict)
+    if all(objects) or (any(objects) and None in (before, after)):
+        before, after = before or {}, after or {}
         changes: list[dict[str, Any]] = []
         for key in sorted(set(before) | set(after), key=str):
             inner = f"{path}.{key}" if path else str(key)
