@@ -12,7 +12,10 @@ Configured per channel in ``context.mapping["csv"]``::
     }
 
 A column named like the canonical field (``tracking``, ``tracking_number``, ``status``, ``sku``,
-``quantity`` ...; case, spaces and dashes ignored) needs no configuration. Rows stream through
+``quantity`` ...; case, spaces and dashes ignored) needs no configuration; a configured column is
+found in the header ignoring case and spaces. :func:`channel_matching` picks, among a partner's
+CSV channels, the one whose mapping the header row matches, so that a file sent without its format
+or channel is still read with the right columns. Rows stream through
 ``csv.reader`` over a text wrapper, so memory stays flat for large files (:func:`iter_parse`
 yields events one by one). A bad row becomes a warning naming its line and column and the rest is
 still read; a file without one good row is a ParseError.
@@ -28,7 +31,8 @@ still read; a file without one good row is a ParseError.
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -55,6 +59,8 @@ from apps.timeline.events import CanonicalEvent, EventKind, EventLine, Reference
 MAX_LINES_PER_EVENT = 5000
 MAX_WARNINGS = 200
 DELIMITERS = (",", ";", "\t", "|")
+# Bytes no text file holds: NUL and the C0 controls other than tab, line feed, form feed and carriage return.
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f]")
 REFERENCE_FIELDS = {
     "order": ReferenceKind.ORDER,
     "po": ReferenceKind.PO,
@@ -177,24 +183,97 @@ def _sniff(body: bytes) -> str:
 
 
 def looks_like(body: bytes) -> bool:
-    """A header line with a delimiter, and not JSON, XML or EDI."""
+    """A header line with a delimiter, and not JSON, XML, EDI or binary data."""
+    if CONTROL_BYTES.search(body[:8192]):
+        return False
     header = _first_line(body).lstrip()
     if not header or header[0] in "{[<" or header[:3] in ("ISA", "UNA", "UNB"):
         return False
     return header.count(_sniff(body)) >= 1
 
 
+def _header_key(name: str) -> str:
+    """How a configured column is compared with the header: case and spaces do not matter."""
+    return "".join(name.split()).casefold()
+
+
+def _header(body: bytes, config: Config) -> list[str] | None:
+    """The first non-blank record, or None when the file has none or is not text."""
+    head = body[:65536]
+    try:
+        text = head.decode(config.encoding)
+    except UnicodeDecodeError as exc:
+        if len(body) <= len(head) or exc.start < len(head) - 4:  # unless a character is cut by the slice
+            return None
+        text = head[: exc.start].decode(config.encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=config.delimiter or _sniff(body))
+    try:
+        return next((record for record in reader if any(cell.strip() for cell in record)), None)
+    except csv.Error:
+        return None
+
+
+def _needs(config: Config) -> list[str]:
+    """The header names a channel's mapping requires: its configured columns, then the canonical
+    names of the required fields it leaves to the header's own names."""
+    fields = FEED_FIELDS[config.feed]
+    configured = [config.columns[name] for name in fields if name in config.columns]
+    optional = ("occurred_at",) if config.feed == "inventory_snapshot" else ()
+    defaults = [name for name in REQUIRED[config.feed] if name not in config.columns and name not in optional]
+    return [*configured, *defaults]
+
+
+def channel_matching(body: bytes, mappings: Mapping[str, Mapping[str, Any]], *, partner: str | None = None) -> str:
+    """The code of the channel (among ``mappings``: channel code -> its ``mapping_overrides``)
+    whose CSV mapping the file's header row matches: every column it requires is in the header
+    (configured names ignoring case and spaces, the others by their canonical names). When several
+    match, the one reading the most columns wins, then the one with the most configured columns,
+    then the first code in alphabetical order. ParseError naming each channel's columns and the
+    header read when none does."""
+    matches: list[tuple[int, int, str]] = []
+    header: list[str] | None = None
+    needs: list[str] = []
+    for code in sorted(mappings):
+        try:
+            config = _config(ParseContext(mapping=dict(mappings[code])))
+        except ParseError as exc:
+            needs.append(f"{code} (not usable: {exc})")
+            continue
+        record = _header(body, config)
+        header = header or record
+        needs.append(f"{code} ({config.feed}: {', '.join(_needs(config))})")
+        if record is None:
+            continue
+        try:
+            found = _columns(record, config)
+        except ParseError:
+            continue
+        matches.append((-len(found), -len(config.columns), code))
+    if matches:
+        return min(matches)[2]
+    read = ", ".join(name.strip() for name in header) if header else shown(_first_line(body), 200)
+    whose = f"partner {partner}'s" if partner else "the"
+    raise ParseError(
+        f"the header row matches none of {whose} CSV channels: {'; '.join(needs) or 'there are none'}; "
+        f"header read: {read}"
+    )
+
+
 def _columns(header: list[str], config: Config) -> dict[str, int]:
     """Canonical field -> column index, from the channel's columns or the header's own names."""
     names = [name.strip() for name in header]
     by_key = {code_key(name): index for index, name in enumerate(names) if name}
+    by_header_key = {_header_key(name): index for index, name in reversed(list(enumerate(names))) if name}
     found: dict[str, int] = {}
     for name in FEED_FIELDS[config.feed]:
         configured = config.columns.get(name)
         if configured is not None:
-            if configured.strip() not in names:
+            if configured.strip() in names:
+                found[name] = names.index(configured.strip())
+            elif _header_key(configured) in by_header_key:
+                found[name] = by_header_key[_header_key(configured)]
+            else:
                 raise ParseError(f"line 1: column {configured!r} (for {name}) is not in the header: {', '.join(names)}")
-            found[name] = names.index(configured.strip())
             continue
         index = next((by_key[key] for key in (name, *ALIASES.get(name, ())) if key in by_key), None)
         if index is not None:

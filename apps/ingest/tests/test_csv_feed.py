@@ -200,3 +200,72 @@ def test_too_many_bad_rows_keeps_the_first_warnings():
     assert len(document.events) == 1
     assert len(document.warnings) == csv_feed.MAX_WARNINGS + 1
     assert document.warnings[-1] == "... and 100 more bad rows"
+
+
+# --- which channel reads a file sent without its format ----------------------------------------
+
+STATUS_CHANNEL = {"csv": {"columns": SHIPMENT_COLUMNS}}
+RELEASE_CHANNEL = {"csv": {"feed": "order_release", "columns": {"order": "Order No", "occurred_at": "Released At"}}}
+STOCK_CHANNEL = {"csv": {"feed": "inventory_snapshot"}}
+CHANNELS = {"status": STATUS_CHANNEL, "releases": RELEASE_CHANNEL, "stock": STOCK_CHANNEL}
+
+
+@pytest.mark.parametrize(
+    ("header", "channel"),
+    [
+        (b"Tracking No,Status,Event Time,City\n", "status"),
+        (b"\xef\xbb\xbfTracking No;Status;Event Time\n", "status"),  # semicolons, BOM
+        (b"Order No\tReleased At\tSKU\tQty\n", "releases"),  # tab
+        (b"sku|qty|warehouse\n", "stock"),  # pipes, the canonical names
+        (b"  tracking no ; STATUS ;EventTime\n", "status"),  # case and spaces do not matter
+    ],
+)
+def test_the_header_row_names_the_channel(header, channel):
+    assert csv_feed.channel_matching(header + b"x,y,z\n", CHANNELS, partner="ERP") == channel
+
+
+def test_the_channel_reading_the_most_columns_wins_whatever_the_order():
+    columns = {"order": "Order No", "occurred_at": "Released At", "warehouse": "DC"}
+    wide = {"csv": {"feed": "order_release", "columns": columns}}
+    body = b"Order No,Released At,DC,Item,Qty\nSO-1,2026-11-20T08:00:00Z,LYON,SKU-1,2\n"
+    assert csv_feed.channel_matching(body, {"a-releases": RELEASE_CHANNEL, "b-wide": wide}) == "b-wide"
+    assert csv_feed.channel_matching(body, {"b-wide": wide, "a-releases": RELEASE_CHANNEL}) == "b-wide"
+    # as many columns read: the one with more configured columns, then the first code
+    plain = {"csv": {"feed": "order_release"}}  # finds Order No and Released At by their names
+    assert csv_feed.channel_matching(body, {"a": plain, "z": RELEASE_CHANNEL, "m": RELEASE_CHANNEL}) == "m"
+
+
+def test_a_header_matching_no_channel_names_the_channels_and_the_header():
+    body = b"Parcel;State;When\nT-1;delivered;2026-11-20\n"
+    with pytest.raises(ParseError) as raised:
+        csv_feed.channel_matching(body, CHANNELS, partner="ERP")
+    assert str(raised.value) == (
+        "the header row matches none of partner ERP's CSV channels: "
+        "releases (order_release: Order No, Released At); status (shipment_status: Tracking No, Status, Event Time); "
+        "stock (inventory_snapshot: sku, quantity); header read: Parcel, State, When"
+    )
+
+
+def test_a_channel_whose_mapping_is_unusable_never_matches_and_is_named():
+    broken = {"csv": {"feed": "weather"}}
+    with pytest.raises(ParseError, match=r"broken \(not usable: unknown CSV feed 'weather'"):
+        csv_feed.channel_matching(b"sku,qty\n", {"broken": broken})
+
+
+def test_a_configured_column_is_found_ignoring_case_and_spaces():
+    body = b"TRACKING NO,status,event  time\nT-1,delivered,2026-11-20T08:00:00Z\n"
+    [event] = csv_feed.parse(body, context(columns=SHIPMENT_COLUMNS)).events
+    assert event.kind == K.SHIPMENT_DELIVERED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR,;|\t",
+        b"PK\x03\x04\x14\x00\x06\x00,sku,qty",
+        b"ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *",
+        b"UNA:+.? 'UNB+UNOC:3+SENDER+RECEIVER+261120:0800+1'",
+    ],
+)
+def test_binary_data_and_edi_are_not_taken_for_csv(body):
+    assert not csv_feed.looks_like(body)
