@@ -27,6 +27,8 @@ from apps.ingest.batching import batcher_for
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.ingest.parsers import ParseContext, ParsedDocument, ParseError, detect_format, get_parser, sender_ids
 from apps.ingest.parsers.base import Acknowledgment, finished
+from apps.ingest.parsers.csv_feed import channel_matching
+from apps.ingest.parsers.csv_feed import looks_like as looks_like_csv
 from apps.ingest.webhooks import SignatureRejected, Verified, WebhookRefused, inbound_channel, verify_webhook
 from apps.outbound.services import acknowledgments_publish
 from apps.partners.models import Channel, EdiIdentifier, Partner
@@ -396,7 +398,7 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
     body = bytes(message.body)
     message.format = fmt = _format_of(message, body)
     message.partner = partner = message.partner or _identify_sender(fmt, body)
-    message.channel = channel = message.channel or _default_channel(partner, fmt)
+    message.channel = channel = message.channel or _channel_for(partner, fmt, body)
     if not partner.active:
         raise PermanentFailure(f"partner {partner.code} is inactive: its messages are not processed")
     if message.scopes is None:
@@ -425,23 +427,57 @@ def _finish(message: InboundMessage, document: ParsedDocument, tally: _Tally) ->
 
 
 def _format_of(message: InboundMessage, body: bytes) -> str:
-    return _resolve_format(message.format, message.channel or _only_channel(message.partner), body)
+    given = message.channel
+    return _resolve_format(message.format, given or _only_channel(message.partner), body, message.partner, given)
 
 
-def _resolve_format(named: str, channel: Channel | None, body: bytes) -> str:
-    """The format named with the message, else its channel's, else what the bytes look like."""
+def _resolve_format(
+    named: str, channel: Channel | None, body: bytes, partner: Partner | None = None, given: Channel | None = None
+) -> str:
+    """The format named with the message, else its channel's, else what the bytes look like: CSV
+    when its header row matches a CSV channel of the partner (``given``, the channel the message
+    came with, when there is one)."""
     if named and named != "auto":
         return named
     if channel and channel.format in DOCUMENT_FORMATS:
         return channel.format
     adapter = (channel.mapping_overrides or {}).get("adapter") if channel else None
     fmt = adapter or detect_format(body)
+    if fmt is None and looks_like_csv(body):
+        candidates = _csv_channels(partner, given)
+        if candidates:
+            _csv_channel(partner, candidates, body, prefix="could not tell the format: ")
+            return "csv"
     if fmt is None:
         raise PermanentFailure(
-            "could not tell the format: not X12, EDIFACT, canonical JSON or a known aggregator's JSON; "
-            "send it with an explicit format"
+            "could not tell the format: not X12, EDIFACT, canonical JSON, a known aggregator's JSON or CSV "
+            "matching one of the partner's CSV channels; send it with an explicit format"
         )
     return fmt
+
+
+def _csv_channels(partner: Partner | None, given: Channel | None = None) -> list[Channel]:
+    """The channels a CSV file may be read by: the one it came with when it has a CSV mapping,
+    else the partner's active inbound CSV channels."""
+    if given is not None:
+        return [given] if given.format == Channel.Format.CSV or "csv" in (given.mapping_overrides or {}) else []
+    if partner is None:
+        return []
+    return [
+        c
+        for c in partner.channels.all()
+        if c.active and c.direction == Channel.Direction.INBOUND and c.format == Channel.Format.CSV
+    ]
+
+
+def _csv_channel(partner: Partner | None, channels: list[Channel], body: bytes, prefix: str = "") -> Channel:
+    """The channel whose column mapping the file's header row matches (the most specific)."""
+    by_code = {channel.code: channel for channel in channels}
+    mappings = {code: channel.mapping_overrides or {} for code, channel in by_code.items()}
+    try:
+        return by_code[channel_matching(body, mappings, partner=partner.code if partner else None)]
+    except ParseError as exc:
+        raise PermanentFailure(f"{prefix}{exc}") from exc
 
 
 def _only_channel(partner: Partner | None) -> Channel | None:
@@ -470,6 +506,16 @@ def _identify_sender(fmt: str, body: bytes) -> Partner:
 def _default_channel(partner: Partner, fmt: str) -> Channel | None:
     channels = [c for c in partner.channels.all() if c.active and c.direction == Channel.Direction.INBOUND]
     return next((c for c in channels if c.format == fmt), channels[0] if channels else None)
+
+
+def _channel_for(partner: Partner, fmt: str, body: bytes) -> Channel | None:
+    """The channel of a message that came without one: for CSV, among several CSV channels, the
+    one whose columns the header row matches."""
+    if fmt == "csv":
+        candidates = _csv_channels(partner)
+        if len(candidates) > 1:
+            return _csv_channel(partner, candidates, body)
+    return _default_channel(partner, fmt)
 
 
 def _context(partner: Partner, channel: Channel | None, received_at: datetime | None = None) -> ParseContext:
@@ -600,11 +646,11 @@ def message_preview(
     """Parse without storing or applying; with the channel and time a stored message came with, its
     events are the ones processing made."""
     try:
-        fmt = _resolve_format(format, channel or _only_channel(partner), body)
+        fmt = _resolve_format(format, channel or _only_channel(partner), body, partner, channel)
         sender = partner or _identify_sender(fmt, body)
+        context = _context(sender, channel or _channel_for(sender, fmt, body), received_at)
     except PermanentFailure as exc:
         return Preview(format=None if format == "auto" else format, partner=partner and partner.code, error=str(exc))
-    context = _context(sender, channel or _default_channel(sender, fmt), received_at)
     try:
         return Preview(format=fmt, partner=sender.code, document=_parse(fmt, body, context))
     except PermanentFailure as exc:
