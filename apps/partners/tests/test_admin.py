@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.partners.models import ApiToken, Channel, Partner
+from apps.partners.models import ApiToken, Channel, ChannelMappingVersion, Partner
+from apps.partners.services import channel_mapping_save
 from apps.timeline.events import EventSource, parse_events
 from apps.timeline.models import (
     InventoryPosition,
@@ -64,6 +65,13 @@ def parked_event_with(children: int) -> ParkedEvent:
     return parked
 
 
+def mapping_version_with(changes: int) -> ChannelMappingVersion:
+    codes = {f"C{n}": "shipment.delivered" for n in range(changes)}
+    return channel_mapping_save(
+        channel=factories.ChannelFactory(format=Channel.Format.X12), mapping={"status_codes": codes}, author=None
+    )
+
+
 def milestone(_: int) -> Milestone:
     return factories.MilestoneFactory(shipment=factories.ShipmentFactory(orders=[factories.OrderFactory()]))
 
@@ -86,6 +94,7 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     InboundMessage: lambda _: factories.InboundMessageFactory(),
     OutboundMessage: lambda _: factories.OutboundMessageFactory(),
     InvoiceRule: lambda _: factories.InvoiceRuleFactory(),
+    ChannelMappingVersion: mapping_version_with,
 }
 MODELS = list(BUILDERS)
 # Models whose change page lists related rows inline.
