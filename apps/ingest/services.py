@@ -399,6 +399,7 @@ def _open(message: InboundMessage) -> tuple[ParsedDocument, Iterable[CanonicalEv
     message.format = fmt = _format_of(message, body)
     message.partner = partner = message.partner or _identify_sender(fmt, body)
     message.channel = channel = message.channel or _channel_for(partner, fmt, body)
+    message.mapping_version = channel.mapping_version if channel else None
     if not partner.active:
         raise PermanentFailure(f"partner {partner.code} is inactive: its messages are not processed")
     if message.scopes is None:
@@ -616,7 +617,9 @@ def _mark_dead(message: InboundMessage, reason: str, acknowledgments: Sequence[A
     message.status = InboundMessage.Status.DEAD
     message.error = reason[:5000]
     message.processed_at = timezone.now()
-    message.save(update_fields=["status", "error", "attempts", "processed_at", "format", "partner", "channel"])
+    message.save(
+        update_fields=["status", "error", "attempts", "processed_at", "format", "partner", "channel", "mapping_version"]
+    )
     if acknowledgments and message.partner_id:
         document = ParsedDocument(acknowledgments=[*acknowledgments])
         _store_acknowledgments(message, message.partner, message.channel, document)
@@ -633,6 +636,8 @@ class Preview:
     partner: str | None
     document: ParsedDocument | None = None
     error: str = ""
+    channel: str | None = None  # the channel whose mapping it was read with, and that mapping's version
+    mapping_version: int | None = None
 
 
 def message_preview(
@@ -648,13 +653,15 @@ def message_preview(
     try:
         fmt = _resolve_format(format, channel or _only_channel(partner), body, partner, channel)
         sender = partner or _identify_sender(fmt, body)
-        context = _context(sender, channel or _channel_for(sender, fmt, body), received_at)
+        channel = channel or _channel_for(sender, fmt, body)
+        context = _context(sender, channel, received_at)
     except PermanentFailure as exc:
         return Preview(format=None if format == "auto" else format, partner=partner and partner.code, error=str(exc))
+    read_with = {"channel": channel.code, "mapping_version": channel.mapping_version} if channel else {}
     try:
-        return Preview(format=fmt, partner=sender.code, document=_parse(fmt, body, context))
+        return Preview(format=fmt, partner=sender.code, document=_parse(fmt, body, context), **read_with)
     except PermanentFailure as exc:
-        return Preview(format=fmt, partner=sender.code, error=str(exc))
+        return Preview(format=fmt, partner=sender.code, error=str(exc), **read_with)
 
 
 def messages_replay(message_ids: Iterable[int]) -> int:
