@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from apps.ingest.mapping import unmapped_explained
 from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import known_formats
 from apps.ingest.services import (
@@ -18,6 +19,8 @@ from apps.ingest.services import (
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
 from controltower.collector import tuned_for_batches
+
+RAW_SHOWN = 120  # characters of an event's source fragment printed by --dry-run
 
 
 class Command(BaseCommand):
@@ -125,9 +128,12 @@ class Command(BaseCommand):
                     "file": str(path),
                     "format": preview.format,
                     "partner": preview.partner,
+                    "channel": preview.channel,
+                    "mapping_version": preview.mapping_version,
                     "error": preview.error,
                     "warnings": [*document.warnings, *document.unsupported] if document else [],
                     "unmapped_codes": document.unmapped_codes if document else [],
+                    "not_mapped": unmapped_explained(preview.format, document.unmapped_codes) if document else [],
                     "acknowledgments": [ack.status for ack in document.acknowledgments] if document else [],
                     "events": [event.to_json() for event in document.events] if document else [],
                 }
@@ -137,12 +143,26 @@ class Command(BaseCommand):
             return
         for preview in previews:
             status = f"error: {preview['error']}" if preview["error"] else f"{len(preview['events'])} event(s)"
-            self.stdout.write(f"{preview['file']} [{preview['format']}, {preview['partner']}]: {status}")
+            read_with = (
+                f", channel {preview['channel']} mapping v{preview['mapping_version']}" if preview["channel"] else ""
+            )
+            self.stdout.write(f"{preview['file']} [{preview['format']}, {preview['partner']}{read_with}]: {status}")
             for event in preview["events"]:
                 refs = ", ".join(f"{r['kind']} {r['value']}" for r in event.get("references", []))
                 self.stdout.write(f"  {event['occurred_at']}  {event['kind']}  {refs}")
+                if event.get("raw"):
+                    self.stdout.write(f"      from {_fragment(event['raw'])}")
+            for line in preview["not_mapped"]:
+                self.stdout.write(self.style.WARNING(f"  not mapped: {line}"))
             for warning in preview["warnings"]:
                 self.stdout.write(self.style.WARNING(f"  {warning}"))
+
+
+def _fragment(raw: str, limit: int = RAW_SHOWN) -> str:
+    """The source fragment an event came from, on one line, its start and end kept when it is longer
+    than ``limit`` characters (an EDI loop's own segments come after the header's)."""
+    line = " ".join(raw.split())
+    return line if len(line) <= limit else f"{line[: limit // 3]} … {line[-(limit - limit // 3 - 3) :]}"
 
 
 def _total(reports: list[dict[str, Any]], key: str) -> int:
