@@ -95,6 +95,9 @@ def normalize_reference(value: str) -> str:
     return _SPACES.sub("", value).upper()
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199  # the times an event may carry
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -154,6 +157,18 @@ class EventSource(_Strict):
     scopes: tuple[str, ...] | None = None
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, BaseModel):
+        return _holds_nul(value.__dict__)
+    return False
+
+
 class EventKey(NamedTuple):
     """An event's identity: its id is unique per source partner, not across partners, so no
     partner can claim another's (predictable) ids. ``partner`` is "" for our own events."""
@@ -191,6 +206,18 @@ class CanonicalEvent(_Strict):
     def _needs_references(self) -> "CanonicalEvent":
         if self.kind.family != "inventory" and not self.references:
             raise ValueError(f"a {self.kind.value} event needs at least one reference")
+        return self
+
+    @model_validator(mode="after")
+    def _storable(self) -> "CanonicalEvent":
+        """Only what the database can hold: PostgreSQL refuses a NUL character in any text, and a
+        time in year 1 ahead of UTC falls before the first instant a timestamp can hold."""
+        promised = self.order.promised_at if self.order else None
+        for moment in (self.occurred_at, self.estimated_delivery_at, promised):
+            if moment and not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+                raise ValueError(f"{moment.isoformat()} is not between {EARLIEST_YEAR} and {LATEST_YEAR}")
+        if _holds_nul(self.__dict__):
+            raise ValueError("a text holds a NUL character (\\u0000), which cannot be stored")
         return self
 
     @property
