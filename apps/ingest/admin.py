@@ -32,6 +32,7 @@ class InboundMessageAdmin(admin.ModelAdmin):
         "channel",
         "source",
         "format",
+        "mapping_version",
         "status",
         "events_count",
         "applied_count",
