@@ -533,7 +533,11 @@ def _context(partner: Partner, channel: Channel | None, received_at: datetime | 
 def _parse_stream(fmt: str, body: bytes, context: ParseContext) -> tuple[ParsedDocument, Iterable[CanonicalEvent]]:
     """The document and its events; a parser that can stream (large CSV files) yields them one by
     one, so a 100,000-row file is applied batch by batch in flat memory."""
-    stream = getattr(get_parser(fmt), "iter_parse", None)
+    try:
+        parser = get_parser(fmt)
+    except ParseError as exc:  # a format stored by an older version, or set by hand
+        raise PermanentFailure(str(exc)) from exc
+    stream = getattr(parser, "iter_parse", None)
     if stream is None:
         document = _parse(fmt, body, context)
         return document, document.events

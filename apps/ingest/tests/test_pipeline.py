@@ -42,6 +42,18 @@ def test_a_message_whose_format_cannot_be_told_is_a_dead_letter_with_a_reason(er
     assert "could not tell the format" in message.error
 
 
+def test_a_message_stored_with_a_format_we_do_not_read_is_a_dead_letter_naming_the_formats(erp):
+    message = _receive(erp, as_body(order_created()))
+    InboundMessage.objects.filter(pk=message.pk).update(format="magento")  # stored by an older version
+
+    message_process(message.pk)
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("dead", 1)
+    assert "unknown format 'magento'" in message.error
+    assert "x12" in message.error
+
+
 def test_a_dead_letter_replays_after_the_cause_is_fixed(erp):
     message, _ = message_receive(body=as_body(order_created()), source="api", partner=erp, format="csv", enqueue=False)
     message_process(message.pk)
