@@ -53,6 +53,7 @@ PINNED = {
         "view_parkedevent",
         *(f"{action}_{model}" for action in ("view", "add", "change", "delete") for model in ("partner", "apitoken")),
         *(f"{action}_{model}" for action in ("add", "change", "delete") for model in ("channel", "ediidentifier")),
+        "change_channel_mapping",
         "view_ediidentifier",
         *(f"{action}_subscription" for action in ("view", "add", "change", "delete")),
         "view_delivery",

@@ -201,13 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mapping", help="The channel's mapping_overrides, as JSON.")
     parser.add_argument("--shows", help="One line: what the sample is there for.")
     options = parser.parse_args(argv)
-
-    # The parsers read settings (our EDIFACT identity) and nothing secret: the tests' key will do.
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controltower.settings")
-    os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
-    import django
-
-    django.setup()
     try:
         if options.write:
             for sample in options.write:
@@ -231,5 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _setup_django() -> None:
+    """Run as a script: load the settings. The parsers read some (our EDIFACT identity) and nothing
+    secret, so the tests' key will do. (Set up twice in one process, Django would configure
+    logging again, onto whatever stream is stderr at that moment.)"""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controltower.settings")
+    os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
+    import django
+
+    django.setup()
+
+
 if __name__ == "__main__":
+    _setup_django()
     sys.exit(main())
