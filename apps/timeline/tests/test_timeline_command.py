@@ -3,7 +3,7 @@ from datetime import datetime
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command, execute_from_command_line
+from django.core.management import CommandError, ManagementUtility, call_command
 
 from apps.timeline.tests.conftest import create_order, event, ref
 
@@ -136,8 +136,11 @@ def test_several_orders_is_an_error_listing_the_candidates(partners, apply):
 
 
 def test_errors_exit_with_a_non_zero_status(db, capsys):
+    # run_from_argv, as manage.py does, but without setting Django up again: that would rebind
+    # the root log handler to this test's captured stderr for every later test on the worker.
+    command = ManagementUtility(["manage.py"]).fetch_command("timeline")
     with pytest.raises(SystemExit) as exit_info:
-        execute_from_command_line(["manage.py", "timeline", "NOPE-1"])
+        command.run_from_argv(["manage.py", "timeline", "NOPE-1"])
 
     assert exit_info.value.code == 1
     assert "No order found for 'NOPE-1'" in capsys.readouterr().err
