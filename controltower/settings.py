@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.exceptions",
     "apps.dashboards",
     "apps.outbound",
+    "apps.predictions",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +158,7 @@ TIMELINE_REACTIONS = [
     "apps.billing.reactions.project_billing",
     "apps.outbound.reactions.write_outbox",
     "apps.billing.reactions.invoice_touched_orders",
+    "apps.predictions.reactions.predict_touched_shipments",
     "apps.exceptions.reactions.detect_on_touched_orders",
     "apps.dashboards.reactions.refresh_touched_kpis",
     "apps.timeline.realtime.push_live_updates",
@@ -221,6 +223,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.outbound.tasks.outbound_prune_task",
         "schedule": crontab(hour=3, minute=30),
         "options": {"queue": "outbound"},
+    },
+    "refresh-predictions": {
+        "task": "apps.predictions.tasks.refresh_predictions_task",
+        "schedule": env.int("PREDICTION_REFRESH_SECONDS", default=900),
+        "options": {"queue": "bulk"},
     },
     "retry-parked-events": {
         "task": "apps.timeline.tasks.retry_parked_events_task",

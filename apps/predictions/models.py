@@ -1,0 +1,80 @@
+from django.db import models
+from django.db.models import Q
+
+from apps.partners.models import Partner
+from apps.timeline.models import Shipment
+
+
+class TransitProfile(models.Model):
+    """The transit times of one group's recent deliveries (a lane with its carrier, a carrier, or
+    everything), counted from pickup or from out for delivery: the model the predictions read."""
+
+    key = models.CharField(max_length=400)
+    anchor = models.CharField(max_length=20)
+    samples = models.JSONField(
+        default=list, help_text="[wall hours, working hours, at a weekend] per delivery, oldest first."
+    )
+    deliveries = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "anchor"], name="unique_transit_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.key} from {self.anchor}: {self.deliveries} deliveries"
+
+
+class Prediction(models.Model):
+    """The predicted delivery of one open shipment, with its range, risk and reasons."""
+
+    class Basis(models.TextChoices):
+        MODEL = "model", "Our model"
+        CARRIER = "carrier_estimate", "Carrier's estimate (too few deliveries)"
+        NONE = "none", "Nothing to go on"
+
+    shipment = models.OneToOneField(Shipment, on_delete=models.CASCADE, related_name="prediction")
+    as_of = models.DateTimeField()
+    stage = models.CharField(max_length=20, blank=True)
+    basis = models.CharField(max_length=20, choices=Basis.choices)
+    p10 = models.DateTimeField(null=True, blank=True)
+    p50 = models.DateTimeField(null=True, blank=True)
+    p90 = models.DateTimeField(null=True, blank=True)
+    late_probability = models.FloatField(null=True, blank=True)
+    promised_at = models.DateTimeField(null=True, blank=True)
+    carrier_estimate_at = models.DateTimeField(null=True, blank=True)
+    deliveries = models.PositiveIntegerField(default=0)
+    reasons = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["late_probability"], condition=Q(late_probability__isnull=False), name="prediction_by_risk"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment_id}: {self.p50:%Y-%m-%d %H:%M}" if self.p50 else f"{self.shipment_id}: none"
+
+
+class RiskThreshold(models.Model):
+    """When a customer's order is at risk: a case opens above ``open_above`` and closes once the
+    probability falls below ``close_below`` (lower, so a risk wavering at the line does not open
+    and close a case on every scan)."""
+
+    customer = models.OneToOneField(
+        Partner, on_delete=models.CASCADE, related_name="risk_threshold", limit_choices_to={"kind": "customer"}
+    )
+    open_above = models.FloatField(help_text="Probability of arriving after the promise, e.g. 0.5.")
+    close_below = models.FloatField(help_text="Below this the case closes, e.g. 0.3.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(close_below__gte=0, open_above__lte=1, close_below__lte=models.F("open_above")),
+                name="risk_threshold_ordered",
+                violation_error_message="Need 0 ≤ close below ≤ open above ≤ 1.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer}: open above {self.open_above:.0%}, close below {self.close_below:.0%}"
