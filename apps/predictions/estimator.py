@@ -263,8 +263,11 @@ def _promise_and_estimate(situation: Situation, p50: datetime | None) -> list[st
             reasons.append(f"Promised {_ago(situation.promised_at, now)} ago.")
     if situation.carrier_estimate_at is not None and p50 is not None:
         gap = (situation.carrier_estimate_at - p50).total_seconds() / 3600
-        side = "after" if gap >= 0 else "before"
-        reasons.append(f"The carrier's estimate is {hours_text(abs(gap))} {side} our p50.")
+        if abs(gap) < 1:
+            reasons.append("The carrier's estimate is within the hour of our p50.")
+        else:
+            side = "after" if gap > 0 else "before"
+            reasons.append(f"The carrier's estimate is {hours_text(abs(gap))} {side} our p50.")
     return reasons
 
 

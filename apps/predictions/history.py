@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
 
-from apps.predictions.estimator import Anchor, Lane, Situation, Stage
+from apps.predictions.estimator import Anchor, Lane, Samples, Situation, Stage, record_delivery
 from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Shipment
 
@@ -65,10 +65,12 @@ class ShipmentHistory:
     def delivery(self) -> Fact | None:
         return next((f for f in self.facts if f.kind == K.SHIPMENT_DELIVERED), None)
 
-    def anchors(self, before: datetime) -> dict[str, datetime | None]:
-        """The pickup and the last out-for-delivery before ``before``: where transit is counted from."""
-        pickup = _first(self.facts, K.SHIPMENT_PICKED_UP, before) or _first(self.facts, K.SHIPMENT_IN_TRANSIT, before)
-        out = [f.occurred_at for f in self.facts if f.kind == K.SHIPMENT_OUT_FOR_DELIVERY and f.occurred_at <= before]
+    def anchors(self, delivery: Fact) -> dict[str, datetime | None]:
+        """Where this delivery's transit is counted from, as known when the delivery was: the
+        pickup (or first scan) and the last out-for-delivery before it."""
+        known = [f for f in self.facts if f.known_by(delivery.known_at) and f.occurred_at <= delivery.occurred_at]
+        pickup = _first(known, K.SHIPMENT_PICKED_UP) or _first(known, K.SHIPMENT_IN_TRANSIT)
+        out = [f.occurred_at for f in known if f.kind == K.SHIPMENT_OUT_FOR_DELIVERY]
         return {Anchor.PICKUP: pickup, Anchor.OUT_FOR_DELIVERY: max(out, default=None)}
 
     def situation(self, as_of: datetime) -> Situation | None:
@@ -78,7 +80,7 @@ class ShipmentHistory:
             return None
         scans = [f for f in known if f.kind == K.SHIPMENT_IN_TRANSIT]
         outs = [f.occurred_at for f in known if f.kind == K.SHIPMENT_OUT_FOR_DELIVERY]
-        pickup = _first(known, K.SHIPMENT_PICKED_UP, as_of) or (scans[0].occurred_at if scans else None)
+        pickup = _first(known, K.SHIPMENT_PICKED_UP) or (scans[0].occurred_at if scans else None)
         estimates = [f for f in known if f.estimate is not None]
         last_scan = scans[-1] if scans else None
         return Situation(
@@ -95,8 +97,14 @@ class ShipmentHistory:
         )
 
 
-def _first(facts: list[Fact], kind: str, before: datetime) -> datetime | None:
-    return next((f.occurred_at for f in facts if f.kind == kind and f.occurred_at <= before), None)
+def learn(profiles: dict[tuple[str, str], Samples], history: ShipmentHistory, delivery: Fact) -> None:
+    """Add one delivery, as known when it was reported, to the groups of its lane."""
+    lane = history.lane(delivery.known_at)
+    record_delivery(profiles, lane, delivery.occurred_at, history.anchors(delivery))
+
+
+def _first(facts: list[Fact], kind: str) -> datetime | None:
+    return next((f.occurred_at for f in facts if f.kind == kind), None)
 
 
 def _stage(pickup: datetime | None, scans: list[Fact], outs: list[datetime]) -> str | None:

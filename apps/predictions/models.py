@@ -78,3 +78,17 @@ class RiskThreshold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer}: open above {self.open_above:.0%}, close below {self.close_below:.0%}"
+
+
+class BacktestReport(models.Model):
+    """The figures of one backtest run (``manage.py eta backtest``), shown on the dashboard."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    since = models.DateTimeField(null=True, blank=True)
+    figures = models.JSONField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Backtest of {self.created_at:%Y-%m-%d %H:%M}"

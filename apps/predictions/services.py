@@ -1,14 +1,15 @@
 """Writes: the transit profiles the model reads, and the predictions of open shipments."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.predictions.estimator import Estimate, Samples, estimate, record_delivery
-from apps.predictions.history import ShipmentHistory, shipment_histories
-from apps.predictions.models import Prediction, TransitProfile
+from apps.predictions import backtest
+from apps.predictions.estimator import Estimate, Samples, Situation, estimate
+from apps.predictions.history import ShipmentHistory, learn, shipment_histories
+from apps.predictions.models import BacktestReport, Prediction, TransitProfile
 from apps.timeline.models import Shipment
 
 # The deliveries a rebuild learns from: long enough for quiet lanes, short enough to follow change.
@@ -22,8 +23,7 @@ def profiles_from(histories: Iterable[ShipmentHistory]) -> dict[tuple[str, str],
     profiles: dict[tuple[str, str], Samples] = {}
     delivered = [(h, h.delivery()) for h in histories]
     for history, delivery in sorted(((h, d) for h, d in delivered if d), key=lambda pair: pair[1].occurred_at):
-        at = delivery.occurred_at
-        record_delivery(profiles, history.lane(), at, history.anchors(at))
+        learn(profiles, history, delivery)
     return profiles
 
 
@@ -84,7 +84,7 @@ def predictions_refresh(*, shipment_ids: Iterable[int], now: datetime | None = N
     return len(rows)
 
 
-def _prediction(shipment_id: int, result: Estimate, situation) -> Prediction:
+def _prediction(shipment_id: int, result: Estimate, situation: Situation) -> Prediction:
     return Prediction(
         shipment_id=shipment_id,
         as_of=situation.as_of,
@@ -121,3 +121,12 @@ def predictions_refresh_all(*, now: datetime | None = None) -> int:
         predicted += predictions_refresh(shipment_ids=ids[start : start + REFRESH_BATCH], now=now)
     Prediction.objects.exclude(shipment_id__any=ids).delete()
     return predicted
+
+
+def backtest_run(*, since: datetime | None = None, progress: Callable = iter) -> BacktestReport:
+    """Replay the delivered shipments (picked up since ``since``) and keep the figures."""
+    histories = shipment_histories(Shipment.objects.filter(delivered_at__isnull=False).order_by("id"))
+    assumed = sum(fact.assumed for history in histories for fact in history.facts)
+    points = list(backtest.replay(histories, since=since, progress=progress))
+    figures = backtest.report(points, assumed_known=assumed, since=since)
+    return BacktestReport.objects.create(since=since, figures=figures)
