@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "controltower",
     "apps.partners",
     "apps.timeline",
+    "apps.inventory",
     "apps.billing",
     "apps.ingest",
     "apps.exceptions",
@@ -156,6 +157,7 @@ else:
 # invoicing first so that detection, KPIs and live pages see the invoices it made.
 TIMELINE_REACTIONS = [
     "apps.billing.reactions.project_billing",
+    "apps.inventory.reactions.book_inventory",
     "apps.outbound.reactions.write_outbox",
     "apps.billing.reactions.invoice_touched_orders",
     "apps.predictions.reactions.predict_touched_shipments",

@@ -17,6 +17,7 @@ from django.db.models import Q
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.inventory.models import InventoryPosition
 from apps.outbound.models import (
     CustomerNotificationSettings,
     Delivery,
@@ -27,7 +28,6 @@ from apps.outbound.models import (
 )
 from apps.partners.models import ApiToken, Channel, EdiIdentifier, Partner
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     MilestoneReport,
     Order,

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.inventory.models import InventoryPosition
 from apps.partners.models import Partner
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     MilestoneReport,
     Order,

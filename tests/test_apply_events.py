@@ -5,10 +5,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
+from apps.inventory.models import InventoryPosition
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventKey
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     Order,
     OrderStage,

@@ -17,9 +17,9 @@ from rest_framework.test import APIClient
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_preview, messages_requeue_stuck
 from apps.ingest.simulator import Simulation, generate, send_in_process, simulation_setup
+from apps.inventory.models import InventoryPosition
 from apps.timeline.events import EventSource
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     MilestoneReport,
     Order,

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.inventory.models import InventoryPosition
 from apps.partners.models import Channel, EdiIdentifier, Partner
-from apps.timeline.models import InventoryPosition
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,11 +14,12 @@ from rest_framework.test import APIClient
 from apps.billing.models import Invoice
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive
+from apps.inventory.models import InventoryPosition
 from apps.partners.models import ApiToken, Channel, Partner
 from apps.partners.scopes import DEFAULT_SCOPES, SCOPES
 from apps.partners.services import api_token_create
 from apps.timeline.events import EventKind, EventSource, parse_events
-from apps.timeline.models import InventoryPosition, Milestone, Order, ParkedEvent, Shipment
+from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 from apps.timeline.services import apply_events, retry_parked_events
 
 pytestmark = pytest.mark.django_db(transaction=True)

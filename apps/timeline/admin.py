@@ -1,6 +1,6 @@
 """Admin for the timeline: a read-only window on what ``apply_events`` computed.
 
-Orders, shipments, references and inventory are projections of the milestones, so nobody adds or
+Orders, shipments and references are projections of the milestones, so nobody adds or
 edits them here; superusers may delete. Milestones are append-only: nobody adds, edits or deletes
 one; they go only with the order or shipment a superuser deletes.
 """
@@ -13,7 +13,6 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     MilestoneReport,
     Order,
@@ -219,11 +218,3 @@ class ReferenceAdmin(ReadMostlyAdmin):
     list_filter = ("kind",)
     list_select_related = ("order", "shipment")
     search_fields = ("value",)
-
-
-@admin.register(InventoryPosition)
-class InventoryPositionAdmin(ReadMostlyAdmin):
-    list_display = ("warehouse", "sku", "quantity", "uom", "as_of", "updated_at")
-    list_filter = (("warehouse", admin.RelatedOnlyFieldListFilter), "uom")
-    list_select_related = ("warehouse",)
-    search_fields = ("sku", "warehouse__code")

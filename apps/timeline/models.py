@@ -346,21 +346,3 @@ class ParkedReference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.value}"
-
-
-class InventoryPosition(models.Model):
-    """On-hand quantity per warehouse and SKU: the latest snapshot plus the adjustments after it."""
-
-    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="inventory_positions")
-    sku = models.CharField(max_length=100)
-    quantity = models.DecimalField(max_digits=14, decimal_places=3)
-    uom = models.CharField(max_length=10, default="EA")
-    as_of = models.DateTimeField()
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["warehouse", "sku"]
-        constraints = [models.UniqueConstraint(fields=["warehouse", "sku"], name="unique_inventory_position")]
-
-    def __str__(self) -> str:
-        return f"{self.warehouse.code} {self.sku}: {self.quantity}"

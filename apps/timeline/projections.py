@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connections, router
 from django.db.models import Max, Min, Model, Q
@@ -19,9 +19,8 @@ from django.utils import timezone
 
 from apps.partners.models import Partner
 from apps.timeline.bulk import delete_rows, insert_new
-from apps.timeline.events import CanonicalEvent, EventKind, normalize_reference
+from apps.timeline.events import CanonicalEvent, EventKind
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     Order,
     OrderLine,
@@ -31,9 +30,6 @@ from apps.timeline.models import (
     ShipmentLine,
     ShipmentStatus,
 )
-
-if TYPE_CHECKING:
-    from apps.timeline.services import ApplyResult
 
 BATCH_SIZE = 500
 K = EventKind
@@ -556,45 +552,3 @@ def inventory_rejection(event: CanonicalEvent, partners: dict[str, Partner]) -> 
     if not event.lines:
         return "inventory event has no lines"
     return None
-
-
-def apply_inventory(events: list[CanonicalEvent], partners: dict[str, Partner], result: "ApplyResult") -> None:
-    """Positions per (warehouse, SKU): the latest snapshot, plus the adjustments after it."""
-    touched = {
-        (partners[_warehouse_code(e)].id, normalize_reference(line.sku))
-        for e in events
-        if e.key not in result.rejected
-        for line in e.lines
-    }
-    if not touched:
-        return
-    warehouses = {warehouse_id for warehouse_id, _ in touched}
-    codes = {code: partner.id for code, partner in partners.items() if partner.id in warehouses}
-    history = Milestone.objects.filter(
-        Q(source_partner_id__in=warehouses) | Q(payload__attributes__warehouse__in=list(codes)),
-        kind__in=[K.INVENTORY_SNAPSHOT, K.INVENTORY_ADJUSTED],
-    ).values("kind", "occurred_at", "event_id", "lines", "source_partner__code", "payload__attributes")
-    positions: dict[tuple[int, str], dict[str, Any]] = {}
-    for row in sorted(history, key=lambda r: (r["occurred_at"], r["event_id"])):
-        code = (row["payload__attributes"] or {}).get("warehouse") or row["source_partner__code"]
-        warehouse_id = codes.get(code)
-        if warehouse_id is None:
-            continue
-        for line in row["lines"]:
-            key = (warehouse_id, normalize_reference(line["sku"]))
-            if key not in touched:
-                continue
-            quantity = Decimal(line["quantity"])
-            current = positions.get(key)
-            if row["kind"] == K.INVENTORY_SNAPSHOT or current is None:
-                positions[key] = {"quantity": quantity, "uom": line.get("uom", "EA"), "as_of": row["occurred_at"]}
-            else:
-                current["quantity"] += quantity
-                current["as_of"] = row["occurred_at"]
-    InventoryPosition.objects.bulk_create(
-        [InventoryPosition(warehouse_id=w, sku=sku, **values) for (w, sku), values in positions.items()],
-        update_conflicts=True,
-        unique_fields=["warehouse", "sku"],
-        update_fields=["quantity", "uom", "as_of"],
-        batch_size=BATCH_SIZE,
-    )

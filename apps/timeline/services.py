@@ -323,7 +323,6 @@ def _apply_round(events: list[CanonicalEvent], batch: _Batch, result: ApplyResul
 
     batch.recorded += _record(milestones, batch)
     result.applied.extend(applied)
-    projections.apply_inventory([e for e in events if e.kind.family == "inventory"], batch.partners, result)
     _park(parked, batch, result)
     _save_links(links, claims, result)
     gained = {key for key, targets in batch.references.items() if targets - before.get(key, frozenset())}

@@ -8,14 +8,15 @@ from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.inventory.models import InventoryPosition, LedgerEntry, StockFeed
 from apps.partners.models import ApiToken, Channel, ChannelMappingVersion, Partner
 from apps.partners.services import channel_mapping_save
 from apps.timeline.events import EventSource, parse_events
 from apps.timeline.models import (
-    InventoryPosition,
     Milestone,
     MilestoneReport,
     Order,
@@ -29,7 +30,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = {"partners", "timeline", "billing", "ingest"}
+PROJECT_APPS = {"partners", "timeline", "inventory", "billing", "ingest"}
 
 
 def partner_with(children: int) -> Partner:
@@ -72,6 +73,22 @@ def mapping_version_with(changes: int) -> ChannelMappingVersion:
     )
 
 
+def ledger_entry() -> LedgerEntry:
+    warehouse = factories.PartnerFactory(kind=Partner.Kind.WAREHOUSE)
+    return LedgerEntry.objects.create(
+        warehouse=warehouse,
+        sku="SKU-1",
+        uom="EA",
+        view="on_hand",
+        kind="movement",
+        quantity=-3,
+        occurred_at=timezone.now(),
+        event_id="adj-1",
+        line=0,
+        source_partner=warehouse,
+    )
+
+
 def milestone(_: int) -> Milestone:
     return factories.MilestoneFactory(shipment=factories.ShipmentFactory(orders=[factories.OrderFactory()]))
 
@@ -86,6 +103,8 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     ShipmentOrderClaim: lambda _: factories.ShipmentOrderClaimFactory(),
     Reference: lambda _: factories.ReferenceFactory(),
     InventoryPosition: lambda _: factories.InventoryPositionFactory(),
+    LedgerEntry: lambda _: ledger_entry(),
+    StockFeed: lambda _: StockFeed.objects.create(warehouse=factories.PartnerFactory(kind=Partner.Kind.WAREHOUSE)),
     FreightCharge: lambda _: factories.FreightChargeFactory(),
     Invoice: lambda _: factories.InvoiceFactory(),
     ReturnAuthorization: lambda _: factories.ReturnAuthorizationFactory(),

@@ -1,0 +1,146 @@
+"""Stock per warehouse, SKU and unit: a ledger of what each feed reported, and positions kept from it.
+
+Two views of one position are kept apart: the warehouse's on-hand (its WMS) and the ERP's book
+stock. Each view is a *count* (the latest snapshot naming the position, or a full snapshot of the
+warehouse that omitted it, which counts zero) plus the movements reported after that count.
+Quantities in different units are different positions: they are compared, never converted.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from apps.partners.models import Partner
+from apps.timeline.models import Order
+
+
+class StockView(models.TextChoices):
+    ON_HAND = "on_hand", "On hand (warehouse)"
+    BOOK = "book", "Book (ERP)"
+
+
+class EntryKind(models.TextChoices):
+    SNAPSHOT = "snapshot", "Snapshot"
+    MOVEMENT = "movement", "Movement"
+
+
+class CountRank(models.IntegerChoices):
+    """Of two counts at the same time, a line naming the position beats a full snapshot omitting it."""
+
+    OMITTED = 0, "Omitted from a full snapshot"
+    REPORTED = 1, "Reported"
+
+
+class LedgerEntry(models.Model):
+    """One line of one inventory event, as reported: a counted level (snapshot) or a signed change."""
+
+    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    sku = models.CharField(max_length=100)
+    uom = models.CharField(max_length=10)
+    view = models.CharField(max_length=8, choices=StockView.choices)
+    kind = models.CharField(max_length=8, choices=EntryKind.choices)
+    quantity = models.DecimalField(max_digits=14, decimal_places=3)
+    occurred_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+    event_id = models.CharField(max_length=200)
+    line = models.PositiveIntegerField()
+    source_partner = models.ForeignKey(Partner, null=True, on_delete=models.PROTECT, related_name="+")
+    source_message_id = models.BigIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["occurred_at", "event_id", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["source_partner", "event_id", "line"], name="unique_ledger_line"),
+        ]
+        indexes = [
+            # A count's movements after it, and one position's history.
+            models.Index(fields=["warehouse", "sku", "uom", "view", "occurred_at"], name="ledger_position_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse_id} {self.sku} {self.kind} {self.quantity} {self.uom}"
+
+
+class InventoryPosition(models.Model):
+    """Stock of one SKU in one unit at one warehouse: on hand (WMS) and book (ERP)."""
+
+    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="inventory_positions")
+    sku = models.CharField(max_length=100)
+    uom = models.CharField(max_length=10, default="EA")
+
+    quantity = models.DecimalField("on hand", max_digits=14, decimal_places=3, null=True, blank=True)
+    counted_quantity = models.DecimalField(max_digits=14, decimal_places=3, default=Decimal(0))
+    counted_at = models.DateTimeField(null=True, blank=True)
+    counted_rank = models.SmallIntegerField(choices=CountRank.choices, default=CountRank.OMITTED)
+    counted_event = models.CharField(max_length=200, blank=True)
+    moved = models.DecimalField(max_digits=14, decimal_places=3, default=Decimal(0))
+    as_of = models.DateTimeField(null=True, blank=True, help_text="The latest on-hand report applied.")
+
+    book_quantity = models.DecimalField("book", max_digits=14, decimal_places=3, null=True, blank=True)
+    book_counted_quantity = models.DecimalField(max_digits=14, decimal_places=3, default=Decimal(0))
+    book_counted_at = models.DateTimeField(null=True, blank=True)
+    book_counted_rank = models.SmallIntegerField(choices=CountRank.choices, default=CountRank.OMITTED)
+    book_counted_event = models.CharField(max_length=200, blank=True)
+    book_moved = models.DecimalField(max_digits=14, decimal_places=3, default=Decimal(0))
+    book_as_of = models.DateTimeField(null=True, blank=True, help_text="The latest book-stock report applied.")
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["warehouse", "sku", "uom"]
+        constraints = [models.UniqueConstraint(fields=["warehouse", "sku", "uom"], name="unique_inventory_position")]
+        indexes = [models.Index(fields=["sku", "warehouse"], name="inventory_position_sku")]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse_id} {self.sku}: {self.quantity} {self.uom}"
+
+    @property
+    def difference(self) -> Decimal | None:
+        """On hand minus book, when both are known."""
+        if self.quantity is None or self.book_quantity is None:
+            return None
+        return self.quantity - self.book_quantity
+
+
+class StockFeed(models.Model):
+    """What one warehouse's stock feed (on hand or book) last reported, and how often it should."""
+
+    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="stock_feeds")
+    view = models.CharField(max_length=8, choices=StockView.choices)
+    last_snapshot_at = models.DateTimeField(null=True, blank=True)
+    full_snapshot_at = models.DateTimeField(null=True, blank=True)
+    full_snapshot_event = models.CharField(max_length=200, blank=True)
+    cadence = models.DurationField(
+        default=timedelta(days=1), help_text="How often a snapshot is expected (e.g. 1 00:00:00 for daily)."
+    )
+
+    class Meta:
+        ordering = ["warehouse", "view"]
+        constraints = [models.UniqueConstraint(fields=["warehouse", "view"], name="unique_stock_feed")]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse_id} {self.view}"
+
+
+class Allocation(models.Model):
+    """A released order's line not shipped yet: stock promised, at the warehouse the release named."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
+    sku = models.CharField(max_length=100)
+    uom = models.CharField(max_length=10)
+    quantity = models.DecimalField(max_digits=14, decimal_places=3)
+    warehouse = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order", "sku", "uom"], name="unique_allocation")]
+        indexes = [
+            models.Index(fields=["sku", "uom", "warehouse"], name="allocation_sku"),
+            models.Index(fields=["warehouse"], condition=Q(warehouse__isnull=False), name="allocation_warehouse"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.sku} x {self.quantity}"
