@@ -75,6 +75,7 @@ def _abilities(user: AbstractBaseUser) -> dict[str, object]:
         "can_release": user.has_perm("billing.release_invoice"),
         "can_trigger": user.has_perm("billing.trigger_invoice"),
         "amounts_hidden_for": amounts_hidden_for(user),
+        "actions_url": reverse("case-actions"),
     }
 
 
@@ -129,6 +130,7 @@ def queue_view(request: HtmxHttpRequest, queue: str) -> HttpResponse:
         "page": page,
         "query": query.urlencode(),
         "page_query": request.GET.urlencode(),
+        "next_url": request.get_full_path(),
         "now": timezone.now(),
         "reason_codes": ReasonCode.choices,
     }
