@@ -17,7 +17,14 @@ from tests.stories import event, events, manifested, order_created, ref
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ["services.py", "projections.py", "events.py", "models.py", "tasks.py", "reactions.py", "stages.py"]
-REACTING_APPS = ("apps.billing", "apps.exceptions", "apps.dashboards", "apps.outbound", "apps.ingest")
+REACTING_APPS = (
+    "apps.billing",
+    "apps.exceptions",
+    "apps.dashboards",
+    "apps.outbound",
+    "apps.ingest",
+    "apps.predictions",
+)
 
 seen: dict[str, list[Touched]] = {"in": [], "after": []}
 

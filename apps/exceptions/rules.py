@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from apps.billing.models import FreightCharge, Invoice
 from apps.exceptions.models import ExceptionCase, ExceptionRule, Queue, Severity, SubjectType
 from apps.ingest.models import InboundMessage
+from apps.predictions.models import RiskThreshold
 from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
@@ -214,18 +215,37 @@ def tracking_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> l
 
 
 def at_risk(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    # The condition holds since the current estimate was given: the latest milestone carrying one
-    # (the projection keeps that estimate).
+    """A shipment likely to arrive after its order's promise.
+
+    With a predicted probability (``apps.predictions``): a case opens above the customer's
+    threshold and, once open, holds until the probability falls below the lower closing one.
+    Without one yet: the carrier's estimate is after the promise, for as long as the rule's
+    threshold (counted from the latest milestone carrying that estimate).
+    """
     estimated_since = Subquery(
         Milestone.objects.filter(shipment_id=OuterRef("pk"), estimated_delivery_at__isnull=False)
         .order_by("-occurred_at", "-event_id")
         .values("occurred_at")[:1]
     )
+    case_open = ExceptionCase.objects.filter(
+        rule=rule, subject_type=SubjectType.SHIPMENT, subject_id=OuterRef("pk"), status__in=ExceptionCase.OPEN_STATUSES
+    )
+    threshold = "orders__customer__risk_threshold__"
+    open_above = Coalesce(F(f"{threshold}open_above"), Value(RiskThreshold.DEFAULT_OPEN_ABOVE))
+    close_below = Coalesce(F(f"{threshold}close_below"), Value(RiskThreshold.DEFAULT_CLOSE_BELOW))
+    likely = Q(prediction__late_probability__gte=open_above) | Q(
+        Exists(case_open), prediction__late_probability__gte=close_below
+    )
+    estimated_late = Q(
+        prediction__late_probability__isnull=True,
+        orders__promised_at__lt=F("estimated_delivery_at"),
+        estimated_since__lte=now - rule.threshold,
+    )
     shipments = (
         _shipments(rule, order_ids)
-        .filter(delivered_at__isnull=True, orders__promised_at__lt=F("estimated_delivery_at"))
+        .filter(delivered_at__isnull=True)
         .annotate(estimated_since=estimated_since)
-        .filter(estimated_since__lte=now - rule.threshold)
+        .filter(likely | estimated_late)
     )
     return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} expected after the promised date")
 

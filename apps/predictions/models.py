@@ -61,6 +61,9 @@ class RiskThreshold(models.Model):
     probability falls below ``close_below`` (lower, so a risk wavering at the line does not open
     and close a case on every scan)."""
 
+    DEFAULT_OPEN_ABOVE = 0.5
+    DEFAULT_CLOSE_BELOW = 0.3
+
     customer = models.OneToOneField(
         Partner, on_delete=models.CASCADE, related_name="risk_threshold", limit_choices_to={"kind": "customer"}
     )
