@@ -42,10 +42,12 @@ def shipment_events(
     carrier_code: str = "FAST",
     origin: str = "Dallas",
     region: str = "NA-East",
+    customer: str | None = None,
 ) -> list[dict[str, Any]]:
     """An order and its one shipment: manifest an hour before pickup, then the carrier's milestones."""
     order, tracking = f"SO-{number}", f"TRK-{number}"
     header = {"region": region, **({"promised_at": at(promised).isoformat()} if promised is not None else {})}
+    header.update({"customer": customer} if customer else {})
     track = [("tracking", tracking)]
     items = [
         _event(f"{order}-created", "order.created", pickup - 24, [("order", order)], order=header),
