@@ -72,7 +72,7 @@ ROLES: dict[str, list[str]] = {
         *SHARE_LINKS,
     ],
 }
-PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound", "dashboards")
+PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound", "dashboards", "inventory", "predictions")
 
 
 @transaction.atomic
