@@ -72,7 +72,17 @@ ROLES: dict[str, list[str]] = {
         *SHARE_LINKS,
     ],
 }
-PROJECT_APPS = ("partners", "timeline", "billing", "ingest", "exceptions", "outbound", "dashboards", "inventory", "predictions")
+PROJECT_APPS = (
+    "partners",
+    "timeline",
+    "billing",
+    "ingest",
+    "exceptions",
+    "outbound",
+    "dashboards",
+    "inventory",
+    "predictions",
+)
 
 
 @transaction.atomic
