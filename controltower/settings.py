@@ -231,6 +231,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("PREDICTION_REFRESH_SECONDS", default=900),
         "options": {"queue": "bulk"},
     },
+    "backtest-predictions": {
+        "task": "apps.predictions.tasks.backtest_task",
+        "schedule": crontab(hour=4, minute=15),
+        "options": {"queue": "bulk"},
+    },
     "retry-parked-events": {
         "task": "apps.timeline.tasks.retry_parked_events_task",
         "schedule": env.int("PARKED_RETRY_SECONDS", default=300),

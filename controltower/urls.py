@@ -32,4 +32,5 @@ urlpatterns = [
     path("", include("apps.dashboards.integration_urls")),
     path("", include("apps.outbound.tracking_urls")),
     path("", include("apps.outbound.urls")),
+    path("", include("apps.predictions.urls")),
 ]

@@ -255,6 +255,7 @@ def sample_kwargs(name: str, objects: dict) -> dict:
         "webhook": {"partner": "NOBODY", "channel": "none"},
         "track": {"token": objects["link"].token},
         "order-tracking-links": {"order_id": objects["order"].pk},
+        "order-prediction": {"order_id": objects["order"].pk},
         "tracking-link-create": {"order_id": objects["order"].pk},
         "tracking-link-revoke": {"pk": objects["link"].pk},
         "api-subscription-detail": {"pk": objects["subscription"].pk},

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from apps.predictions import views
+
+urlpatterns = [
+    path("orders/<int:order_id>/prediction/", views.order_prediction, name="order-prediction"),
+    path("dashboards/predictions/", views.backtest_page, name="prediction-backtest"),
+]

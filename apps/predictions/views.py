@@ -1,0 +1,57 @@
+"""The prediction on the order page (a fragment the page loads), and the backtest on the dashboard."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from apps.dashboards.charts import Bar, Series, bar_chart, line_chart
+from apps.predictions.selectors import latest_backtest, order_predictions
+from apps.timeline.models import Order
+from controltower.access import role_required
+
+READ = "timeline.view_shipment"
+DASHBOARD = "dashboards.view_sla_dashboard"
+
+
+@require_GET
+@role_required(READ)
+def order_prediction(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = get_object_or_404(Order, pk=order_id)
+    rows = order_predictions(order.pk)
+    return render(request, "predictions/_order_prediction.html", {"order": order, "rows": rows})
+
+
+@require_GET
+@role_required(DASHBOARD)
+def backtest_page(request: HttpRequest) -> HttpResponse:
+    report = latest_backtest()
+    context = {"report": report}
+    if report is not None:
+        stages = report.figures["stages"]
+        context |= {"stages": stages, "error_chart": _error_chart(stages), "calibration_chart": _calibration(stages)}
+    return render(request, "predictions/backtest.html", context)
+
+
+def _error_chart(stages: list[dict]) -> str:
+    """Mean absolute error per stage, all carriers: ours, the carrier's estimate, the promise."""
+    bars = []
+    for stage in stages:
+        overall = stage["carriers"][0] if stage["carriers"] else None
+        if overall is None:
+            continue
+        for name, figures in (("ours", overall["model"]), ("carrier", overall["carrier_estimate"])):
+            bars.append(Bar(f"{stage['label']}: {name}", figures["mae_hours"], note=f"{figures['n']} shipments"))
+        bars.append(Bar(f"{stage['label']}: promise", overall["promise"]["mae_hours"]))
+    return bar_chart(bars, title="Mean absolute error, hours", format_value=lambda v: f"{v:.1f} h")
+
+
+def _calibration(stages: list[dict]) -> str:
+    """Observed share of late deliveries per predicted risk band, at pickup, against the diagonal."""
+    pickup = next((s for s in stages if s["stage"] == "picked_up" and s["carriers"]), None)
+    bands = pickup["carriers"][0]["model"]["calibration"] if pickup else []
+    labels = [f"{band['from']:.0%}–{band['to']:.0%}" for band in bands]
+    series = [
+        Series("predicted", [band["predicted"] * 100 for band in bands]),
+        Series("observed", [band["observed"] * 100 for band in bands]),
+    ]
+    return line_chart(labels, series, title="At-risk calibration at pickup, %", format_value=lambda v: f"{v:.0f} %")
