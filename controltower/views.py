@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 from apps.dashboards.health import WINDOW as HEALTH_WINDOW
 from apps.dashboards.health import feeds_in_trouble
 from apps.exceptions.selectors import amounts_hidden_for, queue_summaries
-from apps.exceptions.views import WORK, permitted_cases
+from apps.exceptions.views import WORK, HtmxHttpRequest, permitted_cases
 from apps.timeline.selectors import LATE_WINDOW, late_orders
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     """What needs me now: my queues, orders late against their promise, feeds in trouble.
 
     Each part shows only to people whose role may read it, and each is read with a LIMIT through
@@ -49,4 +49,4 @@ def home(request: HttpRequest) -> HttpResponse:
     if user.has_perm("ingest.view_inboundmessage"):
         context["feeds"] = feeds_in_trouble(now)
         context["health_window_hours"] = int(HEALTH_WINDOW.total_seconds() // 3600)
-    return render(request, "home.html", context)
+    return render(request, "home.html#content" if request.htmx else "home.html", context)

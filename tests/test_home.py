@@ -254,3 +254,60 @@ def test_the_home_page_costs_the_same_whatever_the_data(client, world, rules):
     late = section(text(client.get(reverse("home"))), "home-late")
     assert len(re.findall(r'class="ident" href="/orders/', late)) == 8
     assert "More late orders" in late
+
+
+# --- live ---------------------------------------------------------------------------------------
+
+
+def test_the_live_refresh_reads_only_the_page_content(client, world):
+    client.force_login(person("Finance"))
+
+    full = client.get(reverse("home")).content.decode()
+    part = client.get(reverse("home"), headers={"HX-Request": "true"}).content.decode()
+
+    assert 'ws-connect="/ws/home/"' in full
+    assert part.lstrip().startswith('<div class="home" id="home-content">')
+    assert "<html" not in part
+    assert "ws-connect" not in part
+    assert re.search(r'Finance</a> <span class="count">6</span>', re.sub(r"\s+", " ", part))
+
+
+def test_a_page_without_queues_opens_no_socket(client, world):
+    client.force_login(person(None))
+
+    assert "ws-connect" not in client.get(reverse("home")).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_home_socket_refreshes_on_changes_in_my_queues_only(rules):
+    from asgiref.sync import async_to_sync, sync_to_async
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from apps.exceptions.realtime import broadcast_cases_changed
+    from controltower.routing import websocket_urlpatterns
+
+    finance, nobody = person("Finance"), person(None)
+    app = URLRouter(websocket_urlpatterns)
+
+    async def scenario() -> tuple[str, bool, bool]:
+        mine = WebsocketCommunicator(app, "/ws/home/")
+        mine.scope["user"] = finance
+        refused = WebsocketCommunicator(app, "/ws/home/")
+        refused.scope["user"] = nobody
+        assert (await mine.connect())[0]
+        was_refused = not (await refused.connect())[0]
+        await sync_to_async(broadcast_cases_changed, thread_sensitive=False)(["integration"])
+        quiet = await mine.receive_nothing(timeout=0.3)
+        await sync_to_async(broadcast_cases_changed, thread_sensitive=False)(["finance"])
+        pushed = await mine.receive_from(timeout=2)
+        await mine.disconnect()
+        return pushed, quiet, was_refused
+
+    pushed, quiet, refused = async_to_sync(scenario)()
+
+    assert 'id="home-live" hx-swap-oob="true"' in pushed
+    assert 'hx-get="/"' in pushed
+    assert 'hx-target="#home-content"' in pushed
+    assert quiet, "a change in a queue I do not work must not refresh my page"
+    assert refused, "someone without a role has no queues to watch"

@@ -666,6 +666,7 @@ SOCKETS = {
     "order": (lambda w: f"/ws/orders/{w.order.pk}/", EVERY_ROLE),
     "queue": (lambda w: "/ws/queues/finance/", EVERY_ROLE),
     "dashboard": (lambda w: "/ws/dashboards/", frozenset({FINANCE, SUPPLY, INTEGRATION})),
+    "home": (lambda w: "/ws/home/", EVERY_ROLE),
 }
 
 

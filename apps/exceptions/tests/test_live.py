@@ -99,3 +99,25 @@ class LiveQueueTest(ChannelsLiveServerTestCase):
 
             page.locator("#queue-list", has_text="Invoice INV-LIVE held").wait_for(timeout=15_000)
             browser.close()
+
+    def test_the_home_page_counts_a_new_case_without_a_reload(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context()
+            context.add_cookies([{"name": "sessionid", "value": self._session(), "url": self.live_server_url}])
+            page = context.new_page()
+
+            page.goto(f"{self.live_server_url}/")
+            finance = page.locator("#home-queue-finance")
+            assert finance.locator(".count").inner_text() == "0"
+            page.wait_for_timeout(1000)  # the websocket connects
+
+            elsewhere = threading.Thread(target=_invoice_held_elsewhere)
+            elsewhere.start()
+            elsewhere.join()
+
+            finance.locator(".count", has_text="1").wait_for(timeout=15_000)
+            assert "SO-LIVE" in finance.inner_text()  # the new case, listed among the oldest
+            browser.close()
