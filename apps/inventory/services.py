@@ -11,8 +11,8 @@ A position's view (on hand or book) is a count plus the movements reported after
 
 So a position is a function of the set of events, whatever their arrival order. The ledger's
 unique key makes a line apply once even when two workers apply the same event.
-A feed's row (``StockFeed``) is locked while its events apply, so its positions are written by one
-transaction at a time; the other view's columns of a position are never written.
+A warehouse's feed rows (``StockFeed``) are locked while its events apply, so its positions are
+written by one transaction at a time.
 """
 
 from collections import defaultdict
@@ -93,12 +93,12 @@ def inventory_apply(*, milestones: Iterable[Milestone]) -> None:
     Runs inside the apply's transaction; costs what the events hold, never the warehouse's history.
     """
     for report in _reports([m for m in milestones if m.kind in INVENTORY_KINDS]):
-        feed = _locked_feed(report.warehouse_id, report.view)
+        feeds = _locked_feeds(report.warehouse_id)
         entries = _ledger_insert(report)
         if report.kind == EntryKind.SNAPSHOT:
-            _count(report, feed, entries)
+            _count(report, feeds, entries)
         else:
-            _move(report, feed, entries)
+            _move(report, feeds, entries)
 
 
 def _reports(milestones: list[Milestone]) -> Iterator[Report]:
@@ -129,9 +129,16 @@ def _warehouse_code(milestone: Milestone, attributes: dict[str, Any]) -> str:
     return attributes.get("warehouse") or milestone.source_partner.code
 
 
-def _locked_feed(warehouse_id: int, view: str) -> StockFeed:
-    feed, _ = StockFeed.objects.select_for_update().get_or_create(warehouse_id=warehouse_id, view=view)
-    return feed
+def _locked_feeds(warehouse_id: int) -> dict[str, StockFeed]:
+    """The warehouse's two feeds, locked (in one order) until the apply commits."""
+    feeds = StockFeed.objects.select_for_update().filter(warehouse_id=warehouse_id).order_by("view")
+    found = {feed.view: feed for feed in feeds}
+    if len(found) < len(StockView.values):
+        StockFeed.objects.bulk_create(
+            [StockFeed(warehouse_id=warehouse_id, view=view) for view in StockView.values], ignore_conflicts=True
+        )
+        found = {feed.view: feed for feed in feeds.all()}
+    return found
 
 
 def _ledger_insert(report: Report) -> dict[Key, Decimal]:
@@ -198,18 +205,19 @@ def _rank(position: InventoryPosition, cols: ViewColumns) -> tuple[datetime, int
     return None if at is None else (at, getattr(position, cols.counted_rank), getattr(position, cols.counted_event))
 
 
-def _positions(report: Report, keys: Iterable[Key], feed: StockFeed) -> dict[Key, InventoryPosition]:
-    """The positions of ``keys``: those known, and new ones counted from the feed's last full
-    snapshot (zero as of then) when there was one."""
+def _positions(report: Report, keys: Iterable[Key], feeds: dict[str, StockFeed]) -> dict[Key, InventoryPosition]:
+    """The positions of ``keys``: those known, and new ones counted, in each view, from its feed's
+    last full snapshot (zero as of then) when there was one."""
     keys = set(keys)
     found = InventoryPosition.objects.filter(warehouse_id=report.warehouse_id, sku__in={sku for sku, _ in keys})
     positions = {(p.sku, p.uom): p for p in found if (p.sku, p.uom) in keys}
-    cols = COLUMNS[report.view]
     for sku, uom in keys - set(positions):
         position = InventoryPosition(warehouse_id=report.warehouse_id, sku=sku, uom=uom)
-        if feed.full_snapshot_at is not None:
-            _set_count(position, cols, Decimal(0), (feed.full_snapshot_at, CountRank.OMITTED, feed.full_snapshot_event))
-            _settle(position, cols, feed.full_snapshot_at)
+        for view, feed in feeds.items():
+            if feed.full_snapshot_at is not None:
+                rank = (feed.full_snapshot_at, CountRank.OMITTED, feed.full_snapshot_event)
+                _set_count(position, COLUMNS[view], Decimal(0), rank)
+                _settle(position, COLUMNS[view], feed.full_snapshot_at)
         positions[(sku, uom)] = position
     return positions
 
@@ -230,15 +238,15 @@ def _settle(position: InventoryPosition, cols: ViewColumns, at: datetime) -> Non
     setattr(position, cols.as_of, at if latest is None or at > latest else latest)
 
 
-def _count(report: Report, feed: StockFeed, counted: dict[Key, Decimal]) -> None:
+def _count(report: Report, feeds: dict[str, StockFeed], counted: dict[Key, Decimal]) -> None:
     cols = COLUMNS[report.view]
     rank = (report.occurred_at, CountRank.REPORTED, report.event_id)
-    _note_snapshot(feed, report)
+    _note_snapshot(feeds[report.view], report)
     if report.full:
         _zero_omitted(report, cols)
     if not counted:
         return
-    positions = _positions(report, counted, feed)
+    positions = _positions(report, counted, feeds)
     moved_after = _moved_after(report, {sku for sku, _ in counted})
     changed = []
     for key, quantity in counted.items():
@@ -256,11 +264,11 @@ def _count(report: Report, feed: StockFeed, counted: dict[Key, Decimal]) -> None
     _save(changed, cols)
 
 
-def _move(report: Report, feed: StockFeed, moved: dict[Key, Decimal]) -> None:
+def _move(report: Report, feeds: dict[str, StockFeed], moved: dict[Key, Decimal]) -> None:
     if not moved:
         return
     cols = COLUMNS[report.view]
-    positions = _positions(report, moved, feed)
+    positions = _positions(report, moved, feeds)
     for key, quantity in moved.items():
         position = positions[key]
         counted_at = getattr(position, cols.counted_at)
