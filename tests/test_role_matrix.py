@@ -255,6 +255,12 @@ READS: dict[str, Read] = {
     "order-tracking-links": Read(
         lambda w: reverse("order-tracking-links", args=[w.order.pk]), frozenset({CS, INTEGRATION}), "Valid for (days)"
     ),
+    "order-prediction": Read(
+        lambda w: reverse("order-prediction", args=[w.order.pk]), EVERY_ROLE, "Predicted delivery"
+    ),
+    "prediction-backtest": Read(
+        lambda w: reverse("prediction-backtest"), frozenset({FINANCE, SUPPLY, INTEGRATION}), "how accurate it has been"
+    ),
     "subscription-list": Read(lambda w: reverse("subscription-list"), frozenset({INTEGRATION}), "ERP shipment feed"),
     "subscription-detail": Read(
         lambda w: reverse("subscription-detail", args=[w.subscription.pk]), frozenset({INTEGRATION}), "HTTP 400"
