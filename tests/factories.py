@@ -4,6 +4,7 @@ Factories write rows directly, for admin, selector and view tests. Tests of the 
 behaviour build canonical events instead (``tests/stories.py``) and go through ``apply_events``.
 """
 
+import base64
 import hashlib
 from datetime import UTC, timedelta
 from decimal import Decimal
@@ -413,7 +414,7 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Receiver {n}")
     target_url = "http://127.0.0.1:9/hooks/events"
     event_kinds = factory.LazyFunction(lambda: ["shipment.*"])
-    secret = factory.Sequence(lambda n: f"subscription-secret-{n}")
+    secret = factory.Sequence(lambda n: "whsec_" + base64.b64encode(f"subscription-secret-{n:08}".encode()).decode())
 
     @factory.post_generation
     def customers(self, create: bool, extracted: list | None, **kwargs: Any) -> None:

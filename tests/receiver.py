@@ -1,7 +1,8 @@
-"""A subscriber's endpoint on loopback, for outbound tests: it verifies signatures, dedupes on
-Idempotency-Key like a careful receiver, and fails on demand (status codes, slowness, a reply
-that trickles on and on)."""
+"""A subscriber's endpoint on loopback, for outbound tests: it verifies signatures (with the
+``standardwebhooks`` package, as a subscriber would), dedupes on Idempotency-Key like a careful
+receiver, and fails on demand (status codes, slowness, a reply that trickles on and on)."""
 
+import base64
 import hashlib
 import hmac
 import socket
@@ -11,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from standardwebhooks import Webhook, WebhookVerificationError
+
 
 @dataclass
 class Received:
@@ -19,6 +22,18 @@ class Received:
     body: bytes
 
     def signature_valid(self, secret: str) -> bool:
+        """The Standard Webhooks signature verifies with ``secret`` (a secret not written whsec_...
+        is given to the package as the base64 of its bytes)."""
+        if not secret.startswith("whsec_"):
+            secret = base64.b64encode(secret.encode()).decode()
+        try:
+            Webhook(secret).verify(self.body, self.headers, json_parse=False)
+        except WebhookVerificationError:
+            return False
+        return True
+
+    def legacy_signature_valid(self, secret: str) -> bool:
+        """``X-Signature`` is the HMAC of ``X-Timestamp`` + "." + the body."""
         signed = self.headers["X-Timestamp"].encode() + b"." + self.body
         expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, self.headers["X-Signature"])

@@ -25,13 +25,16 @@ from apps.outbound.services import (
     outbox_folder,
     subscription_secret_rotate,
 )
+from apps.partners import standard_webhooks
 from apps.partners.credentials import secret_mask
 
 REPLAY = "outbound.replay_delivery"
 SIGNATURE_NOTE = (
-    "Receivers verify each delivery with this secret: X-Signature is sha256= followed by the hex "
-    'HMAC-SHA256 of X-Timestamp + "." + the body. It is shown once, when generated; rotate it if it '
-    "leaked. A new secret signs from the next attempt, so receivers should accept both while they switch."
+    "Receivers verify each delivery with this secret as Standard Webhooks specify (webhook-id, "
+    "webhook-timestamp, webhook-signature), with any Standard Webhooks library. It is shown once, when "
+    "generated; rotate it if it leaked. After a rotation, webhook-signature carries a signature with the old "
+    "secret too for a grace period, so the receiver can switch when it likes; X-Signature, when kept, "
+    "changes at once."
 )
 # A secret typed by staff must be at least this long; generated ones are much longer.
 SECRET_MIN_LENGTH = 16
@@ -82,6 +85,7 @@ class SubscriptionForm(forms.ModelForm):
             "customers",
             "regions",
             "ordered",
+            "legacy_signature",
             "max_attempts",
             "timeout_seconds",
         )
@@ -90,6 +94,11 @@ class SubscriptionForm(forms.ModelForm):
         data = super().clean()
         if data.get("rotate_secret") and data.get("new_secret"):
             self.add_error("new_secret", "Either generate a secret or set one, not both.")
+        elif data.get("new_secret"):
+            try:
+                standard_webhooks.signing_key(data["new_secret"])
+            except ValueError as exc:
+                self.add_error("new_secret", str(exc))
         return data
 
 
@@ -110,7 +119,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("partner", "name", "active")}),
         ("Where", {"fields": ("channel", "target_url")}),
-        ("Signing secret", {"fields": ("signing_secret", "rotate_secret", "new_secret")}),
+        ("Signing secret", {"fields": ("signing_secret", "rotate_secret", "new_secret", "legacy_signature")}),
         ("What", {"fields": ("event_kinds", "format", "acknowledgments", "customers", "regions")}),
         ("How", {"fields": ("ordered", "max_attempts", "timeout_seconds", "circuit_panel")}),
         (None, {"fields": ("created_at", "updated_at")}),

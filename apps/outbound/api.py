@@ -112,7 +112,7 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
     @extend_schema(request=None, responses=SecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
-        """Replace the signing secret; receivers must verify with the new one from the next delivery."""
+        """Replace the signing secret: deliveries carry a signature with the old one too for the grace period."""
         subscription = self.get_object()
         secret = subscription_secret_rotate(subscription=subscription)
         return Response({"id": subscription.pk, "secret": secret})

@@ -16,12 +16,13 @@ from django.utils import timezone
 
 from apps.ingest.models import OutboundMessage
 from apps.outbound.routing import subscription_errors
+from apps.partners import standard_webhooks
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.timeline.models import Order, Shipment, per_source
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(32)
+    return standard_webhooks.secret_generate()
 
 
 def new_token() -> str:
@@ -94,9 +95,24 @@ class Subscription(models.Model):
         max_length=128,
         default=new_secret,
         editable=False,
-        help_text="Signs every delivery (HMAC-SHA256, X-Signature).",
+        help_text="Signs every delivery (Standard Webhooks: webhook-signature; and X-Signature when kept).",
     )
     secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    secret_previous = models.CharField(
+        max_length=128, blank=True, editable=False, help_text="The secret before the last rotation."
+    )
+    secret_previous_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Until then webhook-signature carries a signature with the previous secret too.",
+    )
+    legacy_signature = models.BooleanField(
+        default=False,
+        verbose_name="send X-Timestamp and X-Signature",
+        help_text="Also sign with the headers used before Standard Webhooks, for a receiver that still checks "
+        "them. Turn off once it verifies webhook-signature.",
+    )
     active = models.BooleanField(default=True)
     customers = models.ManyToManyField(
         Partner,

@@ -23,6 +23,9 @@ from controltower.keyset import Key, KeysetPage, capped_counts, keyset_page
 WINDOW = timedelta(hours=24)
 # The signed headers first, in the order a receiver checks them; anything else follows by name.
 PROMINENT_HEADERS = (
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
     "X-Signature",
     "X-Timestamp",
     "Idempotency-Key",

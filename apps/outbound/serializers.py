@@ -55,6 +55,10 @@ class SubscriptionInput(serializers.Serializer):
     ordered = serializers.BooleanField(
         required=False, help_text="Deliver one order's events in sequence: a later one waits for the earlier."
     )
+    legacy_signature = serializers.BooleanField(
+        required=False,
+        help_text="Also send X-Timestamp and X-Signature, for a receiver that does not verify Standard Webhooks yet.",
+    )
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ATTEMPTS_LIMIT)
     timeout_seconds = serializers.IntegerField(required=False, min_value=1, max_value=TIMEOUT_LIMIT_SECONDS)
 
@@ -149,6 +153,7 @@ class SubscriptionSerializer(serializers.Serializer):
     customers = serializers.SerializerMethodField()
     regions = serializers.ListField(child=serializers.CharField())
     ordered = serializers.BooleanField()
+    legacy_signature = serializers.BooleanField()
     max_attempts = serializers.IntegerField()
     timeout_seconds = serializers.IntegerField()
     circuit = serializers.SerializerMethodField()
@@ -170,12 +175,17 @@ class SubscriptionSerializer(serializers.Serializer):
 
 
 class SubscriptionCreatedSerializer(SubscriptionSerializer):
-    secret = serializers.CharField(help_text="Signs every delivery (X-Signature); shown on creation only.")
+    secret = serializers.CharField(
+        help_text="Signs every delivery (Standard Webhooks, whsec_...; X-Signature when kept); shown on creation only."
+    )
 
 
 class SecretSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    secret = serializers.CharField(help_text="The new signing secret; the old one stops working at once.")
+    secret = serializers.CharField(
+        help_text="The new signing secret. webhook-signature carries the old one's signature too for the grace "
+        "period; X-Signature changes at once."
+    )
 
 
 class DeliveryQuery(serializers.Serializer):

@@ -30,7 +30,8 @@ from apps.ingest.models import OutboundMessage
 from apps.ingest.webhooks import signature_for
 from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
 from apps.outbound.routing import OrderScope, Route, allowed_hosts_error, route_of
-from apps.partners import network
+from apps.partners import network, standard_webhooks
+from apps.partners.credentials import rotation_grace
 from apps.timeline.models import Identity, Milestone, Order, Shipment, identity, pks_by_identity
 
 USER_AGENT = "ControlTower-Outbound/1"
@@ -363,18 +364,49 @@ def _earlier_undelivered(delivery: Delivery) -> int | None:
 
 def _request(delivery: Delivery, now: datetime) -> Request:
     body, content_type, filename = render(delivery)
-    timestamp = str(int(now.timestamp()))
+    key = str(delivery.idempotency_key)
     headers = {
         "Content-Type": content_type,
         "User-Agent": USER_AGENT,
-        "X-Timestamp": timestamp,
-        "X-Signature": signature_for(delivery.subscription.secret, timestamp, body),
-        "Idempotency-Key": str(delivery.idempotency_key),
+        **signed_headers(delivery.subscription, message_id=key, body=body, now=now),
+        "Idempotency-Key": key,
         "X-Event-Kind": delivery.kind,
         "X-Delivery-Id": str(delivery.pk),
         "X-Delivery-Attempt": str(delivery.attempts),
     }
     return Request(body=body, headers=headers, filename=filename)
+
+
+@sensitive_variables()
+def signed_headers(subscription: Subscription, *, message_id: str, body: bytes, now: datetime) -> dict[str, str]:
+    """The Standard Webhooks headers (signed with the current secret, and the previous one during
+    its grace period), then ``X-Timestamp`` and ``X-Signature`` if the subscription keeps them.
+
+    ``message_id`` is the same on every attempt: receivers dedupe on ``webhook-id``."""
+    timestamp = int(now.timestamp())
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard_webhooks.signature_header(
+            map(standard_webhooks.signing_key, secrets_in_force(subscription, now=now)),
+            message_id=message_id,
+            timestamp=timestamp,
+            body=body,
+        ),
+    }
+    if subscription.legacy_signature:
+        headers["X-Timestamp"] = str(timestamp)
+        headers["X-Signature"] = signature_for(subscription.secret, str(timestamp), body)
+    return headers
+
+
+def secrets_in_force(subscription: Subscription, *, now: datetime) -> list[str]:
+    """The secrets deliveries are signed with at ``now``: the current one, and the previous one
+    until its grace period ends."""
+    until = subscription.secret_previous_until
+    if subscription.secret_previous and until is not None and now < until:
+        return [subscription.secret, subscription.secret_previous]
+    return [subscription.secret]
 
 
 def render(delivery: Delivery) -> tuple[bytes, str, str]:
@@ -685,17 +717,30 @@ def subscription_save(*, subscription: Subscription | None, data: dict[str, Any]
 
 
 @sensitive_variables()
-def subscription_secret_rotate(*, subscription: Subscription, secret: str = "") -> str:
+def subscription_secret_rotate(*, subscription: Subscription, secret: str = "", now: datetime | None = None) -> str:
     """A new signing secret (``secret`` when the receiver chose one, else a generated one), in
-    force from the next attempt; returns it.
+    force from the next attempt; returns it. Raises ValueError for a malformed ``whsec_`` secret.
 
-    There is no grace period: ``X-Signature`` carries a single signature, so deliveries cannot be
-    signed with the old and the new secret at once. Receivers accept both while they switch.
+    For ``SECRET_ROTATION_GRACE_SECONDS`` afterwards, ``webhook-signature`` carries a signature
+    with the old secret too, so a receiver switches whenever it likes within that time; a second
+    rotation within it ends the first one's grace. ``X-Signature`` holds a single signature: it
+    changes to the new secret at once.
     """
     secret = secret or new_secret()
-    now = timezone.now()
-    Subscription.objects.filter(pk=subscription.pk).update(secret=secret, secret_rotated_at=now, updated_at=now)
-    subscription.secret, subscription.secret_rotated_at = secret, now
+    standard_webhooks.signing_key(secret)
+    now = now or timezone.now()
+    with transaction.atomic():
+        current = Subscription.objects.select_for_update().values_list("secret", flat=True).get(pk=subscription.pk)
+        kept = current if current != secret else ""
+        changes = {
+            "secret": secret,
+            "secret_rotated_at": now,
+            "secret_previous": kept,
+            "secret_previous_until": now + rotation_grace() if kept else None,
+        }
+        Subscription.objects.filter(pk=subscription.pk).update(**changes, updated_at=now)
+    for name, value in changes.items():
+        setattr(subscription, name, value)
     return secret
 
 
