@@ -44,3 +44,12 @@ def test_healthz_answers_without_signing_in(client, db):
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_an_empty_database_url_means_the_default_and_a_wrong_one_is_named():
+    default = _manage("check", env={"DEBUG": "true", "DATABASE_URL": ""})
+    wrong = _manage("check", env={"DEBUG": "true", "DATABASE_URL": "tower-db"})
+
+    assert default.returncode == 0, default.stderr
+    assert wrong.returncode != 0
+    assert "DATABASE_URL is not a database URL" in wrong.stderr
