@@ -180,10 +180,21 @@ def estimate(situation: Situation, profiles: Profiles) -> Estimate:
         if len(remaining) < MIN_DELIVERIES:
             tried.append(f"{words}: {len(remaining)}")
             continue
-        return _from_samples(situation, start, remaining, samples, words, working, tried)
+        result = _from_samples(situation, start, remaining, samples, words, working, tried)
+        if key == "all" and _outside(situation.carrier_estimate_at, result):
+            break
+        return result
+    if len(tried) < len(situation.lane.groups()):
+        tried.append("all carriers: the carrier's estimate is outside their range")
     return _carrier_fallback(
         situation, [f"Too few deliveries to predict ({'; '.join(tried)}; {MIN_DELIVERIES} needed)."]
     )
+
+
+def _outside(moment: datetime | None, result: Estimate) -> bool:
+    """Whether the carrier's own estimate lies outside the range read from every carrier's
+    deliveries: a parcel history says nothing of a container ship."""
+    return moment is not None and not result.p10 <= moment <= result.p90
 
 
 def _anchor(situation: Situation) -> tuple[str, datetime]:

@@ -67,11 +67,12 @@ class ShipmentHistory:
 
     def anchors(self, delivery: Fact) -> dict[str, datetime | None]:
         """Where this delivery's transit is counted from, as known when the delivery was: the
-        pickup (or first scan) and the last out-for-delivery before it."""
+        pickup (or first scan) and the first time out for delivery (a failed attempt and a second
+        round are part of what follows it)."""
         known = [f for f in self.facts if f.known_by(delivery.known_at) and f.occurred_at <= delivery.occurred_at]
         pickup = _first(known, K.SHIPMENT_PICKED_UP) or _first(known, K.SHIPMENT_IN_TRANSIT)
         out = [f.occurred_at for f in known if f.kind == K.SHIPMENT_OUT_FOR_DELIVERY]
-        return {Anchor.PICKUP: pickup, Anchor.OUT_FOR_DELIVERY: max(out, default=None)}
+        return {Anchor.PICKUP: pickup, Anchor.OUT_FOR_DELIVERY: min(out, default=None)}
 
     def situation(self, as_of: datetime) -> Situation | None:
         """What was known at ``as_of``, or None when the delivery was known by then."""
@@ -89,7 +90,7 @@ class ShipmentHistory:
             as_of=as_of,
             stage=_stage(pickup, scans, outs),
             picked_up_at=pickup,
-            out_for_delivery_at=max(outs, default=None),
+            out_for_delivery_at=min(outs, default=None),
             last_scan_at=last_scan.occurred_at if last_scan else None,
             last_scan_place=last_scan.place if last_scan else "",
             promised_at=self.promised_at,

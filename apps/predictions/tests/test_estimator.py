@@ -134,3 +134,15 @@ def test_a_group_keeps_its_most_recent_deliveries():
     group = samples([1000.0] + [10.0] * MAX_SAMPLES)
     assert group.count == MAX_SAMPLES
     assert max(group.wall) == 10.0
+
+
+def test_every_carriers_deliveries_are_not_used_when_the_carriers_own_estimate_lies_outside_them():
+    parcels = {(ALL_KEY, Anchor.PICKUP): samples([float(h) for h in range(20, 60, 2)])}
+    vessel = MONDAY + timedelta(days=20)
+
+    result = estimate(situation(carrier_estimate_at=vessel), parcels)
+
+    assert result.basis == Basis.CARRIER
+    assert result.p50 == vessel
+    assert "all carriers: the carrier's estimate is outside their range" in result.reasons[0]
+    assert estimate(situation(carrier_estimate_at=MONDAY + timedelta(hours=40)), parcels).basis == Basis.MODEL
