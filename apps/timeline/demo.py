@@ -136,6 +136,8 @@ class Carrier:
     freight: tuple[int, int]
     currency: str
     delay_reasons: tuple[str, ...]
+    # The transit time the carrier quotes at pickup on every lane (its estimate until a delay).
+    quoted_hours: float
 
     @property
     def tracking_channel(self) -> ChannelSpec:
@@ -181,6 +183,7 @@ class Customer:
     po_prefix: str
     share: int  # relative number of orders
     bulk: int = 1  # quantity multiplier: ocean customers buy by the container
+    transit_factor: float = 1.0  # the lane from its warehouse: slower or faster than the carrier's usual
 
     def spec(self) -> PartnerSpec:
         return PartnerSpec(
@@ -241,7 +244,16 @@ WAREHOUSES = (DC_RTM, DC_RNO, DC_ATL)
 
 US_PARCEL_DELAYS = ("Weather delay at hub", "Sorting backlog at hub", "Late trailer arrival at hub")
 SWPX = Carrier(
-    "SWPX", "Swiftpost Parcel", "parcel", "US", "America/Chicago", (30, 90), (14, 95), "USD", US_PARCEL_DELAYS
+    "SWPX",
+    "Swiftpost Parcel",
+    "parcel",
+    "US",
+    "America/Chicago",
+    (30, 90),
+    (14, 95),
+    "USD",
+    US_PARCEL_DELAYS,
+    quoted_hours=48,
 )
 EUPL = Carrier(
     "EUPL",
@@ -253,6 +265,7 @@ EUPL = Carrier(
     (9, 48),
     "EUR",
     ("Hub capacity exceeded", "Address correction required", "Weather delay at hub"),
+    quoted_hours=24,
 )
 NRDL = Carrier(
     "NRDL",
@@ -264,6 +277,7 @@ NRDL = Carrier(
     (120, 640),
     "EUR",
     ("Missed groupage connection", "Driver hours exceeded", "Traffic congestion on A3"),
+    quoted_hours=48,
 )
 RDLN = Carrier(
     "RDLN",
@@ -275,6 +289,7 @@ RDLN = Carrier(
     (180, 1250),
     "USD",
     ("Missed linehaul connection", "Weather: winter storm on I-81", "Equipment breakdown"),
+    quoted_hours=72,
 )
 BLWT = Carrier(
     "BLWT",
@@ -286,6 +301,7 @@ BLWT = Carrier(
     (2400, 4800),
     "USD",
     ("Vessel rolled to next sailing", "Port congestion at destination", "Customs inspection hold"),
+    quoted_hours=456,
 )
 CARRIERS = (SWPX, EUPL, NRDL, RDLN, BLWT)
 
@@ -314,6 +330,7 @@ CUSTOMERS = (
         HOUSEWARES,
         "45",
         share=6,
+        transit_factor=0.8,
     ),
     Customer(
         "HARBORLINE",
@@ -330,6 +347,7 @@ CUSTOMERS = (
         GROCERY,
         "HL",
         share=6,
+        transit_factor=1.25,
     ),
     Customer(
         "SUNCREST",
@@ -350,6 +368,7 @@ CUSTOMERS = (
         OUTDOOR,
         "SC",
         share=5,
+        transit_factor=0.85,
     ),
     Customer(
         "MAPLELEAF",
@@ -370,6 +389,7 @@ CUSTOMERS = (
         OUTDOOR[:4] + HOUSEWARES[:2],
         "ML",
         share=4,
+        transit_factor=1.4,  # a border crossing
     ),
     Customer(
         "KOWHAI",
@@ -879,11 +899,11 @@ def _carrier_steps(shipment: ShipmentPlan, start: timedelta, rng: random.Random)
     carrier, origin, destination = shipment.carrier, shipment.warehouse.place, shipment.ship_to
     steps = [Step(K.SHIPMENT_MANIFESTED, start, origin)]
     steps.append(Step(K.SHIPMENT_TRACKING_ASSIGNED, start + _hours(rng, 0.1, 1.5), origin))
-    at = start + _hours(rng, 2, 10)
+    at = picked_up = start + _hours(rng, 2, 10)
     steps.append(Step(K.SHIPMENT_PICKED_UP, at, origin))
-    route = shipment.parts[0][0].customer.route
-    leg = _hours(rng, *carrier.transit_hours) / (len(route) + 1)
-    unplanned = timedelta(0)  # delays and failed attempts: not in the estimate the warehouse sends
+    customer = shipment.parts[0][0].customer
+    route = customer.route
+    leg = _hours(rng, *carrier.transit_hours) * customer.transit_factor / (len(route) + 1)
     delayed_at = rng.randrange(len(route)) if shipment.delayed else None
     for index, hub in enumerate(route):
         at += leg * rng.uniform(0.8, 1.2)
@@ -894,14 +914,14 @@ def _carrier_steps(shipment: ShipmentPlan, start: timedelta, rng: random.Random)
             )
             steps.append(Step(K.SHIPMENT_ETA_UPDATED, at + _hours(rng, 4, 6), hub))
             delay = _hours(rng, 30, 72) if any(o.late for o in shipment.orders) else _hours(rng, 12, 48)
-            at, unplanned = at + delay, unplanned + delay
+            at += delay
     at += leg * rng.uniform(0.8, 1.2)
     steps.append(Step(K.SHIPMENT_OUT_FOR_DELIVERY, at, destination))
     at += _hours(rng, 1.5, 6)
     if shipment.attempted:
         steps.append(Step(K.SHIPMENT_DELIVERY_ATTEMPTED, at, destination, {"reason": rng.choice(ATTEMPT_REASONS)}))
         retry = _hours(rng, 16, 20)
-        at, unplanned = at + retry, unplanned + retry
+        at += retry
         steps.append(Step(K.SHIPMENT_OUT_FOR_DELIVERY, at, destination))
         at += _hours(rng, 1.5, 6)
     if shipment.refused:
@@ -915,7 +935,9 @@ def _carrier_steps(shipment: ShipmentPlan, start: timedelta, rng: random.Random)
                 )
             )
         steps.append(Step(K.SHIPMENT_POD_RECEIVED, at + _hours(rng, 0.2, 30), destination))
-    shipment.eta_offset = at - unplanned
+    # The carrier's first estimate is its quote, the same on every lane: delays and failed attempts
+    # are not in it; after a delay it estimates again from the actual delivery.
+    shipment.eta_offset = picked_up + timedelta(hours=carrier.quoted_hours)
     for step in steps:
         if step.kind == K.SHIPMENT_ETA_UPDATED:
             step.detail["eta_offset"] = at
