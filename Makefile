@@ -14,7 +14,7 @@ ORDERS ?= 20000
 WORKERS ?= 2
 TEST_PROCESSES ?= 2
 
-.PHONY: demo test bench bench-scale bench-serving bench-pages mutation lint format migrate serve clean
+.PHONY: demo test bench bench-scale bench-serving bench-pages bench-predictions mutation lint format migrate serve clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -63,6 +63,10 @@ bench-serving: $(STAMP)
 # Page latencies at a million orders on the production server (PAGES_ORDERS=...); see bench/pages.py.
 bench-pages: $(STAMP)
 	$(BIN)/python -m bench.pages
+
+# Predicted delivery on the demo's history (PREDICTION_ORDERS=1500): the backtest against its targets.
+bench-predictions: $(STAMP)
+	$(BIN)/python -m bench.predictions
 
 # Mutation testing of the functions that guard money and trust (not part of `make test` or CI; about
 # an hour on two shared cores). Needs a PostgreSQL DATABASE_URL; the sources, tests and settings are in
