@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include("apps.timeline.api_urls")),
     path("api/v1/", include("apps.ingest.api_urls")),
     path("api/v1/", include("apps.exceptions.api_urls")),
+    path("api/v1/", include("apps.predictions.api_urls")),
     path("hooks/<str:partner>/<str:channel>/", ingest_views.webhook, name="webhook"),
     path("", include("apps.timeline.urls")),
     path("", include("apps.exceptions.urls")),
