@@ -197,6 +197,37 @@ def ingest_cases() -> list[dict]:
     ]
 
 
+def inventory_cases(lines: int = 100_000, part: int = 5000) -> list[dict]:
+    """A warehouse's full snapshot in parts of ``part`` lines, applied two parts a batch as ingest
+    does (peak memory target: under 50 MB), then one movement on top of it (its query count does
+    not grow with the snapshot)."""
+    from apps.partners.services import partner_upsert
+
+    partner_upsert(code="BNCHINV", kind="warehouse")
+    at = T0.isoformat()
+    parts = [
+        {
+            "event_id": f"bench-stock-{start}",
+            "kind": "inventory.snapshot",
+            "occurred_at": at,
+            "lines": [{"sku": f"INV-{n}", "quantity": str(n % 97)} for n in range(start, min(start + part, lines))],
+            "attributes": {"warehouse": "BNCHINV", "snapshot": "full"},
+        }
+        for start in range(0, lines, part)
+    ]
+    snapshot = measure(
+        f"inventory: {lines:,}-line full snapshot, applied", [parts[i : i + 2] for i in range(0, len(parts), 2)]
+    )
+    movement = {
+        "event_id": "bench-move-1",
+        "kind": "inventory.adjusted",
+        "occurred_at": (T0 + timedelta(hours=1)).isoformat(),
+        "lines": [{"sku": "INV-5", "quantity": "-1"}],
+        "attributes": {"warehouse": "BNCHINV"},
+    }
+    return [snapshot, measure(f"inventory: one movement after {lines:,} positions", [[movement]])]
+
+
 def queue_cases(count: int) -> list[dict]:
     """The finance queue with ``count`` open cases: the first page, a filtered page, a late page."""
     from django.contrib.auth import get_user_model
@@ -357,6 +388,7 @@ def main() -> int:
     results = [measure(name, batches) for name, batches in cases()]
     results += outbound_cases()
     results += ingest_cases()
+    results += inventory_cases()
     results += queue_cases(10_000)
     results += kpi_cases()
     _print_table(results)
