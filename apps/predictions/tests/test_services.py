@@ -3,7 +3,12 @@
 import pytest
 
 from apps.predictions.models import Prediction, TransitProfile
-from apps.predictions.services import predictions_refresh, predictions_refresh_all, profiles_rebuild
+from apps.predictions.services import (
+    deliveries_learn,
+    predictions_refresh,
+    predictions_refresh_all,
+    profiles_rebuild,
+)
 from apps.predictions.tests.story import apply, at, carrier, shipment_events
 from apps.timeline.models import Shipment
 
@@ -98,3 +103,44 @@ def test_the_periodic_refresh_learns_recent_deliveries_and_predicts_every_open_s
 def test_deliveries_older_than_the_window_are_forgotten(lane_history):
     profiles_rebuild(now=at(24 * 400))
     assert not TransitProfile.objects.exists()
+
+
+def lane_deliveries() -> int:
+    return TransitProfile.objects.get(key__startswith="lane:", anchor="pickup").deliveries
+
+
+def test_a_delivery_is_learnt_at_once_and_only_once(lane_history, django_capture_on_commit_callbacks):
+    pickup = 24 * HISTORY + 10
+    [shipment_id] = open_shipments(1, pickup=pickup)
+    predictions_refresh(shipment_ids=[shipment_id], now=at(pickup + 1))
+    assert lane_deliveries() == HISTORY
+
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(shipment_events("OPEN0", pickup=pickup, delivered=pickup + 40))
+    assert lane_deliveries() == HISTORY + 1
+    assert not Prediction.objects.filter(shipment_id=shipment_id).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(shipment_events("OPEN0", pickup=pickup, out_for_delivery=pickup + 38))
+    assert lane_deliveries() == HISTORY + 1
+
+
+@pytest.mark.parametrize("count", [1, 25])
+def test_learning_a_batch_of_deliveries_costs_the_same_queries(lane_history, count, django_assert_num_queries):
+    pickup = 24 * HISTORY + 10
+    ids = open_shipments(count, pickup=pickup)
+    predictions_refresh(shipment_ids=ids, now=at(pickup + 1))
+    apply(*(shipment_events(f"OPEN{i}", pickup=pickup, delivered=pickup + 40) for i in range(count)))
+    # claim, lock, three for the histories, the profiles, update, delete (the savepoint around them)
+    with django_assert_num_queries(10):
+        assert deliveries_learn(shipment_ids=ids) == count
+    assert lane_deliveries() == HISTORY + count
+
+
+def test_a_shipment_not_picked_up_yet_has_no_prediction(lane_history):
+    apply(
+        [item for item in shipment_events("WAITING", pickup=24 * HISTORY + 10) if item["kind"] != "shipment.picked_up"]
+    )
+    waiting = Shipment.objects.get(number="WAITING").id
+    assert predictions_refresh(shipment_ids=[waiting], now=at(24 * HISTORY + 20)) == 0
+    assert not Prediction.objects.exists()
