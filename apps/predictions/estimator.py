@@ -180,7 +180,7 @@ def estimate(situation: Situation, profiles: Profiles) -> Estimate:
         if len(remaining) < MIN_DELIVERIES:
             tried.append(f"{words}: {len(remaining)}")
             continue
-        result = _from_samples(situation, start, remaining, samples, words, working, tried)
+        result = _from_samples(situation, (anchor, start), remaining, samples, words, working, tried)
         if key == "all" and _outside(situation.carrier_estimate_at, result):
             break
         return result
@@ -205,13 +205,15 @@ def _anchor(situation: Situation) -> tuple[str, datetime]:
 
 def _from_samples(
     situation: Situation,
-    start: datetime,
+    anchored: tuple[str, datetime],
     remaining: list[float],
     samples: Samples,
     words: str,
     working: bool,
     tried: list[str],
 ) -> Estimate:
+    anchor, start = anchored
+
     def at(q: float) -> datetime:
         return add_hours(start, quantile(remaining, q), working=working)
 
@@ -223,7 +225,7 @@ def _from_samples(
         # Half a delivery each way keeps the probability off 0 and 1 on a small group.
         late = (later + 0.5) / (len(remaining) + 1)
     ordered = samples.working if working else samples.wall
-    since = "out for delivery" if start == situation.out_for_delivery_at else "pickup"
+    since = "out for delivery" if anchor == Anchor.OUT_FOR_DELIVERY else "pickup"
     typical, long = hours_text(quantile(ordered, 0.5)), hours_text(quantile(ordered, 0.9))
     reasons = [f"{words[0].upper()}{words[1:]}: {samples.count} deliveries, from {since} p50 {typical}, p90 {long}."]
     if tried:

@@ -71,6 +71,10 @@ def test_too_few_deliveries_anywhere_says_so_and_shows_the_carriers_estimate():
     assert result.reasons[0].startswith("Too few deliveries to predict (lane Dallas→NA-East with Fast Freight: 3;")
     assert "Showing the carrier's estimate." in result.reasons
 
+    waiting = estimate(situation(stage=None, picked_up_at=None, carrier_estimate_at=eta), {})
+    assert (waiting.basis, waiting.p50) == (Basis.CARRIER, eta)
+    assert waiting.reasons[0] == "Not picked up yet: transit starts at pickup."
+
     nothing = estimate(situation(), {})
     assert nothing.basis == Basis.NONE
     assert nothing.p50 is None
