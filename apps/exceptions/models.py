@@ -33,6 +33,8 @@ class SubjectType(models.TextChoices):
     FREIGHT_CHARGE = "freight_charge", "Freight charge"
     MESSAGE = "message", "Inbound message"
     PARKED_EVENT = "parked_event", "Parked event"
+    STOCK_POSITION = "stock_position", "Stock position"
+    STOCK_FEED = "stock_feed", "Stock feed"
 
 
 class ExceptionRule(models.Model):

@@ -17,11 +17,14 @@ from django.db.models.functions import Coalesce, Greatest
 from apps.billing.models import FreightCharge, Invoice
 from apps.exceptions.models import ExceptionCase, ExceptionRule, Queue, Severity, SubjectType
 from apps.ingest.models import InboundMessage
+from apps.inventory.selectors import mismatched_positions, positions_over_promised, stale_feeds
 from apps.predictions.models import RiskThreshold
 from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
 OrderIds = set[int] | None
+# Subjects no order touches: their rules run on the periodic sweep only.
+SWEEP_ONLY = (SubjectType.MESSAGE, SubjectType.PARKED_EVENT, SubjectType.STOCK_POSITION, SubjectType.STOCK_FEED)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Detector:
     @property
     def order_scoped(self) -> bool:
         """Whether an apply's touched orders can change this rule's answer (else: sweep only)."""
-        return self.subject_type not in (SubjectType.MESSAGE, SubjectType.PARKED_EVENT)
+        return self.subject_type not in SWEEP_ONLY
 
 
 # --- scoping ----------------------------------------------------------------------------------
@@ -403,6 +406,51 @@ def dead_letter(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list
     ]
 
 
+# --- inventory --------------------------------------------------------------------------------
+
+
+def _position_hits(positions: QuerySet, describe: Callable[[dict], str]) -> list[Hit]:
+    rows = positions.values(
+        "id", "sku", "uom", "warehouse_id", "warehouse__code", "quantity", "book_quantity", "allocated", "atp"
+    )
+    return [Hit(subject_id=row["id"], summary=describe(row), partner_id=row["warehouse_id"]) for row in rows]
+
+
+def stock_mismatch(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    """On hand and book stock differ beyond the tolerance, and both figures are at least
+    ``threshold`` old (movements posted late in one system get that long to arrive)."""
+    found = mismatched_positions(default_percent=rule.tolerance or Decimal(0), warehouse_id=rule.scope_partner_id)
+    cutoff = now - rule.threshold
+    return _position_hits(
+        found.filter(as_of__lte=cutoff, book_as_of__lte=cutoff),
+        lambda p: (
+            f"{p['warehouse__code']} {p['sku']}: on hand {p['quantity']:f} {p['uom']}, book {p['book_quantity']:f}"
+        ),
+    )
+
+
+def negative_atp(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    found = positions_over_promised(warehouse_id=rule.scope_partner_id)
+    return _position_hits(
+        found.filter(as_of__lte=now - rule.threshold),
+        lambda p: (
+            f"{p['warehouse__code']} {p['sku']}: {p['allocated']:f} {p['uom']} promised, {p['quantity']:f} on hand"
+        ),
+    )
+
+
+def stock_snapshot_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    feeds = stale_feeds(now=now, grace=rule.threshold, warehouse_id=rule.scope_partner_id)
+    return [
+        Hit(
+            subject_id=feed.id,
+            summary=f"No stock snapshot from {feed.warehouse.code} since {feed.last_snapshot_at:%Y-%m-%d %H:%M} UTC",
+            partner_id=feed.warehouse_id,
+        )
+        for feed in feeds
+    ]
+
+
 H, D = timedelta(hours=1), timedelta(days=1)
 _S, _Q, _V = SubjectType, Queue, Severity
 DETECTORS: dict[str, Detector] = {
@@ -532,5 +580,36 @@ DETECTORS: dict[str, Detector] = {
             parked_too_long,
         ),
         Detector("dead_letter", "Dead-lettered message", _S.MESSAGE, _Q.INTEGRATION, _V.HIGH, 0 * H, D, dead_letter),
+        Detector(
+            "stock_mismatch",
+            "Stock: on hand differs from book",
+            _S.STOCK_POSITION,
+            _Q.SUPPLY_CHAIN,
+            _V.MEDIUM,
+            0 * H,
+            2 * D,
+            stock_mismatch,
+            Decimal("0.02"),
+        ),
+        Detector(
+            "negative_atp",
+            "Stock: more promised than on hand",
+            _S.STOCK_POSITION,
+            _Q.SUPPLY_CHAIN,
+            _V.HIGH,
+            0 * H,
+            D,
+            negative_atp,
+        ),
+        Detector(
+            "stock_snapshot_stale",
+            "Stock: snapshot late",
+            _S.STOCK_FEED,
+            _Q.SUPPLY_CHAIN,
+            _V.MEDIUM,
+            4 * H,
+            D,
+            stock_snapshot_stale,
+        ),
     )
 }

@@ -144,3 +144,25 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.sku} x {self.quantity}"
+
+
+class StockTolerance(models.Model):
+    """How far on hand may differ from book before it is a mismatch: within ``units`` or within
+    ``percent`` of book stock. The most specific row for a position applies (warehouse and SKU,
+    then SKU, then warehouse); without one, the stock mismatch rule's tolerance (a fraction)."""
+
+    warehouse = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    sku = models.CharField(max_length=100, blank=True)
+    units = models.DecimalField(max_digits=14, decimal_places=3, default=Decimal(0))
+    percent = models.DecimalField(
+        max_digits=6, decimal_places=4, default=Decimal(0), help_text="A fraction of book stock, e.g. 0.02 for 2 %."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["warehouse", "sku"], name="unique_stock_tolerance"),
+            models.CheckConstraint(condition=Q(warehouse__isnull=False) | ~Q(sku=""), name="stock_tolerance_scoped"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse_id or '*'} {self.sku or '*'}: {self.units} units or {self.percent:%}"

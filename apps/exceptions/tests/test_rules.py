@@ -25,8 +25,9 @@ from apps.exceptions.rules import DETECTORS
 from apps.exceptions.services import builtin_rules_ensure, cases_close, detect
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive, messages_replay
+from apps.inventory.models import InventoryPosition, StockFeed
 from apps.partners.models import Partner
-from apps.timeline.events import parse_events
+from apps.timeline.events import EventSource, parse_events
 from apps.timeline.models import Order, ParkedEvent, Shipment
 from apps.timeline.services import ApplyResult, apply_events, retry_parked_events
 
@@ -245,6 +246,52 @@ def _replay(key: str) -> None:
     assert message.status == InboundMessage.Status.PROCESSED
 
 
+def _stock(key: str, kind: str, age: timedelta, sku: str, quantity: str, *, sender: str, warehouse: str) -> None:
+    item = ev(f"{key}-{sender}-{kind}-{age}", f"inventory.{kind}", age, lines=[{"sku": sku, "quantity": quantity}])
+    item["attributes"] = {"warehouse": warehouse}
+    result = apply_events(parse_events([item], source=EventSource(partner=sender)))
+    assert not result.rejected
+
+
+def _stock_mismatch(key: str, age: timedelta) -> Built:
+    """The warehouse counts 100, the ERP books 80."""
+    _stock(key, "snapshot", age, f"SKU-{key}", "100", sender="DCLYON", warehouse="DCLYON")
+    _stock(key, "snapshot", age, f"SKU-{key}", "80", sender="ERP", warehouse="DCLYON")
+    return Built(InventoryPosition.objects.get(sku=f"SKU-{key}").pk, set())
+
+
+def _recount(key: str) -> None:
+    _stock(key, "snapshot", NOW, f"SKU-{key}", "80", sender="DCLYON", warehouse="DCLYON")
+
+
+def _own_warehouse(key: str) -> str:
+    return Partner.objects.get_or_create(code=f"DC-{key}", defaults={"name": key, "kind": Partner.Kind.WAREHOUSE})[
+        0
+    ].code
+
+
+def _negative_atp(key: str, age: timedelta) -> Built:
+    """5 released to a warehouse that has 2."""
+    warehouse = _own_warehouse(key)
+    _stock(key, "snapshot", age, "SKU-1", "2", sender=warehouse, warehouse=warehouse)
+    apply(
+        created(key, age + H),
+        ev(f"{key}-released", "order.released", age, ("order", key), attributes={"warehouse": warehouse}),
+    )
+    return Built(InventoryPosition.objects.get(warehouse__code=warehouse).pk, set())
+
+
+def _stale_snapshot(key: str, age: timedelta) -> Built:
+    """A daily snapshot due ``age`` ago."""
+    warehouse = _own_warehouse(key)
+    _stock(key, "snapshot", age + timedelta(days=1), "SKU-1", "2", sender=warehouse, warehouse=warehouse)
+    return Built(StockFeed.objects.get(warehouse__code=warehouse, view="on_hand").pk, set())
+
+
+def _next_snapshot(key: str) -> None:
+    _stock(key, "snapshot", NOW, "SKU-1", "2", sender=f"DC-{key}", warehouse=f"DC-{key}")
+
+
 NOW = timedelta(minutes=5)
 
 
@@ -337,6 +384,9 @@ SCENARIOS = [
     ),
     Scenario("parked_too_long", _parked, lambda k: apply(created(k, 100 * H)), S.PARKED_EVENT),
     Scenario("dead_letter", _dead_letter, _replay, S.MESSAGE),
+    Scenario("stock_mismatch", _stock_mismatch, _recount, S.STOCK_POSITION),
+    Scenario("negative_atp", _negative_atp, lambda k: apply(manifested(k, NOW)), S.STOCK_POSITION),
+    Scenario("stock_snapshot_stale", _stale_snapshot, _next_snapshot, S.STOCK_FEED),
 ]
 CLEARING = [s for s in SCENARIOS if s.clear is not None]
 

@@ -7,98 +7,177 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('partners', '0006_channel_mapping_versions'),
-        ('timeline', '0007_delete_inventoryposition'),
+        ("partners", "0006_channel_mapping_versions"),
+        ("timeline", "0007_delete_inventoryposition"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Allocation',
+            name="Allocation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=100)),
-                ('uom', models.CharField(max_length=10)),
-                ('quantity', models.DecimalField(decimal_places=3, max_digits=14)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='timeline.order')),
-                ('warehouse', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='partners.partner')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sku", models.CharField(max_length=100)),
+                ("uom", models.CharField(max_length=10)),
+                ("quantity", models.DecimalField(decimal_places=3, max_digits=14)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="timeline.order"
+                    ),
+                ),
+                (
+                    "warehouse",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="partners.partner",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['sku', 'uom', 'warehouse'], name='allocation_sku'), models.Index(condition=models.Q(('warehouse__isnull', False)), fields=['warehouse'], name='allocation_warehouse')],
-                'constraints': [models.UniqueConstraint(fields=('order', 'sku', 'uom'), name='unique_allocation')],
+                "indexes": [
+                    models.Index(fields=["sku", "uom", "warehouse"], name="allocation_sku"),
+                    models.Index(
+                        condition=models.Q(("warehouse__isnull", False)),
+                        fields=["warehouse"],
+                        name="allocation_warehouse",
+                    ),
+                ],
+                "constraints": [models.UniqueConstraint(fields=("order", "sku", "uom"), name="unique_allocation")],
             },
         ),
         migrations.CreateModel(
-            name='InventoryPosition',
+            name="InventoryPosition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=100)),
-                ('uom', models.CharField(default='EA', max_length=10)),
-                ('quantity', models.DecimalField(blank=True, decimal_places=3, max_digits=14, null=True, verbose_name='on hand')),
-                ('counted_quantity', models.DecimalField(decimal_places=3, default=Decimal('0'), max_digits=14)),
-                ('counted_at', models.DateTimeField(blank=True, null=True)),
-                ('counted_rank', models.SmallIntegerField(choices=[(0, 'Omitted from a full snapshot'), (1, 'Reported')], default=0)),
-                ('counted_event', models.CharField(blank=True, max_length=200)),
-                ('moved', models.DecimalField(decimal_places=3, default=Decimal('0'), max_digits=14)),
-                ('as_of', models.DateTimeField(blank=True, help_text='The latest on-hand report applied.', null=True)),
-                ('book_quantity', models.DecimalField(blank=True, decimal_places=3, max_digits=14, null=True, verbose_name='book')),
-                ('book_counted_quantity', models.DecimalField(decimal_places=3, default=Decimal('0'), max_digits=14)),
-                ('book_counted_at', models.DateTimeField(blank=True, null=True)),
-                ('book_counted_rank', models.SmallIntegerField(choices=[(0, 'Omitted from a full snapshot'), (1, 'Reported')], default=0)),
-                ('book_counted_event', models.CharField(blank=True, max_length=200)),
-                ('book_moved', models.DecimalField(decimal_places=3, default=Decimal('0'), max_digits=14)),
-                ('book_as_of', models.DateTimeField(blank=True, help_text='The latest book-stock report applied.', null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('warehouse', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='inventory_positions', to='partners.partner')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sku", models.CharField(max_length=100)),
+                ("uom", models.CharField(default="EA", max_length=10)),
+                (
+                    "quantity",
+                    models.DecimalField(blank=True, decimal_places=3, max_digits=14, null=True, verbose_name="on hand"),
+                ),
+                ("counted_quantity", models.DecimalField(decimal_places=3, default=Decimal("0"), max_digits=14)),
+                ("counted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "counted_rank",
+                    models.SmallIntegerField(choices=[(0, "Omitted from a full snapshot"), (1, "Reported")], default=0),
+                ),
+                ("counted_event", models.CharField(blank=True, max_length=200)),
+                ("moved", models.DecimalField(decimal_places=3, default=Decimal("0"), max_digits=14)),
+                ("as_of", models.DateTimeField(blank=True, help_text="The latest on-hand report applied.", null=True)),
+                (
+                    "book_quantity",
+                    models.DecimalField(blank=True, decimal_places=3, max_digits=14, null=True, verbose_name="book"),
+                ),
+                ("book_counted_quantity", models.DecimalField(decimal_places=3, default=Decimal("0"), max_digits=14)),
+                ("book_counted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "book_counted_rank",
+                    models.SmallIntegerField(choices=[(0, "Omitted from a full snapshot"), (1, "Reported")], default=0),
+                ),
+                ("book_counted_event", models.CharField(blank=True, max_length=200)),
+                ("book_moved", models.DecimalField(decimal_places=3, default=Decimal("0"), max_digits=14)),
+                (
+                    "book_as_of",
+                    models.DateTimeField(blank=True, help_text="The latest book-stock report applied.", null=True),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "warehouse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="inventory_positions",
+                        to="partners.partner",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['warehouse', 'sku', 'uom'],
-                'indexes': [models.Index(fields=['sku', 'warehouse'], name='inventory_position_sku')],
-                'constraints': [models.UniqueConstraint(fields=('warehouse', 'sku', 'uom'), name='unique_inventory_position')],
+                "ordering": ["warehouse", "sku", "uom"],
+                "indexes": [models.Index(fields=["sku", "warehouse"], name="inventory_position_sku")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("warehouse", "sku", "uom"), name="unique_inventory_position")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=100)),
-                ('uom', models.CharField(max_length=10)),
-                ('view', models.CharField(choices=[('on_hand', 'On hand (warehouse)'), ('book', 'Book (ERP)')], max_length=8)),
-                ('kind', models.CharField(choices=[('snapshot', 'Snapshot'), ('movement', 'Movement')], max_length=8)),
-                ('quantity', models.DecimalField(decimal_places=3, max_digits=14)),
-                ('occurred_at', models.DateTimeField()),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('event_id', models.CharField(max_length=200)),
-                ('line', models.PositiveIntegerField()),
-                ('source_message_id', models.BigIntegerField(blank=True, null=True)),
-                ('recorded_at', models.DateTimeField(auto_now_add=True)),
-                ('source_partner', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='partners.partner')),
-                ('warehouse', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='partners.partner')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sku", models.CharField(max_length=100)),
+                ("uom", models.CharField(max_length=10)),
+                (
+                    "view",
+                    models.CharField(
+                        choices=[("on_hand", "On hand (warehouse)"), ("book", "Book (ERP)")], max_length=8
+                    ),
+                ),
+                ("kind", models.CharField(choices=[("snapshot", "Snapshot"), ("movement", "Movement")], max_length=8)),
+                ("quantity", models.DecimalField(decimal_places=3, max_digits=14)),
+                ("occurred_at", models.DateTimeField()),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("event_id", models.CharField(max_length=200)),
+                ("line", models.PositiveIntegerField()),
+                ("source_message_id", models.BigIntegerField(blank=True, null=True)),
+                ("recorded_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "source_partner",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+", to="partners.partner"
+                    ),
+                ),
+                (
+                    "warehouse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="partners.partner"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['occurred_at', 'event_id', 'line'],
-                'indexes': [models.Index(fields=['warehouse', 'sku', 'uom', 'view', 'occurred_at'], name='ledger_position_time')],
-                'constraints': [models.UniqueConstraint(fields=('source_partner', 'event_id', 'line'), name='unique_ledger_line')],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["occurred_at", "event_id", "line"],
+                "indexes": [
+                    models.Index(fields=["warehouse", "sku", "uom", "view", "occurred_at"], name="ledger_position_time")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("source_partner", "event_id", "line"), name="unique_ledger_line")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StockFeed',
+            name="StockFeed",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('view', models.CharField(choices=[('on_hand', 'On hand (warehouse)'), ('book', 'Book (ERP)')], max_length=8)),
-                ('last_snapshot_at', models.DateTimeField(blank=True, null=True)),
-                ('full_snapshot_at', models.DateTimeField(blank=True, null=True)),
-                ('full_snapshot_event', models.CharField(blank=True, max_length=200)),
-                ('cadence', models.DurationField(default=datetime.timedelta(days=1), help_text='How often a snapshot is expected (e.g. 1 00:00:00 for daily).')),
-                ('warehouse', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stock_feeds', to='partners.partner')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "view",
+                    models.CharField(
+                        choices=[("on_hand", "On hand (warehouse)"), ("book", "Book (ERP)")], max_length=8
+                    ),
+                ),
+                ("last_snapshot_at", models.DateTimeField(blank=True, null=True)),
+                ("full_snapshot_at", models.DateTimeField(blank=True, null=True)),
+                ("full_snapshot_event", models.CharField(blank=True, max_length=200)),
+                (
+                    "cadence",
+                    models.DurationField(
+                        default=datetime.timedelta(days=1),
+                        help_text="How often a snapshot is expected (e.g. 1 00:00:00 for daily).",
+                    ),
+                ),
+                (
+                    "warehouse",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="stock_feeds", to="partners.partner"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['warehouse', 'view'],
-                'constraints': [models.UniqueConstraint(fields=('warehouse', 'view'), name='unique_stock_feed')],
+                "ordering": ["warehouse", "view"],
+                "constraints": [models.UniqueConstraint(fields=("warehouse", "view"), name="unique_stock_feed")],
             },
         ),
     ]
