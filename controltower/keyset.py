@@ -135,7 +135,7 @@ def _decode(cursor: str | None, keys: list[Key]) -> list[Any] | None:
         return None
     if not isinstance(values, list) or len(values) != len(keys):
         return None
-    if not all(value is None or isinstance(value, str | int) for value in values):
+    if not all(value is None or isinstance(value, str | int | float) for value in values):
         return None
     return values
 

@@ -258,6 +258,7 @@ READS: dict[str, Read] = {
     "order-prediction": Read(
         lambda w: reverse("order-prediction", args=[w.order.pk]), EVERY_ROLE, "Predicted delivery"
     ),
+    "shipments-at-risk": Read(lambda w: reverse("shipments-at-risk"), EVERY_ROLE, "Shipments at risk"),
     "api-predictions": Read(lambda w: reverse("api-predictions"), EVERY_ROLE, '"results"', api=True),
     "prediction-backtest": Read(
         lambda w: reverse("prediction-backtest"), frozenset({FINANCE, SUPPLY, INTEGRATION}), "how accurate it has been"

@@ -1,7 +1,8 @@
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from apps.partners.models import Partner
+from apps.predictions.estimator import Stage
 from apps.timeline.models import Shipment
 
 
@@ -47,13 +48,21 @@ class Prediction(models.Model):
 
     class Meta:
         indexes = [
+            # The riskiest first, as the at-risk list pages through them (keyset on risk, shipment).
             models.Index(
-                fields=["late_probability"], condition=Q(late_probability__isnull=False), name="prediction_by_risk"
+                F("late_probability").desc(),
+                F("shipment"),
+                condition=Q(late_probability__isnull=False),
+                name="prediction_by_risk",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.shipment_id}: {self.p50:%Y-%m-%d %H:%M}" if self.p50 else f"{self.shipment_id}: none"
+
+    @property
+    def stage_label(self) -> str:
+        return Stage.LABELS.get(self.stage, "")
 
 
 class RiskThreshold(models.Model):

@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from apps.predictions.models import BacktestReport, Prediction
-from apps.timeline.models import Shipment
+from apps.timeline.models import Order, Shipment
+from controltower.keyset import Key
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,21 @@ def order_predictions(order_id: int) -> list[ShipmentPrediction]:
         Shipment.objects.filter(orders=order_id).select_related("carrier", "prediction").order_by("manifested_at", "id")
     )
     return [ShipmentPrediction(shipment, getattr(shipment, "prediction", None)) for shipment in shipments]
+
+
+# The riskiest first, as keys for keyset pagination; read through the index prediction_by_risk.
+RISK_ORDER = [Key("late_probability", descending=True), Key("shipment_id")]
+
+
+def risk_list(*, min_risk: float | None = None, customer: str = "") -> QuerySet[Prediction]:
+    """Shipments on their way with a risk, for the at-risk page: each with its carrier and the
+    orders it carries (with their customers), in two queries a page."""
+    predictions = predictions_by_risk(min_risk=min_risk, customer=customer or None).filter(
+        late_probability__isnull=False
+    )
+    return predictions.prefetch_related(
+        Prefetch("shipment__orders", queryset=Order.objects.select_related("customer").order_by("id"))
+    )
 
 
 def latest_backtest() -> BacktestReport | None:

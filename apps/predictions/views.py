@@ -1,13 +1,16 @@
-"""The prediction on the order page (a fragment the page loads), and the backtest on the dashboard."""
+"""The prediction on the order page (a fragment the page loads), the shipments at risk, and the
+backtest on the dashboard."""
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from apps.dashboards.charts import Bar, Series, bar_chart, line_chart
-from apps.predictions.selectors import latest_backtest, order_predictions
+from apps.predictions.selectors import RISK_ORDER, latest_backtest, order_predictions, risk_list
 from apps.timeline.models import Order
 from controltower.access import role_required
+from controltower.keyset import keyset_page
 
 READ = "timeline.view_shipment"
 DASHBOARD = "dashboards.view_sla_dashboard"
@@ -19,6 +22,31 @@ def order_prediction(request: HttpRequest, order_id: int) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
     rows = order_predictions(order.pk)
     return render(request, "predictions/_order_prediction.html", {"order": order, "rows": rows})
+
+
+RISKS = [("", "Any"), ("0.3", "30 % or more"), ("0.5", "50 % or more"), ("0.8", "80 % or more")]
+PER_PAGE = 50
+
+
+class RiskFilterForm(forms.Form):
+    min_risk = forms.TypedChoiceField(choices=RISKS, coerce=float, empty_value=None, required=False, label="Risk")
+    customer = forms.CharField(max_length=40, required=False, strip=True, label="Customer code")
+
+
+@require_GET
+@role_required(READ)
+def risk_page(request: HttpRequest) -> HttpResponse:
+    """Shipments on their way, the most likely to miss their promise first."""
+    form = RiskFilterForm(request.GET)
+    filters = form.cleaned_data if form.is_valid() else {}
+    rows = risk_list(min_risk=filters.get("min_risk"), customer=filters.get("customer", ""))
+    page = keyset_page(
+        rows, RISK_ORDER, size=PER_PAGE, after=request.GET.get("after"), before=request.GET.get("before")
+    )
+    query = request.GET.copy()
+    for cursor in ("after", "before"):
+        query.pop(cursor, None)
+    return render(request, "predictions/at_risk.html", {"form": form, "page": page, "query": query.urlencode()})
 
 
 @require_GET
