@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/v1/", include("apps.ingest.api_urls")),
     path("api/v1/", include("apps.exceptions.api_urls")),
     path("api/v1/", include("apps.predictions.api_urls")),
+    path("api/v1/", include("apps.inventory.api_urls")),
     path("hooks/<str:partner>/<str:channel>/", ingest_views.webhook, name="webhook"),
     path("", include("apps.timeline.urls")),
     path("", include("apps.exceptions.urls")),
@@ -34,4 +35,5 @@ urlpatterns = [
     path("", include("apps.outbound.tracking_urls")),
     path("", include("apps.outbound.urls")),
     path("", include("apps.predictions.urls")),
+    path("", include("apps.inventory.urls")),
 ]

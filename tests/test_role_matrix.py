@@ -27,6 +27,7 @@ from apps.exceptions.models import ExceptionCase, NotificationPreference
 from apps.exceptions.roles import roles_ensure
 from apps.exceptions.services import builtin_rules_ensure, detect
 from apps.ingest.models import InboundMessage
+from apps.inventory.models import InventoryPosition
 from apps.outbound.models import Delivery, Subscription, TrackingLink
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventSource, parse_events
@@ -58,6 +59,7 @@ QUEUE_OF = {CS: "customer_service", FINANCE: "finance", SUPPLY: "supply_chain", 
 # The money in the story, as each surface prints it ("734.25 EUR", "734.2500", "734.25").
 FREIGHT_AMOUNT, FREIGHT_QUOTE, FREIGHT_EXCESS = "734.25", "610.00", "124.25"
 INVOICE_AMOUNT = "968.40"
+STOCK_SKU = "SKU-STOCK-7"
 DEAD_ERROR = "ST segment count does not match SE01"
 
 
@@ -148,6 +150,12 @@ def world(django_user_model) -> World:
         partner="UPSN",
         channel="hook",
     )
+    stock = [{"sku": STOCK_SKU, "quantity": "40"}]
+    _apply(
+        _event("stock-1", "inventory.snapshot", 1, lines=stock, attributes={"warehouse": "DCLYON"}),
+        partner="DCLYON",
+        channel="edi",
+    )
     dead = InboundMessageFactory(partner=erp, status=InboundMessage.Status.DEAD, error=DEAD_ERROR, format="x12")
     detect()
     cases = {
@@ -220,7 +228,15 @@ def _case(code: str) -> Callable[[World], int]:
     return lambda w: w.cases[code].pk
 
 
+def _stock_position(_: World) -> str:
+    return reverse("inventory-position", args=[InventoryPosition.objects.get(sku=STOCK_SKU).pk])
+
+
 READS: dict[str, Read] = {
+    "inventory": Read(lambda w: reverse("inventory"), frozenset({SUPPLY}), STOCK_SKU),
+    "inventory-export": Read(lambda w: reverse("inventory-export"), frozenset({SUPPLY}), STOCK_SKU),
+    "inventory-position": Read(_stock_position, frozenset({SUPPLY}), STOCK_SKU),
+    "api-inventory": Read(lambda w: reverse("api-inventory"), frozenset({SUPPLY}), f'"{STOCK_SKU}"', api=True),
     "search": Read(lambda w: reverse("search") + "?q=SO-471", EVERY_ROLE, "SO-4712"),
     # What needs you now: every signed-in person lands here; one without a role is told so.
     "home": Read(lambda w: reverse("home"), EVERY_ROLE | {NO_ROLE}, "What needs you now"),

@@ -17,7 +17,12 @@ from django.db.models.functions import Coalesce, Greatest
 from apps.billing.models import FreightCharge, Invoice
 from apps.exceptions.models import ExceptionCase, ExceptionRule, Queue, Severity, SubjectType
 from apps.ingest.models import InboundMessage
-from apps.inventory.selectors import mismatched_positions, positions_over_promised, stale_feeds
+from apps.inventory.selectors import (
+    DEFAULT_MISMATCH_PERCENT,
+    mismatched_positions,
+    positions_over_promised,
+    stale_feeds,
+)
 from apps.predictions.models import RiskThreshold
 from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
@@ -589,7 +594,7 @@ DETECTORS: dict[str, Detector] = {
             0 * H,
             2 * D,
             stock_mismatch,
-            Decimal("0.02"),
+            DEFAULT_MISMATCH_PERCENT,
         ),
         Detector(
             "negative_atp",

@@ -98,13 +98,6 @@ class InventoryPosition(models.Model):
     def __str__(self) -> str:
         return f"{self.warehouse_id} {self.sku}: {self.quantity} {self.uom}"
 
-    @property
-    def difference(self) -> Decimal | None:
-        """On hand minus book, when both are known."""
-        if self.quantity is None or self.book_quantity is None:
-            return None
-        return self.quantity - self.book_quantity
-
 
 class StockFeed(models.Model):
     """What one warehouse's stock feed (on hand or book) last reported, and how often it should."""

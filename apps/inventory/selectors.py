@@ -36,6 +36,9 @@ from apps.timeline.events import normalize_reference
 
 QUANTITY = DecimalField(max_digits=16, decimal_places=3)
 ZERO = Value(Decimal(0), output_field=QUANTITY)
+# Without a stock tolerance row, on hand may differ from book by this fraction of book (the stock
+# mismatch rule's default tolerance; the rule's own setting applies to its cases).
+DEFAULT_MISMATCH_PERCENT = Decimal("0.02")
 
 
 def _allocated(*, assigned: bool) -> Coalesce:
@@ -62,7 +65,7 @@ def _tolerance(field: str, default: Decimal) -> Coalesce:
     return Coalesce(Subquery(rows, output_field=QUANTITY), Value(default, output_field=QUANTITY))
 
 
-def positions(*, default_percent: Decimal = Decimal(0)) -> QuerySet[InventoryPosition]:
+def positions(*, default_percent: Decimal = DEFAULT_MISMATCH_PERCENT) -> QuerySet[InventoryPosition]:
     """Every position with ``difference`` (on hand - book), ``allocated`` (to its warehouse),
     ``unassigned`` (allocated to no warehouse, SKU-wide), ``atp`` (on hand - allocated),
     ``units_differ`` (the SKU is also counted in another unit there) and ``mismatch`` (the
@@ -101,7 +104,7 @@ def positions(*, default_percent: Decimal = Decimal(0)) -> QuerySet[InventoryPos
 
 
 def position_search(
-    *, sku: str = "", warehouse: str = "", mismatch: bool = False, default_percent: Decimal = Decimal(0)
+    *, sku: str = "", warehouse: str = "", mismatch: bool = False, default_percent: Decimal = DEFAULT_MISMATCH_PERCENT
 ) -> QuerySet[InventoryPosition]:
     """Positions whose SKU starts with ``sku`` (case and spaces ignored), at the warehouse coded
     ``warehouse``, only mismatches if asked; by warehouse, SKU and unit."""

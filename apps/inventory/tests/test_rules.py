@@ -9,7 +9,7 @@ import pytest
 from apps.exceptions.models import ExceptionCase, ExceptionRule
 from apps.exceptions.services import builtin_rules_ensure, detect
 from apps.inventory.models import StockFeed, StockTolerance
-from apps.inventory.tests.test_services import partners, send, stock  # noqa: F401 - the fixture
+from apps.inventory.tests.test_services import send, stock
 from tests.stories import T0, event, order_created, ref
 
 pytestmark = pytest.mark.django_db

@@ -9,20 +9,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.inventory.models import Allocation, InventoryPosition, LedgerEntry, StockFeed
-from apps.partners.models import Partner
+from apps.inventory.selectors import positions
 from apps.timeline.services import apply_events
 from tests.stories import at, event, events, order_created, ref
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def partners() -> dict[str, Partner]:
-    return {
-        "DC1": Partner.objects.create(code="DC1", name="DC1", kind=Partner.Kind.WAREHOUSE),
-        "DC2": Partner.objects.create(code="DC2", name="DC2", kind=Partner.Kind.WAREHOUSE),
-        "ERP": Partner.objects.create(code="ERP", name="ERP", kind=Partner.Kind.ERP),
-    }
 
 
 def stock(event_id: str, kind: str, hours: float, *lines: tuple[str, str], **attributes: Any) -> dict[str, Any]:
@@ -101,7 +92,7 @@ def test_the_erps_snapshot_is_book_stock_and_never_overwrites_on_hand(partners):
     send(stock("erp", "snapshot", 1, ("SKU-1", "90")), partner="ERP")
     send(stock("erp-move", "adjusted", 2, ("SKU-1", "-5")), partner="ERP")
 
-    position = InventoryPosition.objects.get(sku="SKU-1")
+    position = positions().get(sku="SKU-1")
     assert (position.quantity, position.book_quantity, position.difference) == (
         Decimal("100"),
         Decimal("85"),
