@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -45,12 +46,13 @@ class Receiver:
 
     A behaviour is a status code, ``(status, headers)``, ``("slow", seconds)`` to hold the
     request before a 200, or ``("trickle", seconds)``: a 200 announcing a huge body, then one byte
-    every 50 ms for that long. ``body`` replaces the usual ``{"ok": ...}`` answer; ``most_at_once``
-    is the most requests it was ever answering at the same time.
+    every 50 ms for that long. ``default`` may also be a function of the request giving one.
+    ``body`` replaces the usual ``{"ok": ...}`` answer; ``most_at_once`` is the most requests it
+    was ever answering at the same time.
     """
 
     url: str = ""
-    default: int | tuple = 200
+    default: int | tuple | Callable[[Received], int | tuple] = 200
     script: deque = field(default_factory=deque)
     requests: list[Received] = field(default_factory=list)
     accepted: dict[str, Received] = field(default_factory=dict)  # by Idempotency-Key
@@ -62,9 +64,11 @@ class Receiver:
     def answer_next(self, *behaviours: int | tuple) -> None:
         self.script.extend(behaviours)
 
-    def _behaviour(self) -> int | tuple:
+    def _behaviour(self, received: Received) -> int | tuple:
         with self.lock:
-            return self.script.popleft() if self.script else self.default
+            if self.script:
+                return self.script.popleft()
+        return self.default(received) if callable(self.default) else self.default
 
     def keys(self) -> list[str]:
         return [r.headers.get("Idempotency-Key", "") for r in self.requests]
@@ -96,7 +100,7 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
             received = Received(self.path, dict(self.headers.items()), body)
             with receiver.lock:
                 receiver.requests.append(received)
-            behaviour = receiver._behaviour()
+            behaviour = receiver._behaviour(received)
             if isinstance(behaviour, tuple) and behaviour[0] == "trickle":
                 self._trickle(behaviour[1])
                 return

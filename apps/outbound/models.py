@@ -49,6 +49,11 @@ class Endpoint(models.Model):
     retry_at = models.DateTimeField(null=True, blank=True, help_text="When an open breaker lets a probe through.")
     probe_started_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    max_in_flight = models.PositiveSmallIntegerField(
+        default=8,
+        help_text="Requests sent to this endpoint at the same time, at most. One sender serves each endpoint, so a "
+        "slow one only slows itself.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -215,6 +220,11 @@ class Delivery(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    freshness_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="From the commit that published it (the outbox row) to the receiver's 2xx, retries included.",
+    )
     dead_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

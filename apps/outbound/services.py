@@ -2,10 +2,11 @@
 
 ``events_publish`` runs inside ``apply_events``' transaction (the transactional outbox): the
 milestone, its ``OutboundEvent`` and one ``Delivery`` per matching subscription commit together.
-``delivery_send`` then sends one delivery: it claims it by a conditional update (a redelivered
-task is harmless), asks the endpoint's circuit breaker, signs and sends, and records the attempt.
-A sender killed mid-delivery leaves the claim to expire; ``deliveries_sweep`` hands it out again,
-and the receiver dedupes on ``Idempotency-Key``: at-least-once, never lost.
+Once it commits, ``endpoint_drain`` sends what is due to each endpoint: it claims a batch
+(``SELECT ... FOR UPDATE SKIP LOCKED``, so a redelivered task is harmless), asks the endpoint's
+circuit breaker, signs and sends the batch concurrently, and records it, a fixed number of queries
+per batch. A sender killed mid-delivery leaves the claim to expire; ``deliveries_sweep`` hands it
+out again, and the receiver dedupes on ``webhook-id``: at-least-once, never lost.
 """
 
 import json
@@ -13,16 +14,19 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, Max, Min, OuterRef, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -41,7 +45,8 @@ RESPONSE_EXCERPT = 2000
 ORDER_RECHECK = timedelta(seconds=60)
 SWEEP_BATCH = 2000
 PRUNE_BATCH = 1000
-DISPATCH_CHUNK = 50
+# Deliveries one drain claims, sends and records at a time: a fixed handful of queries each.
+SEND_BATCH = 200
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Acknowledgments (OutboundMessage kinds) and the subscription format that carries each.
 ACKNOWLEDGMENT_FORMATS = {"997": Subscription.Format.X12, "CONTRL": Subscription.Format.EDIFACT}
@@ -265,6 +270,7 @@ class Response:
     retry_after: float | None = None
     duration_ms: int = 0
     permanent: bool = False  # nothing was sent and trying again cannot help (unwritable, host not allowed)
+    finished: float = 0.0  # time.monotonic() when the answer (or the failure) came
 
     @property
     def ok(self) -> bool:
@@ -285,81 +291,210 @@ class Outcome:
     result: str  # delivered, retry or dead
 
 
+def endpoint_drain(*, endpoint_id: int) -> int:
+    """Send what is due to one endpoint, a batch at a time, until nothing is; returns how many
+    deliveries were attempted.
+
+    One drain per endpoint runs at a time (a cache lock): a drain started meanwhile returns at once,
+    since the running one claims its deliveries too. Each batch costs a fixed handful of queries
+    (read the breaker, claim, check order, record) and sends up to the endpoint's ``max_in_flight``
+    requests at a time, so a slow or dead endpoint holds up only itself.
+    """
+    lock = f"outbound:drain:{endpoint_id}"
+    # Held as long as a claim: a drain that died frees its endpoint when its claims expire.
+    longest = Subscription.objects.filter(endpoint_id=endpoint_id).aggregate(longest=Max("timeout_seconds"))
+    hold = max(int((longest["longest"] or 0) + settings.OUTBOUND_CLAIM_GRACE_SECONDS), 1)
+    attempted = 0
+    while cache.add(lock, 1, timeout=hold):
+        try:
+            sent, emptied = _drain(endpoint_id, lock, hold)
+        finally:
+            cache.delete(lock)
+        attempted += sent
+        # Unless the breaker stopped it: a delivery may have come due after the last claim found
+        # nothing, and its own drain found the lock taken.
+        if not emptied or not _due(endpoint_id, timezone.now()).exists():
+            break
+    return attempted
+
+
+def _drain(endpoint_id: int, lock: str, hold: int) -> tuple[int, bool]:
+    """Batches until nothing is due (returns the attempts and True) or the breaker refuses (False)."""
+    attempted = 0
+    endpoint = Endpoint.objects.get(pk=endpoint_id)
+    with ThreadPoolExecutor(max_workers=endpoint.max_in_flight, thread_name_prefix="deliver") as pool:
+        while True:
+            cache.touch(lock, hold)
+            now = timezone.now()
+            if attempted:
+                endpoint = Endpoint.objects.get(pk=endpoint_id)
+            admission = breaker_admit(endpoint=endpoint, now=now)
+            if not admission.admitted:
+                return attempted, False
+            probing = endpoint.state != Endpoint.State.CLOSED
+            claimed = _claim(_due(endpoint_id, now), now, limit=1 if probing else SEND_BATCH)
+            if not claimed:
+                return attempted, True
+            attempted += len(_send(claimed, endpoint=endpoint, now=now, pool=pool))
+
+
+def _due(endpoint_id: int, now: datetime) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(
+        subscription__endpoint_id=endpoint_id,
+        subscription__active=True,
+        status=Delivery.Status.PENDING,
+        next_attempt_at__lte=now,
+    ).order_by("next_attempt_at", "pk")
+
+
 def delivery_send(delivery_id: int, *, now: datetime | None = None) -> Outcome | None:
-    """Send one delivery if it is due and nothing holds it back. Returns None when it was not sent
-    (not due, taken by another sender, waiting for an earlier event of its order, breaker open)."""
-    claimed, now = time.monotonic(), now or timezone.now()
-    delivery = _claim(delivery_id, now)
-    if delivery is None:
+    """Send one delivery now if it is due and nothing holds it back. Returns None when it was not
+    sent (not due, taken by another sender, waiting for an earlier event of its order, breaker
+    open)."""
+    now = now or timezone.now()
+    claimed = _claim(Delivery.objects.filter(pk=delivery_id, next_attempt_at__lte=now, subscription__active=True), now)
+    if not claimed:
         return None
-    subscription = delivery.subscription
-    earlier = _earlier_undelivered(delivery)
-    if earlier:
-        _unclaim(
-            delivery,
-            retry_at=now + ORDER_RECHECK,
-            note=f"waiting for delivery #{earlier} of the same order",
-            held_by=earlier,
-        )
-        return None
-    endpoint = endpoint_of(subscription)
+    endpoint = endpoint_of(claimed[0].subscription)
     admission = breaker_admit(endpoint=endpoint, now=now)
     if not admission.admitted:
-        _unclaim(delivery, retry_at=admission.retry_at, note="circuit breaker open")
+        _give_back(claimed, retry_at=admission.retry_at, note="circuit breaker open")
         return None
-    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1, logged_attempts=F("logged_attempts") + 1)
-    delivery.attempts += 1
-    delivery.logged_attempts += 1
+    outcomes = _send(claimed, endpoint=endpoint, now=now, pool=None)
+    return outcomes[0] if outcomes else None
+
+
+def _claim(due: QuerySet[Delivery], now: datetime, *, limit: int = 1) -> list[Delivery]:
+    """Take up to ``limit`` pending deliveries of ``due``: locked as read (skipping rows another
+    sender holds), marked sending until their timeout and the grace have passed, and their attempt
+    counted. Two queries, in one transaction."""
+    with transaction.atomic():
+        claimed = list(
+            due.filter(status=Delivery.Status.PENDING)
+            .select_related(
+                "subscription__partner", "subscription__channel", "subscription__endpoint", "event", "document"
+            )
+            .select_for_update(skip_locked=True, of=("self",))[:limit]
+        )
+        if not claimed:
+            return []
+        longest = max(delivery.subscription.timeout_seconds for delivery in claimed)
+        claimed_until = now + timedelta(seconds=longest + settings.OUTBOUND_CLAIM_GRACE_SECONDS)
+        Delivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
+            status=Delivery.Status.SENDING,
+            claimed_until=claimed_until,
+            held_by=None,
+            attempts=F("attempts") + 1,
+            logged_attempts=F("logged_attempts") + 1,
+        )
+    for delivery in claimed:
+        delivery.status, delivery.claimed_until, delivery.held_by_id = Delivery.Status.SENDING, claimed_until, None
+        delivery.attempts += 1
+        delivery.logged_attempts += 1
+    return claimed
+
+
+def _give_back(deliveries: list[Delivery], *, retry_at: datetime, note: str) -> None:
+    """Return claimed deliveries untried: pending again, their attempt not counted."""
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING,
+        claimed_until=None,
+        next_attempt_at=retry_at,
+        last_error=note,
+        attempts=F("attempts") - 1,
+        logged_attempts=F("logged_attempts") - 1,
+    )
+
+
+@dataclass
+class Sent:
+    """A delivery of a batch: sent (``request``, ``response``), or given back untried with a note."""
+
+    delivery: Delivery
+    request: Request | None = None
+    response: Response | None = None
+    held_by: int | None = None
+    note: str = ""
+
+
+def _send(claimed: list[Delivery], *, endpoint: Endpoint, now: datetime, pool: Executor | None) -> list[Outcome]:
+    """Send claimed deliveries of one endpoint, concurrently on ``pool`` (in turn without one), and
+    record them. The deliveries of one order for an ordered subscription form a lane, sent in
+    turn: a lane stops at its first failure, and what follows waits for it."""
+    started = time.monotonic()
+    lanes, waiting = _lanes(claimed)
+    jobs = [partial(_run_lane, [_prepared(delivery, now, started) for delivery in lane]) for lane in lanes]
+    results = [*waiting, *(sent for lane in _run(jobs, pool) for sent in lane)]
+    return _record(results, endpoint, now)
+
+
+def _lanes(claimed: list[Delivery]) -> tuple[list[list[Delivery]], list[Sent]]:
+    """The deliveries in lanes: one per delivery, or one per order of an ordered subscription; and
+    the lanes that wait for an earlier delivery of their order outside this batch (one query, only
+    for ordered subscriptions)."""
+    lanes: dict[tuple[int, int] | int, list[Delivery]] = defaultdict(list)
+    for delivery in sorted(claimed, key=lambda d: d.pk):
+        ordered = delivery.subscription.ordered and delivery.order_id is not None
+        lanes[(delivery.subscription_id, delivery.order_id) if ordered else delivery.pk].append(delivery)
+    ordered_lanes = {key: lane for key, lane in lanes.items() if isinstance(key, tuple)}
+    if not ordered_lanes:
+        return list(lanes.values()), []
+    earlier = (
+        Delivery.objects.filter(
+            subscription_id__in={sub for sub, _ in ordered_lanes},
+            order_id__in={order for _, order in ordered_lanes},
+        )
+        .exclude(status=Delivery.Status.DELIVERED)
+        .exclude(pk__in=[delivery.pk for delivery in claimed])
+        .order_by()
+        .values_list("subscription_id", "order_id")
+        .annotate(first=Min("pk"))
+    )
+    waiting: list[Sent] = []
+    for subscription_id, order_id, first in earlier:
+        lane = ordered_lanes.get((subscription_id, order_id))
+        if lane and first < lane[0].pk:
+            note = f"waiting for delivery #{first} of the same order"
+            waiting += [Sent(delivery, held_by=first, note=note) for delivery in lanes.pop((subscription_id, order_id))]
+    return list(lanes.values()), waiting
+
+
+def _prepared(delivery: Delivery, now: datetime, started: float) -> Sent:
+    """The delivery's signed request; an unwritable document is a response already (not sent)."""
     try:
         request = _request(delivery, now)
     except ValueError as exc:
         unwritable = Response(error=f"the document cannot be written: {exc}", permanent=True)
-        return _record(delivery, Request(body=b"", headers={}, filename=""), unwritable, endpoint, now)
-    request.deadline = claimed + subscription.timeout_seconds
-    response = _transport(subscription)(subscription, request)
-    return _record(delivery, request, response, endpoint, now)
+        return Sent(delivery, Request(body=b"", headers={}, filename=""), unwritable)
+    # The exchange ends by the claim plus the timeout: the whole grace is left to record it.
+    request.deadline = started + delivery.subscription.timeout_seconds
+    return Sent(delivery, request)
 
 
-def _claim(delivery_id: int, now: datetime) -> Delivery | None:
-    delivery = (
-        Delivery.objects.select_related(
-            "subscription__partner", "subscription__channel", "subscription__endpoint", "event", "document"
-        )
-        .filter(pk=delivery_id)
-        .first()
-    )
-    if delivery is None or not delivery.subscription.active:
-        return None
-    hold = timedelta(seconds=delivery.subscription.timeout_seconds + settings.OUTBOUND_CLAIM_GRACE_SECONDS)
-    # One table only: a condition on a joined table makes Django write "id IN (SELECT ...)", whose
-    # status check PostgreSQL does not re-check on a row another claim changed meanwhile, so two
-    # concurrent claims could both win and send the delivery twice at once.
-    claimed = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now).update(
-        status=Delivery.Status.SENDING, claimed_until=now + hold, held_by=None
-    )
-    if not claimed:
-        return None
-    delivery.status = Delivery.Status.SENDING
-    return delivery
+def _run_lane(lane: list[Sent]) -> list[Sent]:
+    """Send a lane in turn. After a failure the rest waits for it; a delivery whose turn comes with
+    less than half its timeout left goes back to the queue untried (the next batch sends it)."""
+    for index, sent in enumerate(lane):
+        if sent.response is None:
+            subscription = sent.delivery.subscription
+            if sent.request.deadline - time.monotonic() < subscription.timeout_seconds / 2:
+                for later in lane[index:]:
+                    later.request = later.response = None
+                return lane
+            sent.response = _transport(subscription)(subscription, sent.request)
+            sent.response.finished = time.monotonic()
+        if not sent.response.ok and index + 1 < len(lane):
+            note = f"waiting for delivery #{sent.delivery.pk} of the same order"
+            for later in lane[index + 1 :]:
+                later.request, later.response, later.held_by, later.note = None, None, sent.delivery.pk, note
+            return lane
+    return lane
 
 
-def _unclaim(delivery: Delivery, *, retry_at: datetime, note: str, held_by: int | None = None) -> None:
-    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.PENDING, claimed_until=None, next_attempt_at=retry_at, last_error=note, held_by=held_by
-    )
-
-
-def _earlier_undelivered(delivery: Delivery) -> int | None:
-    if not delivery.subscription.ordered or delivery.order_id is None:
-        return None
-    return (
-        Delivery.objects.filter(
-            subscription_id=delivery.subscription_id, order_id=delivery.order_id, pk__lt=delivery.pk
-        )
-        .exclude(status=Delivery.Status.DELIVERED)
-        .values_list("pk", flat=True)
-        .first()
-    )
+def _run(jobs: list[Callable[[], list[Sent]]], pool: Executor | None) -> list[list[Sent]]:
+    if pool is None or len(jobs) == 1:
+        return [job() for job in jobs]
+    return [future.result() for future in [pool.submit(job) for job in jobs]]
 
 
 def _request(delivery: Delivery, now: datetime) -> Request:
@@ -497,56 +632,128 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-def _record(delivery: Delivery, request: Request, response: Response, endpoint: Endpoint, now: datetime) -> Outcome:
-    subscription = delivery.subscription
+RECORDED_FIELDS = (
+    "status",
+    "attempts",
+    "logged_attempts",
+    "claimed_until",
+    "next_attempt_at",
+    "held_by",
+    "last_status_code",
+    "last_latency_ms",
+    "last_error",
+    "delivered_at",
+    "freshness_ms",
+    "dead_at",
+)
+
+
+def _record(results: list[Sent], endpoint: Endpoint, now: datetime) -> list[Outcome]:
+    """Record a batch in one transaction: its attempts in one statement, the deliveries' new state
+    in another (only those still ours), then the breaker and the deliveries that waited on these."""
+    sent_ones = [sent for sent in results if sent.response is not None]
+    outcomes = [_outcome(sent, now) for sent in sent_ones]
+    for sent in results:
+        if sent.response is None:
+            _wait(sent, now)
+    with transaction.atomic():
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery=outcome.delivery,
+                number=outcome.delivery.logged_attempts,
+                started_at=now,
+                duration_ms=outcome.response.duration_ms,
+                status_code=outcome.response.status_code,
+                outcome=outcome.result,
+                error=outcome.response.error,
+                request_headers=request.headers,
+                request_body=request.body.decode(errors="replace"),
+                response_body=outcome.response.body,
+            )
+            for outcome, request in zip(outcomes, (sent.request for sent in sent_ones), strict=True)
+        )
+        Delivery.objects.filter(status=Delivery.Status.SENDING).bulk_update(
+            [sent.delivery for sent in results], RECORDED_FIELDS
+        )
+        _documents_settle(outcomes)
+        released = _breaker_record(endpoint, [outcome.response for outcome in outcomes], now)
+        delivered = [o.delivery.pk for o in outcomes if o.result == "delivered" and o.delivery.subscription.ordered]
+        if delivered:
+            Delivery.objects.filter(
+                held_by__in=delivered, status=Delivery.Status.PENDING, next_attempt_at__gt=now
+            ).update(next_attempt_at=now)
+        if released:
+            _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
+    return outcomes
+
+
+def _outcome(sent: Sent, now: datetime) -> Outcome:
+    delivery, response = sent.delivery, sent.response
     if response.ok:
         result = "delivered"
-    elif response.retryable and delivery.attempts < subscription.max_attempts:
+    elif response.retryable and delivery.attempts < delivery.subscription.max_attempts:
         result = "retry"
     else:
         result = "dead"
-    outcome = Outcome(delivery=delivery, response=response, result=result)
-    with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            number=delivery.logged_attempts,
-            started_at=now,
-            duration_ms=response.duration_ms,
-            status_code=response.status_code,
-            outcome=result,
-            error=response.error,
-            request_headers=request.headers,
-            request_body=request.body.decode(errors="replace"),
-            response_body=response.body,
+    delivery.claimed_until = None
+    delivery.last_status_code = response.status_code
+    delivery.last_latency_ms = response.duration_ms
+    delivery.last_error = _reason(response, delivery, result)
+    if result == "delivered":
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+            Delivery.Status.DELIVERED,
+            timezone.now(),
+            None,
         )
-        fields = {
-            "claimed_until": None,
-            "last_status_code": response.status_code,
-            "last_latency_ms": response.duration_ms,
-            "last_error": _reason(response, delivery, result),
-        }
-        if result == "delivered":
-            fields |= {"status": Delivery.Status.DELIVERED, "delivered_at": timezone.now(), "next_attempt_at": None}
-        elif result == "retry":
-            fields |= {
-                "status": Delivery.Status.PENDING,
-                "next_attempt_at": now + backoff(delivery.attempts, response.retry_after),
-            }
-        else:
-            fields |= {"status": Delivery.Status.DEAD, "dead_at": timezone.now(), "next_attempt_at": None}
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(**fields)
-        if delivery.document_id and result != "retry":
-            status = OutboundMessage.Status.SENT if result == "delivered" else OutboundMessage.Status.FAILED
-            OutboundMessage.objects.filter(pk=delivery.document_id).update(status=status)
-        released = []
-        if response.status_code is not None and not response.retryable:
-            released = breaker_succeeded(endpoint=endpoint, now=now)
-        elif not response.permanent:
-            breaker_failed(endpoint_id=endpoint.pk, now=now, error=response.error)
-        if result == "delivered" and subscription.ordered and delivery.order_id:
-            released += _release_next_of_order(delivery, now)
-        _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
-    return outcome
+        delivery.freshness_ms = max(int((delivery.delivered_at - delivery.created_at).total_seconds() * 1000), 0)
+    elif result == "retry":
+        delivery.status = Delivery.Status.PENDING
+        delivery.next_attempt_at = now + backoff(delivery.attempts, response.retry_after)
+    else:
+        delivery.status, delivery.dead_at, delivery.next_attempt_at = Delivery.Status.DEAD, timezone.now(), None
+    return Outcome(delivery=delivery, response=response, result=result)
+
+
+def _wait(sent: Sent, now: datetime) -> None:
+    """A delivery given back untried: pending, its attempt not counted; one waiting for an earlier
+    delivery of its order looks again after ``ORDER_RECHECK`` at the latest."""
+    delivery = sent.delivery
+    delivery.status, delivery.claimed_until = Delivery.Status.PENDING, None
+    delivery.attempts -= 1
+    delivery.logged_attempts -= 1
+    delivery.held_by_id = sent.held_by
+    if sent.held_by is None:
+        delivery.next_attempt_at = now
+    else:
+        delivery.next_attempt_at, delivery.last_error = now + ORDER_RECHECK, sent.note
+
+
+def _documents_settle(outcomes: list[Outcome]) -> None:
+    """Acknowledgment documents delivered or dead say so."""
+    for result, status in (("delivered", OutboundMessage.Status.SENT), ("dead", OutboundMessage.Status.FAILED)):
+        documents = [o.delivery.document_id for o in outcomes if o.result == result and o.delivery.document_id]
+        if documents:
+            OutboundMessage.objects.filter(pk__in=documents).update(status=status)
+
+
+def _breaker_record(endpoint: Endpoint, responses: list[Response], now: datetime) -> list[int]:
+    """Tell the breaker how the batch went, in the order the answers came: an answer closes it (the
+    failures before it do not count), the failures after the last answer count. Returns the
+    deliveries released by a closing breaker."""
+    answered = [response.status_code is not None and not response.retryable for response in responses]
+    last_answer = max((r.finished for r, ok in zip(responses, answered, strict=True) if ok), default=float("-inf"))
+    failures = sorted(
+        (
+            r
+            for r, ok in zip(responses, answered, strict=True)
+            if not ok and not r.permanent and r.finished > last_answer
+        ),
+        key=lambda response: response.finished,
+    )
+    released = breaker_succeeded(endpoint=endpoint, now=now) if any(answered) else []
+    if failures:
+        breaker_failed(endpoint_id=endpoint.pk, now=now, error=failures[-1].error, count=len(failures))
+    return released
 
 
 def _reason(response: Response, delivery: Delivery, result: str) -> str:
@@ -570,24 +777,6 @@ def backoff(attempt: int, retry_after: float | None = None) -> timedelta:
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
     return timedelta(seconds=delay)
-
-
-def _release_next_of_order(delivery: Delivery, now: datetime) -> list[int]:
-    following = (
-        Delivery.objects.filter(
-            subscription_id=delivery.subscription_id,
-            order_id=delivery.order_id,
-            pk__gt=delivery.pk,
-            status=Delivery.Status.PENDING,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if following is None:
-        return []
-    Delivery.objects.filter(pk=following, next_attempt_at__gt=now).update(next_attempt_at=now)
-    return [following]
 
 
 # --- the circuit breaker, per endpoint ------------------------------------------------------------
@@ -658,10 +847,10 @@ def breaker_succeeded(*, endpoint: Endpoint, now: datetime) -> list[int]:
     return ids
 
 
-def breaker_failed(*, endpoint_id: int, now: datetime, error: str) -> None:
-    """Count a failure; open the breaker at the threshold, or again when the probe failed."""
+def breaker_failed(*, endpoint_id: int, now: datetime, error: str, count: int = 1) -> None:
+    """Count ``count`` failures; open the breaker at the threshold, or again when the probe failed."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
-    endpoint.failures += 1
+    endpoint.failures += count
     endpoint.last_error = error[:2000]
     probing = endpoint.state == Endpoint.State.HALF_OPEN
     if probing or (
@@ -819,18 +1008,17 @@ def _delete_in_batches(queryset: QuerySet, batch: int) -> int:
 
 
 def _dispatch_on_commit(deliveries: QuerySet[Delivery]) -> int:
-    """Queue sending for after commit: a task per subscription and chunk, so a slow receiver
-    only delays its own deliveries and a burst of events is not a burst of tasks."""
-    from apps.outbound.tasks import deliver_task
+    """Queue sending for after commit: one drain per endpoint the deliveries go to, however many
+    they are (a drain sends everything due there). Returns how many deliveries were dispatched."""
+    from apps.outbound.tasks import endpoint_drain_task
 
-    by_subscription: dict[int, list[int]] = defaultdict(list)
-    for subscription_id, pk in deliveries.values_list("subscription_id", "pk"):
-        by_subscription[subscription_id].append(pk)
-    chunks = [
-        sorted(pks)[start : start + DISPATCH_CHUNK]
-        for pks in by_subscription.values()
-        for start in range(0, len(pks), DISPATCH_CHUNK)
-    ]
-    if chunks:
-        transaction.on_commit(lambda: [deliver_task.apply_async(args=[chunk], queue="outbound") for chunk in chunks])
-    return sum(map(len, chunks))
+    rows = list(deliveries.values_list("subscription_id", "subscription__endpoint_id"))
+    endpoints = {endpoint for _, endpoint in rows if endpoint is not None}
+    unplaced = {subscription for subscription, endpoint in rows if endpoint is None}
+    for subscription in Subscription.objects.filter(pk__in=unplaced).select_related("partner", "channel"):
+        endpoints.add(endpoint_of(subscription).pk)
+    if endpoints:
+        transaction.on_commit(
+            lambda: [endpoint_drain_task.apply_async(args=[pk], queue="outbound") for pk in sorted(endpoints)]
+        )
+    return len(rows)

@@ -4,11 +4,10 @@ from apps.outbound import notifications, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def deliver_task(delivery_ids: list[int]) -> None:
-    """Send deliveries of one subscription in turn; retries are scheduled in the database, not here
-    (see deliveries_sweep)."""
-    for delivery_id in delivery_ids:
-        services.delivery_send(delivery_id)
+def endpoint_drain_task(endpoint_id: int) -> None:
+    """Send what is due to one endpoint; retries are scheduled in the database, not here (see
+    deliveries_sweep)."""
+    services.endpoint_drain(endpoint_id=endpoint_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
