@@ -9,6 +9,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from apps.partners.models import Partner
+from apps.predictions.models import BacktestReport, Prediction
 from apps.timeline.demo import DemoSummary, demo_events, seed_demo
 from apps.timeline.events import parse_events
 from apps.timeline.models import Milestone, Order, OrderStage, ParkedEvent, Shipment, ShipmentLine
@@ -131,3 +132,15 @@ def test_after_seeding_new_events_reach_the_demo_receivers(settings, tmp_path, d
 
     [written] = (tmp_path / "ERP" / "outbox").iterdir()
     assert '"kind":"order.cancelled"' in written.read_text()
+
+
+def test_the_demo_has_predictions_and_a_backtest():
+    out = StringIO()
+    call_command("seed_demo", orders=ORDERS, stdout=out, verbosity=0)
+
+    picked_up = Shipment.objects.filter(delivered_at__isnull=True, picked_up_at__isnull=False)
+    assert set(Prediction.objects.values_list("shipment_id", flat=True)) >= set(picked_up.values_list("id", flat=True))
+    assert not Prediction.objects.filter(shipment__delivered_at__isnull=False).exists()
+    pickup = BacktestReport.objects.get().figures["stages"][0]["carriers"][0]
+    assert pickup["points"] > 0
+    assert f"Predictions: {Prediction.objects.count()} shipments on their way" in out.getvalue()

@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.outbound.demo import outbound_demo_upsert
+from apps.predictions.services import backtest_run, predictions_refresh_all
 from apps.timeline.demo import (
     DEFAULT_ORDERS,
     DEFAULT_SEED,
@@ -36,6 +37,8 @@ class Command(BaseCommand):
             raise CommandError(f"--orders must be at least {MIN_ORDERS} to show every stage")
         summary = seed_demo(orders=orders, seed=seed, progress=options["verbosity"] > 0)
         subscriptions = outbound_demo_upsert()
+        predicted = predictions_refresh_all()
+        backtest_run()
         if user and password:
             demo_user_upsert(username=user, password=password)
             roles = demo_role_users_upsert(prefix=user, password=password)
@@ -48,6 +51,7 @@ class Command(BaseCommand):
             f"duplicates {summary.duplicates}, rejected {summary.rejected}"
         )
         self.stdout.write(f"Outbound: {subscriptions} subscriptions writing to outbox folders")
+        self.stdout.write(f"Predictions: {predicted} shipments on their way, and a backtest of the history")
         self.stdout.write("Stages: " + ", ".join(f"{stage} {count}" for stage, count in summary.stages.items()))
         if user:
             self.stdout.write(self.style.SUCCESS(f"Demo login: {user}"))
