@@ -1,9 +1,9 @@
 """Admin for inventory: positions and the ledger are read-only (the feeds write them); a feed's
-snapshot cadence is set here."""
+snapshot cadence and the tolerances of the stock mismatch rule are set here."""
 
 from django.contrib import admin
 
-from apps.inventory.models import InventoryPosition, LedgerEntry, StockFeed
+from apps.inventory.models import InventoryPosition, LedgerEntry, StockFeed, StockTolerance
 from apps.timeline.admin import ReadMostlyAdmin
 
 
@@ -33,3 +33,10 @@ class StockFeedAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: object) -> bool:
         return False
+
+
+@admin.register(StockTolerance)
+class StockToleranceAdmin(admin.ModelAdmin):
+    list_display = ("warehouse", "sku", "units", "percent")
+    list_select_related = ("warehouse",)
+    search_fields = ("sku", "warehouse__code")

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, InvoiceRule, ReturnAuthorization
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.inventory.models import InventoryPosition, LedgerEntry, StockFeed
+from apps.inventory.models import InventoryPosition, LedgerEntry, StockFeed, StockTolerance
 from apps.partners.models import ApiToken, Channel, ChannelMappingVersion, Partner
 from apps.partners.services import channel_mapping_save
 from apps.timeline.events import EventSource, parse_events
@@ -105,6 +105,7 @@ BUILDERS: dict[type[Model], Callable[[int], Model]] = {
     InventoryPosition: lambda _: factories.InventoryPositionFactory(),
     LedgerEntry: lambda _: ledger_entry(),
     StockFeed: lambda _: StockFeed.objects.create(warehouse=factories.PartnerFactory(kind=Partner.Kind.WAREHOUSE)),
+    StockTolerance: lambda _: StockTolerance.objects.create(sku="SKU-1", units=2),
     FreightCharge: lambda _: factories.FreightChargeFactory(),
     Invoice: lambda _: factories.InvoiceFactory(),
     ReturnAuthorization: lambda _: factories.ReturnAuthorizationFactory(),
