@@ -318,6 +318,8 @@ KPI_TIME_ZONE = env.str("KPI_TIME_ZONE", default=TIME_ZONE)
 # (REMOTE_ADDR, never a forwarded address) from one of METRICS_ALLOWED_IPS (addresses or networks).
 # With neither set it answers 404: it is never public by default.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Collectors other apps add to /metrics (dotted paths), as reactions are added to an apply.
+METRICS_COLLECTORS = ["apps.outbound.metrics.DeliveryFreshnessCollector"]
 METRICS_ALLOWED_IPS = [ipaddress.ip_network(net, strict=False) for net in env.list("METRICS_ALLOWED_IPS", default=[])]
 
 # --- Email: the console in the demo; set EMAIL_URL (smtp+tls://user:pass@host:587) in production ---

@@ -22,6 +22,7 @@ from apps.outbound.selectors import (
     delivery_detail,
     delivery_page,
     delivery_rows,
+    freshness,
     subscription_activity,
     subscription_deliveries,
 )
@@ -100,7 +101,8 @@ def subscription_detail_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     template = "outbound/subscription_detail.html"
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, f"{template}#deliveries", context)
-    return render(request, template, {**context, **_attempts_chart(subscription)})
+    measured = freshness(subscription_ids=[subscription.pk]).get(subscription.pk)
+    return render(request, template, {**context, **_attempts_chart(subscription), "freshness": measured})
 
 
 def _attempts_chart(subscription: Subscription) -> dict[str, object]:

@@ -2,12 +2,17 @@
 so a slow or dead subscriber holds up nobody else; ordered subscriptions keep each order's events
 in sequence while other orders go on."""
 
+import ipaddress
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.outbound.models import Delivery, Endpoint
 from apps.outbound.services import endpoint_drain, endpoint_of
@@ -114,3 +119,53 @@ def test_an_ordered_subscription_sends_each_order_in_sequence_and_stops_an_order
     assert Delivery.objects.get(pk=failing.pk).status == Delivery.Status.PENDING
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 9
     assert all(json.loads(request.body) for request in receiver.requests)
+
+
+def delivered(subscription, freshness_ms: list[int]) -> None:
+    for value in freshness_ms:
+        DeliveryFactory(subscription=subscription, status=Delivery.Status.DELIVERED, freshness_ms=value)
+
+
+@pytest.mark.django_db
+def test_commit_to_delivery_is_measured_when_a_delivery_arrives(receiver):
+    subscription = SubscriptionFactory(target_url=receiver.url)
+    waiting = DeliveryFactory(subscription=subscription)
+    Delivery.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(seconds=3))
+
+    endpoint_drain(endpoint_id=endpoint_of(subscription).pk)
+
+    assert 3000 <= Delivery.objects.get(pk=waiting.pk).freshness_ms < 4000
+
+
+@pytest.mark.django_db
+def test_the_delivery_log_shows_p50_and_p95_of_commit_to_delivery(admin_client):
+    subscription = SubscriptionFactory()
+    delivered(subscription, [*range(10, 1000, 10), 5000])
+
+    page = admin_client.get(reverse("subscription-detail", args=[subscription.pk])).content.decode()
+
+    assert "p50 500 ms · p95 950 ms" in page
+    assert "over the last 100 deliveries" in page
+
+
+@pytest.mark.django_db
+def test_metrics_give_each_subscription_its_p50_and_p95_for_a_query_each(
+    client, settings, django_assert_max_num_queries
+):
+    settings.METRICS_ALLOWED_IPS = [ipaddress.ip_network("127.0.0.1/32")]
+    erp, portal, quiet = (SubscriptionFactory(name=name) for name in ("ERP", "Portal", "Quiet"))
+    delivered(erp, [100, 200, 300, 400])
+    delivered(portal, [2000] * 19 + [9000])
+
+    # The four of every scrape, the active subscriptions, then one per subscription.
+    with django_assert_max_num_queries(4 + 1 + 3):
+        response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+
+    samples = {
+        (sample.labels["subscription"], sample.labels["quantile"]): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        if family.name == "controltower_outbound_commit_to_delivery_seconds"
+        for sample in family.samples
+    }
+    assert samples == {("ERP", "0.5"): 0.2, ("ERP", "0.95"): 0.4, ("Portal", "0.5"): 2.0, ("Portal", "0.95"): 2.0}
+    assert quiet.name not in {name for name, _ in samples}
