@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import F, Prefetch, QuerySet
 
-from apps.predictions.models import BacktestReport, Prediction
+from apps.predictions.models import BacktestReport, Prediction, RiskThreshold
 from apps.timeline.models import Order, Shipment
 from controltower.keyset import Key
 
@@ -36,6 +36,12 @@ def risk_list(*, min_risk: float | None = None, customer: str = "") -> QuerySet[
     return predictions.prefetch_related(
         Prefetch("shipment__orders", queryset=Order.objects.select_related("customer").order_by("id"))
     )
+
+
+def risk_threshold(customer_id: int | None) -> float:
+    """The probability above which the customer's orders are at risk (``RiskThreshold``)."""
+    configured = RiskThreshold.objects.filter(customer_id=customer_id).values_list("open_above", flat=True).first()
+    return RiskThreshold.DEFAULT_OPEN_ABOVE if configured is None else configured
 
 
 def latest_backtest() -> BacktestReport | None:

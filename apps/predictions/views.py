@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from apps.dashboards.charts import Bar, Series, bar_chart, line_chart
-from apps.predictions.selectors import RISK_ORDER, latest_backtest, order_predictions, risk_list
+from apps.predictions.selectors import RISK_ORDER, latest_backtest, order_predictions, risk_list, risk_threshold
 from apps.timeline.models import Order
 from controltower.access import role_required
 from controltower.keyset import keyset_page
@@ -20,8 +20,8 @@ DASHBOARD = "dashboards.view_sla_dashboard"
 @role_required(READ)
 def order_prediction(request: HttpRequest, order_id: int) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
-    rows = order_predictions(order.pk)
-    return render(request, "predictions/_order_prediction.html", {"order": order, "rows": rows})
+    context = {"order": order, "rows": order_predictions(order.pk), "threshold": risk_threshold(order.customer_id)}
+    return render(request, "predictions/_order_prediction.html", context)
 
 
 RISKS = [("", "Any"), ("0.3", "30 % or more"), ("0.5", "50 % or more"), ("0.8", "80 % or more")]
@@ -60,6 +60,10 @@ def backtest_page(request: HttpRequest) -> HttpResponse:
     return render(request, "predictions/backtest.html", context)
 
 
+# Short enough for a bar's label ("out for delivery: carrier" would be cut).
+CHART_STAGES = {"picked_up": "at pickup", "in_transit": "in transit", "out_for_delivery": "delivering"}
+
+
 def _error_chart(stages: list[dict]) -> str:
     """Mean absolute error per stage, all carriers: ours, the carrier's estimate, the promise."""
     bars = []
@@ -68,8 +72,10 @@ def _error_chart(stages: list[dict]) -> str:
         if overall is None:
             continue
         for name, figures in (("ours", overall["model"]), ("carrier", overall["carrier_estimate"])):
-            bars.append(Bar(f"{stage['label']}: {name}", figures["mae_hours"], note=f"{figures['n']} shipments"))
-        bars.append(Bar(f"{stage['label']}: promise", overall["promise"]["mae_hours"]))
+            bars.append(
+                Bar(f"{CHART_STAGES[stage['stage']]}: {name}", figures["mae_hours"], note=f"{figures['n']} shipments")
+            )
+        bars.append(Bar(f"{CHART_STAGES[stage['stage']]}: promise", overall["promise"]["mae_hours"]))
     return bar_chart(bars, title="Mean absolute error, hours", format_value=lambda v: f"{v:.1f} h")
 
 

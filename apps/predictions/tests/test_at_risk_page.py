@@ -49,7 +49,7 @@ def test_the_riskiest_come_first_with_their_orders_and_customers(reader, world):
     response = reader.get(URL)
     assert listed(response) == ["HIGH", "MID", "LOW"]  # no risk known: not listed
     text = response.content.decode()
-    assert "90 %" in text
+    assert "90&nbsp;%" in text
     assert "SO-HIGH" in text
     assert "Other Corp" in text
     assert "in transit" in text

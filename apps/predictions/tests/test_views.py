@@ -3,11 +3,12 @@
 import pytest
 from django.urls import reverse
 
-from apps.predictions.models import Prediction
+from apps.partners.models import Partner
+from apps.predictions.models import Prediction, RiskThreshold
 from apps.predictions.services import backtest_run, predictions_refresh, profiles_rebuild
 from apps.predictions.tests.story import apply, at, carrier, shipment_events
 from apps.timeline.models import Order, Shipment
-from tests.factories import UserFactory
+from tests.factories import PartnerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +40,7 @@ def test_the_order_page_loads_the_prediction_next_to_the_carriers_estimate_and_t
     assert prediction.p50 == at(24 * 20 + 48)
     for shown in ("Predicted delivery", "80 % between", "Risk of missing the promise", "Carrier's estimate"):
         assert shown in text
-    assert f"{round(prediction.late_probability * 100)} %" in text
+    assert f"{round(prediction.late_probability * 100)}&nbsp;%" in text
     assert "At risk" in text
     assert "Lane Dallas→NA-East with Fast Freight: 16 deliveries" in text
     assert "The carrier&#x27;s estimate is 18 h before our p50." in text
@@ -91,3 +92,15 @@ def test_the_backtest_page_before_any_run_says_how_to_run_one(client, db):
 def test_the_backtest_page_is_for_the_dashboard_roles(client, db):
     client.force_login(UserFactory(permissions=READER))
     assert client.get(reverse("prediction-backtest")).status_code == 403
+
+
+def test_the_at_risk_badge_follows_the_customers_threshold(client, predicted):
+    client.force_login(UserFactory(permissions=READER))
+    url = reverse("order-prediction", kwargs={"order_id": predicted.pk})
+    Prediction.objects.update(late_probability=0.6)
+    assert "badge at-risk" in client.get(url).content.decode()
+
+    careful = PartnerFactory(code="CAREFUL", kind=Partner.Kind.CUSTOMER)
+    RiskThreshold.objects.create(customer=careful, open_above=0.7, close_below=0.4)
+    Order.objects.filter(pk=predicted.pk).update(customer=careful)
+    assert "badge at-risk" not in client.get(url).content.decode()
