@@ -23,6 +23,10 @@ MAX_SAMPLES = 400
 WEEKEND_SHARE = 0.02
 
 
+# Group keys: a lane's, then "carrier:<id>", then everything.
+CARRIER, ALL = "carrier:", "all"
+
+
 class Stage:
     PICKED_UP = "picked_up"
     IN_TRANSIT = "in_transit"
@@ -54,8 +58,8 @@ class Lane:
                 f"lane:{self.carrier_id}|{self.origin}|{self.destination}|{self.service}",
                 f"lane {lane} with {self.carrier}{service}",
             ),
-            (f"carrier:{self.carrier_id}", f"carrier {self.carrier}, all lanes"),
-            ("all", "all carriers"),
+            (f"{CARRIER}{self.carrier_id}", f"carrier {self.carrier}, all lanes"),
+            (ALL, "all carriers"),
         ]
 
 
@@ -177,15 +181,16 @@ def estimate(situation: Situation, profiles: Profiles) -> Estimate:
         spent = max(hours_between(start, situation.as_of, working=working), 0.0)
         ordered = samples.working if working else samples.wall
         remaining = ordered[bisect_right(ordered, spent) :]
-        if len(remaining) < MIN_DELIVERIES:
-            tried.append(f"{words}: {len(remaining)}")
-            continue
-        result = _from_samples(situation, (anchor, start), remaining, samples, words, working, tried)
-        if key == "all" and _outside(situation.carrier_estimate_at, result):
+        if len(remaining) >= MIN_DELIVERIES:
+            result = _from_samples(situation, (anchor, start), remaining, samples, words, working, tried)
+            if key != ALL or not _outside(situation.carrier_estimate_at, result):
+                return result
+            tried.append(f"{words}: the carrier's estimate is outside their range")
             break
-        return result
-    if len(tried) < len(situation.lane.groups()):
-        tried.append("all carriers: the carrier's estimate is outside their range")
+        taken = f"{len(remaining)} of {samples.count} took this long" if spent > 0 else str(len(remaining))
+        tried.append(f"{words}: {taken}")
+        if key.startswith(CARRIER) and samples.count >= MIN_DELIVERIES:
+            break  # outlived its own carrier's history: other carriers' deliveries say nothing of it
     return _carrier_fallback(
         situation, [f"Too few deliveries to predict ({'; '.join(tried)}; {MIN_DELIVERIES} needed)."]
     )

@@ -150,3 +150,18 @@ def test_every_carriers_deliveries_are_not_used_when_the_carriers_own_estimate_l
     assert result.p50 == vessel
     assert "all carriers: the carrier's estimate is outside their range" in result.reasons[0]
     assert estimate(situation(carrier_estimate_at=MONDAY + timedelta(hours=40)), parcels).basis == Basis.MODEL
+
+
+def test_a_shipment_that_outlived_its_carriers_history_is_not_read_from_other_carriers():
+    profiles = {
+        (CARRIER_KEY, Anchor.PICKUP): samples([float(h) for h in range(10, 50, 2)]),  # 20, at most 48 h
+        (ALL_KEY, Anchor.PICKUP): samples([float(h) for h in range(10, 510, 5)]),  # 100, up to 505 h
+    }
+    eta = MONDAY + timedelta(hours=70)
+    overdue = situation(as_of=MONDAY + timedelta(hours=60), stage=Stage.IN_TRANSIT, carrier_estimate_at=eta)
+
+    result = estimate(overdue, profiles)
+
+    assert (result.basis, result.p50) == (Basis.CARRIER, eta)
+    assert "carrier Fast Freight, all lanes: 0 of 20 took this long" in result.reasons[0]
+    assert "all carriers" not in result.reasons[0]
