@@ -21,6 +21,7 @@ from apps.inventory.selectors import (
     DEFAULT_MISMATCH_PERCENT,
     mismatched_positions,
     positions_over_promised,
+    shipments_short_of_stock,
     stale_feeds,
 )
 from apps.predictions.models import RiskThreshold
@@ -444,6 +445,13 @@ def negative_atp(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> lis
     )
 
 
+def shipped_without_stock(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+    """A ship notice for more than the warehouse had on hand; it stays until a person closes it,
+    or a count reported late shows the stock was there."""
+    shipments = shipments_short_of_stock(_shipments(rule, order_ids).filter(manifested_at__lte=now - rule.threshold))
+    return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} shipped more than its warehouse had on hand")
+
+
 def stock_snapshot_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
     feeds = stale_feeds(now=now, grace=rule.threshold, warehouse_id=rule.scope_partner_id)
     return [
@@ -605,6 +613,16 @@ DETECTORS: dict[str, Detector] = {
             0 * H,
             D,
             negative_atp,
+        ),
+        Detector(
+            "shipped_without_stock",
+            "Stock: shipped more than on hand",
+            _S.SHIPMENT,
+            _Q.SUPPLY_CHAIN,
+            _V.HIGH,
+            0 * H,
+            D,
+            shipped_without_stock,
         ),
         Detector(
             "stock_snapshot_stale",

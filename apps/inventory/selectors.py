@@ -21,7 +21,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Abs, Coalesce
+from django.db.models.functions import Abs, Coalesce, Replace, Upper
 
 from apps.inventory.models import (
     Allocation,
@@ -33,6 +33,7 @@ from apps.inventory.models import (
     StockView,
 )
 from apps.timeline.events import normalize_reference
+from apps.timeline.models import Shipment, ShipmentLine
 
 QUANTITY = DecimalField(max_digits=16, decimal_places=3)
 ZERO = Value(Decimal(0), output_field=QUANTITY)
@@ -172,3 +173,44 @@ def stale_feeds(*, now: datetime, grace: timedelta, warehouse_id: int | None = N
         .select_related("warehouse")
     )
     return feeds.filter(warehouse_id=warehouse_id) if warehouse_id else feeds
+
+
+def shipments_short_of_stock(shipments: QuerySet[Shipment]) -> QuerySet[Shipment]:
+    """Those of ``shipments`` whose ship notice took more of a SKU than its warehouse had: the
+    warehouse's latest count before the ship time plus what it received since (movements in);
+    its movements out are left aside, a pick reported for this very shipment among them. A SKU the
+    warehouse never counted before is not judged."""
+    key = {
+        "warehouse_id": OuterRef("shipment__warehouse_id"),
+        "sku": Replace(Upper(OuterRef("sku")), Value(" "), Value("")),
+        "uom": OuterRef("uom"),
+        "view": StockView.ON_HAND,
+    }
+    shipped_at = OuterRef("shipment__manifested_at")
+    counts = LedgerEntry.objects.filter(**key, kind=EntryKind.SNAPSHOT, occurred_at__lt=shipped_at).order_by(
+        "-occurred_at", "-event_id"
+    )
+    received = (
+        LedgerEntry.objects.filter(
+            **key,
+            kind=EntryKind.MOVEMENT,
+            quantity__gt=0,
+            occurred_at__gt=OuterRef("counted_at"),
+            occurred_at__lt=shipped_at,
+        )
+        .order_by()
+        .values("view")
+        .annotate(total=Sum("quantity"))
+        .values("total")
+    )
+    short = (
+        ShipmentLine.objects.filter(shipment__in=shipments, shipment__warehouse__isnull=False)
+        .annotate(
+            counted_at=Subquery(counts.values("occurred_at")[:1]),
+            counted=Subquery(counts.values("quantity")[:1], output_field=QUANTITY),
+        )
+        .filter(counted_at__isnull=False)
+        .annotate(had=F("counted") + Coalesce(Subquery(received, output_field=QUANTITY), ZERO))
+        .filter(had__lt=F("quantity"))
+    )
+    return shipments.filter(id__in=short.values("shipment_id"))

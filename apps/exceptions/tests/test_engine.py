@@ -32,7 +32,7 @@ def rules():
 
 def test_every_built_in_rule_exists_once(rules):
     assert builtin_rules_ensure() == 0
-    assert len(rules) == 17
+    assert len(rules) == 18
 
 
 def test_a_case_opens_once_and_closes_itself_when_the_condition_clears(rules):

@@ -292,6 +292,34 @@ def _next_snapshot(key: str) -> None:
     _stock(key, "snapshot", NOW, "SKU-1", "2", sender=f"DC-{key}", warehouse=f"DC-{key}")
 
 
+def _shipped_without_stock(key: str, age: timedelta) -> Built:
+    """The warehouse counted 2, then shipped 5."""
+    warehouse = _own_warehouse(key)
+    _stock(key, "snapshot", age + 2 * H, "SKU-1", "2", sender=warehouse, warehouse=warehouse)
+    lines = [{"sku": "SKU-1", "quantity": "5"}]
+    attributes = {"carrier": "UPSN", "warehouse": warehouse}
+    result = apply(
+        created(key, age + 3 * H),
+        ev(
+            f"{key}-shipped",
+            "shipment.manifested",
+            age,
+            ("shipment", f"SH-{key}"),
+            ("order", key),
+            lines=lines,
+            attributes=attributes,
+        ),
+    )
+    return Built(Shipment.objects.get(number=f"SH-{key}").pk, result.order_ids)
+
+
+def _late_count(key: str) -> ApplyResult:
+    """A count reported late, from just before the shipment: the stock was there. Stock events
+    touch no order: the order's next event (or the sweep) judges the shipment again."""
+    _stock(key, "snapshot", TEST_THRESHOLD + 2.5 * H, "SKU-1", "10", sender=f"DC-{key}", warehouse=f"DC-{key}")
+    return ApplyResult(order_ids=set(Order.objects.filter(number=key).values_list("id", flat=True)))
+
+
 NOW = timedelta(minutes=5)
 
 
@@ -387,6 +415,7 @@ SCENARIOS = [
     Scenario("stock_mismatch", _stock_mismatch, _recount, S.STOCK_POSITION),
     Scenario("negative_atp", _negative_atp, lambda k: apply(manifested(k, NOW)), S.STOCK_POSITION),
     Scenario("stock_snapshot_stale", _stale_snapshot, _next_snapshot, S.STOCK_FEED),
+    Scenario("shipped_without_stock", _shipped_without_stock, _late_count, S.SHIPMENT),
 ]
 CLEARING = [s for s in SCENARIOS if s.clear is not None]
 

@@ -81,3 +81,23 @@ def test_the_stock_rules_respect_their_warehouse_scope(partners):
     detect(now=T0 + timedelta(hours=1))
 
     assert open_cases("stock_mismatch") == []
+
+
+def ship(number: str, hours: float, quantity: str) -> None:
+    send(order_created(number, lines=[{"sku": "SKU-1", "quantity": quantity}]), partner="ERP")
+    lines = [{"sku": "SKU-1", "quantity": quantity}]
+    refs = (ref("shipment", f"SH-{number}"), ref("order", number))
+    send(event(f"{number}-asn", "shipment.manifested", hours, *refs, lines=lines, attributes={"warehouse": "DC1"}))
+
+
+def test_a_shipment_of_stock_received_since_the_count_or_picked_as_reported_is_not_short(partners):
+    send(stock("count", "snapshot", 0, ("SKU-1", "2")))
+    send(stock("receipt", "adjusted", 1, ("SKU-1", "4")), stock("pick", "adjusted", 2, ("SKU-1", "-6")))
+    ship("SO-1", 3, "6")
+    ship("SO-2", 4, "7")
+
+    detect(now=T0 + timedelta(hours=5))
+
+    assert open_cases("shipped_without_stock") == [
+        ("supply_chain", "Shipment SH-SO-2 shipped more than its warehouse had on hand")
+    ]
