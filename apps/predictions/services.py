@@ -15,12 +15,16 @@ from apps.timeline.models import Shipment
 # The deliveries a rebuild learns from: long enough for quiet lanes, short enough to follow change.
 PROFILE_WINDOW = timedelta(days=180)
 REFRESH_BATCH = 500
+REBUILD_BATCH = 2000
 LOCK_ID = 0x455441  # any constant; names the profile writer's advisory lock
 
 
-def profiles_from(histories: Iterable[ShipmentHistory]) -> dict[tuple[str, str], Samples]:
-    """The groups' samples from delivered shipments, added in the order they were delivered."""
-    profiles: dict[tuple[str, str], Samples] = {}
+def profiles_from(
+    histories: Iterable[ShipmentHistory], profiles: dict[tuple[str, str], Samples] | None = None
+) -> dict[tuple[str, str], Samples]:
+    """The groups' samples from delivered shipments, added in the order they were delivered
+    (to ``profiles`` when given)."""
+    profiles = {} if profiles is None else profiles
     delivered = [(h, h.delivery()) for h in histories]
     for history, delivery in sorted(((h, d) for h, d in delivered if d), key=lambda pair: pair[1].occurred_at):
         learn(profiles, history, delivery)
@@ -30,11 +34,15 @@ def profiles_from(histories: Iterable[ShipmentHistory]) -> dict[tuple[str, str],
 def profiles_rebuild(*, now: datetime | None = None) -> int:
     """Rebuild every transit profile from the deliveries of the last ``PROFILE_WINDOW``.
 
-    Runs on the periodic task, never per event; writers take an advisory lock so two rebuilds
-    never interleave their delete and insert. Returns the number of profiles written."""
+    Runs on the periodic task, never per event, reading the deliveries in batches in the order
+    they were delivered (memory holds one batch and the profiles); writers take an advisory lock
+    so two rebuilds never interleave their delete and insert. Returns the number of profiles written."""
     now = now or timezone.now()
     recent = Shipment.objects.filter(delivered_at__gte=now - PROFILE_WINDOW, delivered_at__lte=now)
-    profiles = profiles_from(shipment_histories(recent))
+    ids = list(recent.order_by("delivered_at", "id").values_list("id", flat=True))
+    profiles: dict[tuple[str, str], Samples] = {}
+    for start in range(0, len(ids), REBUILD_BATCH):
+        profiles_from(shipment_histories(Shipment.objects.filter(id__any=ids[start : start + REBUILD_BATCH])), profiles)
     rows = [
         TransitProfile(key=key, anchor=anchor, samples=samples.rows(), deliveries=samples.count)
         for (key, anchor), samples in profiles.items()

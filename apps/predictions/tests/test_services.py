@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.predictions import services
 from apps.predictions.models import Prediction, TransitProfile
 from apps.predictions.services import (
     deliveries_learn,
@@ -144,3 +145,14 @@ def test_a_shipment_not_picked_up_yet_has_no_prediction(lane_history):
     waiting = Shipment.objects.get(number="WAITING").id
     assert predictions_refresh(shipment_ids=[waiting], now=at(24 * HISTORY + 20)) == 0
     assert not Prediction.objects.exists()
+
+
+def test_a_rebuild_in_small_batches_learns_the_same_as_in_one(lane_history, monkeypatch):
+    def stored() -> dict:
+        return {(p.key, p.anchor): p.samples for p in TransitProfile.objects.all()}
+
+    whole = stored()
+    monkeypatch.setattr(services, "REBUILD_BATCH", 3)
+    profiles_rebuild(now=at(24 * HISTORY + 100))
+    assert stored() == whole
+    assert len(whole[next(k for k in whole if k[0].startswith("lane:"))]) == HISTORY
