@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, F, Model, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -439,3 +439,28 @@ def _allocating_warehouses(order_ids: set[int]) -> dict[int, int]:
     chosen = {order_id: min(found)[1] for order_id, found in candidates.items()}
     ids = dict(Partner.objects.filter(code__in=set(chosen.values())).values_list("code", "id"))
     return {order_id: ids[code] for order_id, code in chosen.items() if code in ids}
+
+
+# --- catching up ------------------------------------------------------------------------------
+
+REBUILD_BATCH = 20  # milestones a transaction: up to 100,000 lines
+
+
+def ledger_catch_up(*, batch: int = REBUILD_BATCH) -> int:
+    """Book the stored inventory milestones the ledger does not hold yet (those applied before
+    this app, or restored from a backup); returns how many. Safe to run again."""
+    booked = 0
+    after = 0
+    stock = Milestone.objects.filter(kind__in=INVENTORY_KINDS).select_related("source_partner").order_by("pk")
+    while chunk := list(stock.filter(pk__gt=after)[:batch]):
+        after = chunk[-1].pk
+        known = set(
+            LedgerEntry.objects.filter(event_id__in={m.event_id for m in chunk}, line=0).values_list(
+                "source_partner_id", "event_id"
+            )
+        )
+        todo = [m for m in chunk if (m.source_partner_id, m.event_id) not in known]
+        with transaction.atomic():
+            inventory_apply(milestones=todo)
+        booked += len(todo)
+    return booked

@@ -1,15 +1,18 @@
 """Stock positions from the ledger: counts, movements after them, full snapshots, the ERP's book,
 units kept apart, duplicates ignored, and a movement's cost flat in the warehouse's history."""
 
+import io
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.inventory.models import Allocation, InventoryPosition, LedgerEntry, StockFeed
 from apps.inventory.selectors import positions
+from apps.inventory.services import ledger_catch_up
 from apps.timeline.services import apply_events
 from tests.stories import at, event, events, order_created, ref
 
@@ -146,3 +149,16 @@ def test_released_orders_allocate_their_lines_until_they_ship(partners):
         partner="DC2",
     )
     assert set(Allocation.objects.values_list("order__number", flat=True)) == {"SO-2"}
+
+
+def test_catching_up_books_stored_stock_events_the_ledger_misses_once(partners, settings):
+    settings.TIMELINE_REACTIONS = [r for r in settings.TIMELINE_REACTIONS if "inventory" not in r]
+    send(stock("s1", "snapshot", 0, ("SKU-1", "10")), stock("m1", "adjusted", 1, ("SKU-1", "-3")))
+    send(stock("m2", "adjusted", 2, ("SKU-1", "-1")))
+    assert not InventoryPosition.objects.exists()
+
+    call_command("inventory_catch_up", stdout=io.StringIO())
+    assert ledger_catch_up() == 0
+
+    assert on_hand() == Decimal("6")
+    assert LedgerEntry.objects.count() == 3
