@@ -87,6 +87,8 @@ CONTEXT_VARIABLES = {
     "tracking_number": "The carrier's tracking number",
     "carrier": "The carrier's name",
     "estimated_delivery": "The carrier's latest delivery estimate, in the customer's time zone",
+    "predicted_delivery": "Our predicted delivery (from past deliveries on the lane), in the customer's time zone",
+    "predicted_window": "The window 80 % of like deliveries fell in: from – to, in the customer's time zone",
     "promised_date": "The date the order was promised for",
     "delay_reason": "Why the shipment is delayed, if the carrier said",
     "invoice_number": "The invoice number (invoice issued)",
@@ -362,6 +364,8 @@ def sample_context() -> dict[str, str]:
         "tracking_number": "1ZSAMPLE0000000001",
         "carrier": "Example Parcel Service",
         "estimated_delivery": "26 Nov 2026 12:00 CET",
+        "predicted_delivery": "26 Nov 2026 15:00 CET",
+        "predicted_window": "26 Nov 2026 09:00 CET – 27 Nov 2026 17:00 CET",
         "promised_date": "27 Nov 2026",
         "delay_reason": "Weather",
         "invoice_number": "INV-SAMPLE-0001",
@@ -390,6 +394,8 @@ def notification_context(
         event.estimated_delivery_at if event else None
     )
     is_invoice = event is not None and event.kind == EventKind.INVOICE_GENERATED
+    prediction = getattr(shipment, "prediction", None) if shipment else None  # none once delivered
+    p10, p50, p90 = (prediction.p10, prediction.p50, prediction.p90) if prediction else (None, None, None)
     return {
         "customer_name": customer.name,
         "order_number": order.number,
@@ -400,6 +406,8 @@ def notification_context(
         "tracking_number": shipment.tracking_number if shipment else "",
         "carrier": shipment.carrier.name if shipment and shipment.carrier else "",
         "estimated_delivery": _when(estimate, zone),
+        "predicted_delivery": _when(p50, zone),
+        "predicted_window": f"{_when(p10, zone)} – {_when(p90, zone)}" if p10 and p90 else "",
         "promised_date": order.promised_at.astimezone(zone).strftime("%d %b %Y") if order.promised_at else "",
         "delay_reason": reason or (shipment.delay_reason if shipment else ""),
         "invoice_number": _reference(event, "invoice") if is_invoice else "",
@@ -472,7 +480,9 @@ def _preview_context(customer: Partner | None, milestone: str) -> tuple[dict[str
             sample["customer_name"] = customer.name
         return sample, "a sample order (made-up values)"
     shipment = (
-        order.shipments.select_related("carrier").order_by(F("manifested_at").desc(nulls_last=True), "-id").first()
+        order.shipments.select_related("carrier", "prediction")
+        .order_by(F("manifested_at").desc(nulls_last=True), "-id")
+        .first()
     )
     subjects = Q(order=order) | Q(shipment=shipment) if shipment else Q(order=order)
     event = Milestone.objects.filter(subjects, kind__in=KINDS_OF_MILESTONE[milestone]).order_by("-occurred_at").first()
@@ -585,7 +595,7 @@ def notifications_send(*, limit: int = 500, now: datetime | None = None) -> int:
         return 0
     rows = list(
         CustomerNotification.objects.filter(pk__in=claimed)
-        .select_related("customer", "order", "shipment__carrier")
+        .select_related("customer", "order", "shipment__carrier", "shipment__prediction")
         .order_by("created_at", "id")
     )
     batch = _Batch.load(rows)
