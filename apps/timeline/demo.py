@@ -580,6 +580,9 @@ DISPUTE_REASONS = (
 )
 RETURN_REASONS = ("Damaged in transit", "Wrong item shipped", "Customer overstock")
 ADJUST_REASONS = ("Cycle count", "Damaged in handling", "Found stock", "Receiving correction")
+# How far the ERP's book stock of a SKU is from the warehouse's count: most agree, or nearly;
+# some carry shrinkage or receipts never booked.
+BOOK_DRIFTS = (0.0, 0.0, 0.0, 0.0, 0.004, -0.006, 0.04, -0.07, 0.12)
 SIGNERS = ("J. MILLER", "A. SCHMIDT", "R. PATEL", "L. NGUYEN", "M. ROSSI", "K. TAMA", "D. OKAFOR")
 
 
@@ -1395,17 +1398,22 @@ def _freight_event(shipment: ShipmentPlan, step: Step) -> DemoEvent:
 
 
 def _inventory_events(now: datetime, rng: random.Random) -> list[DemoEvent]:
-    """A nightly stock snapshot per warehouse for the last week, and the adjustments of each day."""
+    """A nightly stock snapshot per warehouse for the last week and the adjustments of each day;
+    the ERP's book stock an hour after each snapshot, drifting on a few SKUs (shrinkage and
+    receipts it never booked); the last warehouse's file stops two nights ago."""
     events = []
     for warehouse in WAREHOUSES:
         products = sorted({p for c in CUSTOMERS if c.warehouse == warehouse for p in c.products}, key=lambda p: p.sku)
         stock = {product.sku: rng.randint(300, 6000) for product in products}
+        drift = {product.sku: rng.choice(BOOK_DRIFTS) for product in products}
         prefix = warehouse.code.lower()
-        for days_ago in range(7, 0, -1):
+        last_night = 3 if warehouse == WAREHOUSES[-1] else 1
+        for days_ago in range(7, last_night - 1, -1):
             night = _five_pm(now, -days_ago, warehouse.place.time_zone) - timedelta(hours=14, minutes=30)
             for sku in stock:
                 stock[sku] = max(0, stock[sku] + rng.randint(-400, 300))
             snapshot = [Line(p.sku, stock[p.sku], p.uom, p.price) for p in products]
+            book = [Line(p.sku, round(stock[p.sku] * (1 + drift[p.sku])), p.uom, p.price) for p in products]
             attributes = {"warehouse": warehouse.code}
             events.append(
                 _event(
@@ -1417,6 +1425,18 @@ def _inventory_events(now: datetime, rng: random.Random) -> list[DemoEvent]:
                     channel=STOCK_CHANNEL,
                     place=warehouse.place,
                     lines=_lines(snapshot),
+                    attributes=attributes,
+                )
+            )
+            events.append(
+                _event(
+                    f"erp-{prefix}-book-stock-d{days_ago}",
+                    K.INVENTORY_SNAPSHOT,
+                    night + timedelta(hours=1),
+                    [],
+                    partner=ERP.code,
+                    channel=ERP_CHANNEL,
+                    lines=_lines(book),
                     attributes=attributes,
                 )
             )

@@ -8,6 +8,10 @@ from django.core.management import call_command
 from django.db.models import Count, F
 from django.utils import timezone
 
+from apps.exceptions.models import ExceptionCase
+from apps.exceptions.services import builtin_rules_ensure
+from apps.inventory.models import InventoryPosition
+from apps.inventory.selectors import DEFAULT_MISMATCH_PERCENT, mismatched_positions
 from apps.partners.models import Partner
 from apps.predictions.models import BacktestReport, Prediction
 from apps.timeline.demo import DemoSummary, demo_events, seed_demo
@@ -144,3 +148,20 @@ def test_the_demo_has_predictions_and_a_backtest():
     pickup = BacktestReport.objects.get().figures["stages"][0]["carriers"][0]
     assert pickup["points"] > 0
     assert f"Predictions: {Prediction.objects.count()} shipments on their way" in out.getvalue()
+
+
+def test_the_erps_book_stock_drifts_from_the_warehouses_so_stock_cases_are_open():
+    builtin_rules_ensure()  # as the migrations do
+    out = StringIO()
+    call_command("seed_demo", orders=ORDERS, stdout=out, verbosity=0)
+    mismatched = mismatched_positions(default_percent=DEFAULT_MISMATCH_PERCENT)
+    open_cases = ExceptionCase.objects.filter(status__in=ExceptionCase.OPEN_STATUSES)
+
+    assert InventoryPosition.objects.filter(quantity__isnull=False, book_quantity__isnull=False).exists()
+    assert mismatched.exists()
+    assert mismatched.count() < InventoryPosition.objects.count()
+    assert set(open_cases.filter(queue="supply_chain").values_list("rule__code", flat=True)) >= {
+        "stock_mismatch",
+        "stock_snapshot_stale",
+    }
+    assert "Exceptions: the sweep opened" in out.getvalue()

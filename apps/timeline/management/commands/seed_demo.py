@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.exceptions.services import detect
 from apps.outbound.demo import outbound_demo_upsert
 from apps.predictions.services import backtest_run, predictions_refresh_all
 from apps.timeline.demo import (
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         subscriptions = outbound_demo_upsert()
         predicted = predictions_refresh_all()
         backtest_run()
+        swept = detect()
         if user and password:
             demo_user_upsert(username=user, password=password)
             roles = demo_role_users_upsert(prefix=user, password=password)
@@ -52,6 +54,9 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Outbound: {subscriptions} subscriptions writing to outbox folders")
         self.stdout.write(f"Predictions: {predicted} shipments on their way, and a backtest of the history")
+        self.stdout.write(
+            f"Exceptions: the sweep opened {len(swept.opened)} cases (stock, dead letters, parked events too)"
+        )
         self.stdout.write("Stages: " + ", ".join(f"{stage} {count}" for stage, count in summary.stages.items()))
         if user:
             self.stdout.write(self.style.SUCCESS(f"Demo login: {user}"))
