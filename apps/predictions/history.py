@@ -21,7 +21,10 @@ TRACKED = (
     K.SHIPMENT_IN_TRANSIT,
     K.SHIPMENT_OUT_FOR_DELIVERY,
     K.SHIPMENT_DELIVERED,
+    K.SHIPMENT_POD_RECEIVED,
 )
+# A proof of delivery without a delivery scan stands for the delivery, as on the timeline.
+DELIVERED = (K.SHIPMENT_DELIVERED, K.SHIPMENT_POD_RECEIVED)
 # A milestone stored more than this after it happened came in a bulk load of history: it is taken
 # as known when it happened (the receive time of a real feed is within hours of the event).
 BULK_LAG = timedelta(days=2)
@@ -63,7 +66,8 @@ class ShipmentHistory:
         return Lane(self.carrier_id, self.carrier, origin or self.warehouse, self.destination, service)
 
     def delivery(self) -> Fact | None:
-        return next((f for f in self.facts if f.kind == K.SHIPMENT_DELIVERED), None)
+        delivered = next((f for f in self.facts if f.kind == K.SHIPMENT_DELIVERED), None)
+        return delivered or next((f for f in self.facts if f.kind == K.SHIPMENT_POD_RECEIVED), None)
 
     def anchors(self, delivery: Fact) -> dict[str, datetime | None]:
         """Where this delivery's transit is counted from, as known when the delivery was: the
@@ -77,7 +81,7 @@ class ShipmentHistory:
     def situation(self, as_of: datetime) -> Situation | None:
         """What was known at ``as_of``, or None when the delivery was known by then."""
         known = [f for f in self.facts if f.known_by(as_of)]
-        if any(f.kind == K.SHIPMENT_DELIVERED for f in known):
+        if any(f.kind in DELIVERED for f in known):
             return None
         scans = [f for f in known if f.kind == K.SHIPMENT_IN_TRANSIT]
         outs = [f.occurred_at for f in known if f.kind == K.SHIPMENT_OUT_FOR_DELIVERY]

@@ -64,3 +64,10 @@ def test_a_situation_holds_only_what_had_happened_and_arrived():
 def test_a_delivered_shipment_has_no_situation_once_its_delivery_is_known():
     assert ATTEMPTED.situation(T + timedelta(hours=62)) is not None
     assert ATTEMPTED.situation(T + timedelta(hours=63)) is None
+
+
+def test_a_proof_of_delivery_without_a_delivery_scan_stands_for_the_delivery():
+    pod_only = history(fact("picked_up", 0), fact("in_transit", 20), fact("pod_received", 50))
+    assert pod_only.delivery().occurred_at == T + timedelta(hours=50)
+    assert pod_only.situation(T + timedelta(hours=51)) is None
+    assert ATTEMPTED.delivery().occurred_at == T + timedelta(hours=63)
