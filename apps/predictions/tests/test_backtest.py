@@ -5,13 +5,14 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.db.models import F, Q
 
 from apps.predictions.backtest import replay
 from apps.predictions.estimator import Basis, estimate
 from apps.predictions.history import shipment_histories
-from apps.predictions.models import BacktestReport
+from apps.predictions.models import BacktestReport, Prediction
 from apps.predictions.services import profiles_from
 from apps.predictions.tests.story import apply, at, carrier, shipment_events
 from apps.timeline.models import Milestone, Shipment
@@ -132,3 +133,14 @@ def test_since_keeps_the_predictions_made_from_that_day():
 def test_a_since_that_is_not_a_date_is_refused():
     with pytest.raises(CommandError, match="--since: '2026-13-01' is not a date"):
         run("--since", "2026-13-01")
+
+
+def test_refresh_relearns_and_predicts_the_shipments_on_their_way():
+    carrier()
+    lane_history()
+    apply(shipment_events("LIVE", pickup=24 * HISTORY, promised=24 * HISTORY + 60))
+    out = StringIO()
+    with time_machine.travel(at(24 * HISTORY + 1), tick=False):
+        call_command("eta", "refresh", stdout=out)
+    assert out.getvalue() == "Shipments on their way predicted: 1.\n"
+    assert Prediction.objects.get().p50 == at(24 * HISTORY + 48)

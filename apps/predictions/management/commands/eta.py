@@ -34,7 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, action: str, since: datetime | None, as_json: bool, **options) -> None:
         if action == "refresh":
-            self.stdout.write(f"Predicted {predictions_refresh_all():,} open shipments.")
+            self.stdout.write(f"Shipments on their way predicted: {predictions_refresh_all():,}.")
             return
         progress = partial(tqdm, unit="prediction", desc="Replaying", disable=None, file=self.stderr._out)
         figures = backtest_run(since=since, progress=progress).figures
