@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -672,9 +672,7 @@ def _record(results: list[Sent], endpoint: Endpoint, now: datetime) -> list[Outc
             )
             for outcome, request in zip(outcomes, (sent.request for sent in sent_ones), strict=True)
         )
-        Delivery.objects.filter(status=Delivery.Status.SENDING).bulk_update(
-            [sent.delivery for sent in results], RECORDED_FIELDS
-        )
+        _write_back([sent.delivery for sent in results])
         _documents_settle(outcomes)
         released = _breaker_record(endpoint, [outcome.response for outcome in outcomes], now)
         delivered = [o.delivery.pk for o in outcomes if o.result == "delivered" and o.delivery.subscription.ordered]
@@ -685,6 +683,31 @@ def _record(results: list[Sent], endpoint: Endpoint, now: datetime) -> list[Outc
         if released:
             _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
     return outcomes
+
+
+def _write_back(deliveries: list[Delivery]) -> None:
+    """The batch's new state in one statement, for the rows still ours (status sending).
+
+    On PostgreSQL the rows go as one array per column (``unnest``): ``bulk_update`` writes a CASE
+    per field and row, whose building took longer than sending the batch."""
+    ours = Delivery.objects.filter(status=Delivery.Status.SENDING)
+    if connection.vendor != "postgresql":
+        ours.bulk_update(deliveries, RECORDED_FIELDS)
+        return
+    fields = [Delivery._meta.pk, *(Delivery._meta.get_field(name) for name in RECORDED_FIELDS)]
+    arrays = [[field.get_db_prep_value(getattr(d, field.attname), connection) for d in deliveries] for field in fields]
+    names = [connection.ops.quote_name(field.column) for field in fields]
+    sql = (
+        # Names and types come from the model, every value is a parameter.
+        "UPDATE {table} AS d SET {sets} FROM unnest({arrays}) AS v({names}) WHERE d.id = v.id AND d.status = %s".format(  # noqa: S608
+            table=connection.ops.quote_name(Delivery._meta.db_table),
+            sets=", ".join(f"{name} = v.{name}" for name in names[1:]),
+            arrays=", ".join(f"%s::{field.db_type(connection)}[]" for field in fields),
+            names=", ".join(names),
+        )
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*arrays, Delivery.Status.SENDING])
 
 
 def _outcome(sent: Sent, now: datetime) -> Outcome:

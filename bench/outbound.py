@@ -1,0 +1,220 @@
+"""Outbound sending benchmark, part of ``make bench``: deliveries to a receiver on loopback.
+
+- ``send``: every delivery the outbox case queued (3 subscriptions, one endpoint) drained as the
+  worker drains them; deliveries/s and queries per delivery;
+- ``raw``: the same HTTP client (the network guard over httpcore), with the same number of
+  requests in flight, posting the same bodies to the same receiver with no database work: the
+  ceiling the ``send`` rate is compared with;
+- ``sustained`` (PostgreSQL only: it writes from two threads at once): one subscription to every
+  event while events are applied at ``OUTBOUND_BENCH_RATE`` a second (200) for
+  ``OUTBOUND_BENCH_SECONDS`` (60), with a sender draining as a worker does; commit-to-delivery
+  p50 and p95.
+
+The receiver runs in its own process (a keep-alive HTTP/1.1 server answering 204), so it takes no
+time from the sender's interpreter.
+"""
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from apps.outbound.models import Delivery, Endpoint, Subscription
+from apps.outbound.selectors import _percentile
+from apps.outbound.services import endpoint_drain, endpoint_of, render, signed_headers
+from apps.partners import network
+from apps.timeline.events import parse_events
+from apps.timeline.services import apply_events
+
+RATE = int(os.environ.get("OUTBOUND_BENCH_RATE") or 200)
+SECONDS = int(os.environ.get("OUTBOUND_BENCH_SECONDS") or 60)
+TICK_SECONDS = 0.1
+IDLE_SECONDS = 0.005
+
+
+class _Answer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _serve(port: multiprocessing.Value) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server.daemon_threads = True
+    port.value = server.server_address[1]
+    server.serve_forever()
+
+
+def start_receiver() -> tuple[multiprocessing.Process, str]:
+    """The receiver in a process of its own; its URL once it listens."""
+    connections.close_all()  # the child inherits no database connection
+    port = multiprocessing.get_context("fork").Value("i", 0)
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(port,), daemon=True)
+    process.start()
+    while not port.value:
+        time.sleep(0.01)
+    return process, f"http://127.0.0.1:{port.value}/hooks/control-tower"
+
+
+@dataclass
+class Counted:
+    queries: int = 0
+
+    def __call__(self, execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
+        self.queries += 1
+        return execute(sql, params, many, context)
+
+
+def send_case(endpoint: Endpoint) -> dict:
+    """Drain everything queued for ``endpoint``, as the worker's task does."""
+    pending = Delivery.objects.filter(subscription__endpoint=endpoint, status=Delivery.Status.PENDING).count()
+    counted = Counted()
+    started = time.perf_counter()
+    with connection.execute_wrapper(counted):
+        sent = endpoint_drain(endpoint_id=endpoint.pk)
+    seconds = time.perf_counter() - started
+    delivered = Delivery.objects.filter(subscription__endpoint=endpoint, status=Delivery.Status.DELIVERED).count()
+    if sent != pending or delivered != pending:
+        raise RuntimeError(f"outbound send: {pending} queued, {sent} sent, {delivered} delivered")
+    return {"deliveries": sent, "seconds": seconds, "queries": counted.queries}
+
+
+def raw_case(endpoint: Endpoint, url: str, count: int) -> dict:
+    """The same client posting the same signed bodies, ``max_in_flight`` at a time, no database."""
+    samples = list(
+        Delivery.objects.filter(subscription__endpoint=endpoint).select_related("event", "subscription")[:50]
+    )
+    requests = []
+    for delivery in samples:
+        body = render(delivery)[0]
+        headers = {"Content-Type": "application/json", "User-Agent": "bench"}
+        headers |= signed_headers(
+            delivery.subscription, message_id=str(delivery.idempotency_key), body=body, now=timezone.now()
+        )
+        requests.append((headers, body))
+
+    def post(n: int) -> int:
+        headers, body = requests[n % len(requests)]
+        reply = network.request(
+            "POST", url, headers=headers, body=body, timeout=10, max_bytes=settings.OUTBOUND_MAX_RESPONSE_BYTES
+        )
+        return reply.status
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=endpoint.max_in_flight) as pool:
+        statuses = list(pool.map(post, range(count)))
+    seconds = time.perf_counter() - started
+    if set(statuses) != {204}:
+        raise RuntimeError(f"raw posts answered {sorted(set(statuses))}")
+    return {"requests": count, "seconds": seconds}
+
+
+def sustained_case(partner, url: str, stories: Callable[[int], list[dict]]) -> dict:
+    """Events applied at ``RATE`` a second for ``SECONDS``, one subscription to all of them, a
+    sender draining in its own thread; commit-to-delivery of every delivery made."""
+    Subscription.objects.filter(partner=partner).update(active=False)
+    subscription = Subscription.objects.create(partner=partner, name="everything", target_url=url, event_kinds=["*"])
+    endpoint = endpoint_of(subscription)
+    events = [event for n in range(50_000, 50_000 + RATE * SECONDS // 8 + 1) for event in stories(n)]
+    per_tick = max(int(RATE * TICK_SECONDS), 1)
+    producing = threading.Event()
+    producing.set()
+    sender = threading.Thread(target=_drain_until, args=(endpoint.pk, producing))
+    sender.start()
+    started = time.monotonic()
+    applied = 0
+    try:
+        for tick, start in enumerate(range(0, RATE * SECONDS, per_tick)):
+            batch = parse_events(events[start : start + per_tick])
+            with transaction.atomic():
+                apply_events(batch)
+            applied += len(batch)
+            time.sleep(max(started + (tick + 1) * TICK_SECONDS - time.monotonic(), 0))
+    finally:
+        producing.clear()
+        sender.join()
+    seconds = time.monotonic() - started
+    measured = sorted(
+        Delivery.objects.filter(subscription=subscription, status=Delivery.Status.DELIVERED).values_list(
+            "freshness_ms", flat=True
+        )
+    )
+    made = Delivery.objects.filter(subscription=subscription).count()
+    if len(measured) != made:
+        raise RuntimeError(f"sustained: {made} deliveries made, {len(measured)} delivered")
+    return {
+        "events": applied,
+        "seconds": seconds,
+        "deliveries": made,
+        "p50_ms": _percentile(measured, 50),
+        "p95_ms": _percentile(measured, 95),
+    }
+
+
+def _drain_until(endpoint_id: int, producing: threading.Event) -> None:
+    """What the outbound worker does on each task, polled: drain, and once events stop, drain the rest."""
+    try:
+        while producing.is_set():
+            if not endpoint_drain(endpoint_id=endpoint_id):
+                time.sleep(IDLE_SECONDS)
+        endpoint_drain(endpoint_id=endpoint_id)
+    finally:
+        connection.close()
+
+
+def outbound_send_cases(partner, stories: Callable[[int], list[dict]], url: str) -> list[dict]:
+    """The send and raw rates (and the sustained run on PostgreSQL) as rows for the table."""
+    endpoint = Endpoint.objects.get(subscriptions__partner=partner, subscriptions__name="all")
+    send = send_case(endpoint)
+    raw = raw_case(endpoint, url, min(send["deliveries"], 5000))
+    rate = send["deliveries"] / send["seconds"]
+    raw_rate = raw["requests"] / raw["seconds"]
+    rows = [
+        {
+            "case": f"send {send['deliveries']:,} deliveries (3 subscriptions) to loopback",
+            "per_second": round(rate),
+            "queries_per_delivery": round(send["queries"] / send["deliveries"], 3),
+            "share_of_raw": f"{rate / raw_rate:.0%}",
+            "p50_ms": "",
+            "p95_ms": "",
+        },
+        {
+            "case": f"raw: the same client, {raw['requests']:,} posts, {endpoint.max_in_flight} in flight, no database",
+            "per_second": round(raw_rate),
+            "queries_per_delivery": 0,
+            "share_of_raw": "100%",
+            "p50_ms": "",
+            "p95_ms": "",
+        },
+    ]
+    if connection.vendor != "postgresql":
+        print("outbound sustained run skipped: it needs PostgreSQL (BENCH_DATABASE_URL)")
+        return rows
+    sustained = sustained_case(partner, url, stories)
+    rows.append(
+        {
+            "case": f"sustained: {sustained['events'] / sustained['seconds']:.0f} events/s for "
+            f"{sustained['seconds']:.0f} s, 1 subscription to all, commit to delivery",
+            "per_second": round(sustained["deliveries"] / sustained["seconds"]),
+            "queries_per_delivery": "",
+            "share_of_raw": "",
+            "p50_ms": sustained["p50_ms"],
+            "p95_ms": sustained["p95_ms"],
+        }
+    )
+    return rows
