@@ -11,6 +11,11 @@ channel's webhook secret). Shopify signs no timestamp and sends a retry with the
 signature and ``X-Shopify-Webhook-Id``, so nothing is refused as a replay there: the webhook id
 becomes the message's idempotency key, and a retry (or a replay) is answered with the message
 already stored. Only the topics the Shopify parser maps are taken.
+
+A channel whose scheme is Standard Webhooks verifies ``webhook-signature`` (any of its ``v1``
+signatures, with the current secret or the previous one during its grace period) over
+``webhook-id.webhook-timestamp.body``, refuses a timestamp outside the tolerance, and takes
+``webhook-id`` as the message's idempotency key: a retry is answered with the message stored.
 """
 
 import base64
@@ -25,6 +30,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.views.decorators.debug import sensitive_variables
 
+from apps.partners import standard_webhooks
 from apps.partners.credentials import webhook_secrets_accepted
 from apps.partners.models import Channel
 
@@ -100,6 +106,8 @@ def verify_webhook(
     SignatureRejected or WebhookRefused."""
     if channel.signature_scheme == Channel.SignatureScheme.SHOPIFY:
         return verify_shopify(channel=channel, body=body, headers=headers, now=now)
+    if channel.signature_scheme == Channel.SignatureScheme.STANDARD:
+        return verify_standard(channel=channel, body=body, headers=headers, now=now)
     verify_signature(channel=channel, timestamp=timestamp, signature=signature, body=body, now=now)
     return Verified()
 
@@ -162,3 +170,34 @@ def verify_shopify(*, channel: Channel, body: bytes, headers: Mapping[str, str],
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         raise WebhookRefused(f"X-Shopify-Webhook-Id is longer than {MAX_WEBHOOK_ID_LENGTH} characters")
     return Verified(format="shopify", delivery_id=webhook_id or None)
+
+
+@sensitive_variables()
+def verify_standard(*, channel: Channel, body: bytes, headers: Mapping[str, str], now: float | None = None) -> Verified:
+    """Raise SignatureRejected unless a Standard Webhooks signature matches, fresh; the webhook id
+    identifies the delivery and its retries."""
+    now = time.time() if now is None else now
+    secrets = webhook_secrets_accepted(channel, now=datetime.fromtimestamp(now, tz=UTC))
+    if not secrets:
+        raise SignatureRejected("this channel has no webhook secret configured")
+    webhook_id = headers.get("webhook-id", "").strip()
+    timestamp = headers.get("webhook-timestamp", "").strip()
+    signature = headers.get("webhook-signature", "")
+    if not (webhook_id and timestamp and signature.strip()):
+        raise SignatureRejected("webhook-id, webhook-timestamp and webhook-signature headers are required")
+    if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
+        raise WebhookRefused(f"webhook-id is longer than {MAX_WEBHOOK_ID_LENGTH} characters")
+    if not timestamp.isdigit():
+        raise SignatureRejected("webhook-timestamp must be unix seconds")
+    tolerance = settings.WEBHOOK_TOLERANCE_SECONDS
+    if abs(now - int(timestamp)) > tolerance:
+        raise SignatureRejected(f"webhook-timestamp is more than {tolerance} seconds away from now")
+    try:
+        keys = [standard_webhooks.signing_key(secret) for secret in secrets]
+    except ValueError as exc:
+        raise SignatureRejected(f"this channel's secret cannot verify Standard Webhooks ({exc}): rotate it") from exc
+    if not standard_webhooks.signature_matches(
+        keys, message_id=webhook_id, timestamp=int(timestamp), body=body, header=signature
+    ):
+        raise SignatureRejected("webhook-signature does not match the body")
+    return Verified(delivery_id=webhook_id)

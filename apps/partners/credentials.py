@@ -6,7 +6,6 @@ verifying for ``SECRET_ROTATION_GRACE_SECONDS``, so a partner can switch without
 """
 
 import re
-import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from apps.partners import standard_webhooks
 from apps.partners.models import Channel
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a public marker, not a secret
@@ -25,7 +25,8 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def webhook_secret_generate() -> str:
-    return f"{WEBHOOK_SECRET_PREFIX}{secrets.token_urlsafe(32)}"
+    """``whsec_`` and 32 random bytes in base64: a key for our signatures and Standard Webhooks' alike."""
+    return standard_webhooks.secret_generate()
 
 
 def secret_mask(value: str) -> str:

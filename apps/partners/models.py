@@ -92,6 +92,7 @@ class Channel(models.Model):
     class SignatureScheme(models.TextChoices):
         OURS = "ours", "Control Tower (X-Timestamp and X-Signature over timestamp + body)"
         SHOPIFY = "shopify", "Shopify (X-Shopify-Hmac-Sha256 over the body; Shopify's order and fulfillment topics)"
+        STANDARD = "standard", "Standard Webhooks (webhook-id, webhook-timestamp and webhook-signature)"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="channels")
     code = models.CharField(max_length=40, validators=[code_validator])
@@ -125,7 +126,8 @@ class Channel(models.Model):
         choices=SignatureScheme.choices,
         default=SignatureScheme.OURS,
         help_text="How webhooks to this channel are signed. Shopify: the secret is the app's shared secret, and "
-        "the webhook id recognises Shopify's retries.",
+        "the webhook id recognises Shopify's retries. Standard Webhooks: the secret is the sender's whsec_ secret, "
+        "and webhook-id recognises its retries.",
     )
     customer = models.ForeignKey(
         Partner,
