@@ -344,13 +344,13 @@ def _moved_after(report: Report, skus: set[str]) -> dict[Key, Decimal]:
 
 
 def _zero_omitted(report: Report, cols: ViewColumns) -> None:
-    """Count zero, as of a full snapshot, every position of its warehouse counted before it."""
+    """Count zero, as of a full snapshot, every position of its warehouse counted before it.
+
+    Positions counted at the same time are left alone: another part of the same snapshot named
+    them, or zeroed them already (the same zero). So each part of a 20-part snapshot updates only
+    what no earlier-applied part did, not the whole warehouse again."""
     at, event = report.occurred_at, report.event_id
-    older = (
-        Q(**{f"{cols.counted_at}__isnull": True})
-        | Q(**{f"{cols.counted_at}__lt": at})
-        | Q(**{cols.counted_at: at, cols.counted_rank: CountRank.OMITTED, f"{cols.counted_event}__lt": event})
-    )
+    older = Q(**{f"{cols.counted_at}__isnull": True}) | Q(**{f"{cols.counted_at}__lt": at})
     moved = Coalesce(
         Subquery(
             _movements_after(OuterRef("warehouse_id"), report.view, at)
