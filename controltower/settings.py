@@ -206,6 +206,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("EXCEPTION_SWEEP_SECONDS", default=300),
         "options": {"queue": "default"},
     },
+    "stock-accuracy": {
+        "task": "apps.inventory.tasks.stock_accuracy_task",
+        "schedule": env.int("STOCK_ACCURACY_SECONDS", default=3600),
+        "options": {"queue": "bulk"},
+    },
     "requeue-stuck-messages": {
         "task": "apps.ingest.tasks.requeue_stuck_messages_task",
         "schedule": env.int("STUCK_SWEEP_SECONDS", default=300),

@@ -159,3 +159,29 @@ class StockTolerance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.warehouse_id or '*'} {self.sku or '*'}: {self.units} units or {self.percent:%}"
+
+
+class StockAccuracy(models.Model):
+    """One warehouse's inventory accuracy on one day, as last measured that day: of the positions
+    both the warehouse and the ERP report, how many agree within tolerance; and how fresh its
+    on-hand snapshot was against its cadence."""
+
+    day = models.DateField()
+    warehouse = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    compared = models.PositiveIntegerField()
+    within = models.PositiveIntegerField()
+    last_snapshot_at = models.DateTimeField(null=True, blank=True)
+    snapshot_late = models.BooleanField(default=False)
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "stock accuracy"
+        ordering = ["-day", "warehouse"]
+        constraints = [models.UniqueConstraint(fields=["day", "warehouse"], name="unique_stock_accuracy")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.warehouse_id}: {self.within}/{self.compared}"
+
+    @property
+    def share(self) -> float | None:
+        return self.within / self.compared if self.compared else None

@@ -2,7 +2,7 @@
 ledger, and the conditions the inventory exception rules look for."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import (
@@ -28,6 +28,7 @@ from apps.inventory.models import (
     EntryKind,
     InventoryPosition,
     LedgerEntry,
+    StockAccuracy,
     StockFeed,
     StockTolerance,
     StockView,
@@ -214,3 +215,30 @@ def shipments_short_of_stock(shipments: QuerySet[Shipment]) -> QuerySet[Shipment
         .filter(had__lt=F("quantity"))
     )
     return shipments.filter(id__in=short.values("shipment_id"))
+
+
+@dataclass(frozen=True)
+class AccuracyBoard:
+    days: list[date]
+    shares: list[float | None]  # every warehouse's positions together, a day
+    latest: list[StockAccuracy]  # per warehouse, its last day in the period
+
+
+def accuracy_board(*, start: date, end: date, warehouse_id: int | None = None) -> AccuracyBoard:
+    """Inventory accuracy over ``start``..``end``: a row a warehouse and a day, a few hundred at most."""
+    rows = StockAccuracy.objects.filter(day__gte=start, day__lte=end).select_related("warehouse").order_by("day")
+    if warehouse_id:
+        rows = rows.filter(warehouse_id=warehouse_id)
+    totals: dict[date, list[int]] = {}
+    latest: dict[int, StockAccuracy] = {}
+    for row in rows:
+        day = totals.setdefault(row.day, [0, 0])
+        day[0] += row.within
+        day[1] += row.compared
+        latest[row.warehouse_id] = row
+    days = sorted(totals)
+    return AccuracyBoard(
+        days=days,
+        shares=[totals[d][0] / totals[d][1] if totals[d][1] else None for d in days],
+        latest=sorted(latest.values(), key=lambda row: row.warehouse.code),
+    )

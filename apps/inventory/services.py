@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Model, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, Count, F, Model, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,9 +33,11 @@ from apps.inventory.models import (
     EntryKind,
     InventoryPosition,
     LedgerEntry,
+    StockAccuracy,
     StockFeed,
     StockView,
 )
+from apps.inventory.selectors import positions
 from apps.partners.models import Partner
 from apps.timeline.bulk import delete_rows
 from apps.timeline.events import EventKind, normalize_reference
@@ -464,3 +466,40 @@ def ledger_catch_up(*, batch: int = REBUILD_BATCH) -> int:
             inventory_apply(milestones=todo)
         booked += len(todo)
     return booked
+
+
+# --- accuracy -----------------------------------------------------------------------------------
+
+
+def stock_accuracy_record(*, now: datetime) -> int:
+    """Measure each warehouse's accuracy and snapshot freshness now, as today's row (a later
+    measurement the same day replaces it); returns how many warehouses were measured."""
+    compared = {
+        row["warehouse_id"]: row
+        for row in positions()
+        .filter(quantity__isnull=False, book_quantity__isnull=False)
+        .order_by()
+        .values("warehouse_id")
+        .annotate(compared=Count("id"), within=Count("id", filter=Q(mismatch=False)))
+    }
+    feeds = StockFeed.objects.filter(view=StockView.ON_HAND, last_snapshot_at__isnull=False)
+    last = {feed.warehouse_id: (feed.last_snapshot_at, feed.last_snapshot_at + feed.cadence < now) for feed in feeds}
+    rows = [
+        StockAccuracy(
+            day=now.date(),
+            warehouse_id=warehouse_id,
+            compared=compared.get(warehouse_id, {}).get("compared", 0),
+            within=compared.get(warehouse_id, {}).get("within", 0),
+            last_snapshot_at=last.get(warehouse_id, (None, False))[0],
+            snapshot_late=last.get(warehouse_id, (None, False))[1],
+            measured_at=now,
+        )
+        for warehouse_id in set(compared) | set(last)
+    ]
+    StockAccuracy.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["day", "warehouse"],
+        update_fields=["compared", "within", "last_snapshot_at", "snapshot_late", "measured_at"],
+    )
+    return len(rows)
