@@ -14,7 +14,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -319,23 +319,34 @@ def endpoint_drain(*, endpoint_id: int) -> int:
 
 
 def _drain(endpoint_id: int, lock: str, hold: int) -> tuple[int, bool]:
-    """Batches until nothing is due (returns the attempts and True) or the breaker refuses (False)."""
-    attempted = 0
+    """Batches until nothing is due (returns the attempts and True) or the breaker refuses (False).
+
+    While one batch is in flight the next is claimed and queued on the pool before the first is
+    recorded, so the endpoint is kept busy during the database work; a probe goes alone."""
+    attempted, flight = 0, None
     endpoint = Endpoint.objects.get(pk=endpoint_id)
     with ThreadPoolExecutor(max_workers=endpoint.max_in_flight, thread_name_prefix="deliver") as pool:
         while True:
             cache.touch(lock, hold)
             now = timezone.now()
-            if attempted:
-                endpoint = Endpoint.objects.get(pk=endpoint_id)
             admission = breaker_admit(endpoint=endpoint, now=now)
+            probing = endpoint.state != Endpoint.State.CLOSED
+            if flight is not None and (probing or not admission.admitted):
+                attempted += len(_finish(flight, endpoint))
+                flight = None
             if not admission.admitted:
                 return attempted, False
-            probing = endpoint.state != Endpoint.State.CLOSED
             claimed = _claim(_due(endpoint_id, now), now, limit=1 if probing else SEND_BATCH)
-            if not claimed:
+            following = _start(claimed, now=now, pool=pool) if claimed else None
+            if flight is not None:
+                attempted += len(_finish(flight, endpoint))
+            if following is None:
                 return attempted, True
-            attempted += len(_send(claimed, endpoint=endpoint, now=now, pool=pool))
+            flight = following
+            if probing:  # its answer decides whether anything follows
+                attempted += len(_finish(flight, endpoint))
+                flight = None
+            endpoint = Endpoint.objects.get(pk=endpoint_id)
 
 
 def _due(endpoint_id: int, now: datetime) -> QuerySet[Delivery]:
@@ -418,14 +429,41 @@ class Sent:
 
 
 def _send(claimed: list[Delivery], *, endpoint: Endpoint, now: datetime, pool: Executor | None) -> list[Outcome]:
-    """Send claimed deliveries of one endpoint, concurrently on ``pool`` (in turn without one), and
-    record them. The deliveries of one order for an ordered subscription form a lane, sent in
-    turn: a lane stops at its first failure, and what follows waits for it."""
+    """Send claimed deliveries of one endpoint and record them."""
+    return _finish(_start(claimed, now=now, pool=pool), endpoint)
+
+
+@dataclass
+class Flight:
+    """A batch on its way: the lanes sent (futures on a pool), those waiting for an earlier delivery."""
+
+    now: datetime
+    waiting: list[Sent]
+    lanes: list[Future]
+
+
+def _start(claimed: list[Delivery], *, now: datetime, pool: Executor | None) -> Flight:
+    """Sign the batch and send it, concurrently on ``pool`` (at once, in turn, without one). The
+    deliveries of one order for an ordered subscription form a lane, sent in turn: a lane stops at
+    its first failure, and what follows waits for it."""
     started = time.monotonic()
     lanes, waiting = _lanes(claimed)
     jobs = [partial(_run_lane, [_prepared(delivery, now, started) for delivery in lane]) for lane in lanes]
-    results = [*waiting, *(sent for lane in _run(jobs, pool) for sent in lane)]
-    return _record(results, endpoint, now)
+    return Flight(now=now, waiting=waiting, lanes=[_submit(job, pool) for job in jobs])
+
+
+def _submit(job: Callable[[], list[Sent]], pool: Executor | None) -> Future:
+    if pool is not None:
+        return pool.submit(job)
+    done: Future = Future()
+    done.set_result(job())
+    return done
+
+
+def _finish(flight: Flight, endpoint: Endpoint) -> list[Outcome]:
+    """Wait for a batch's answers and record them."""
+    results = [*flight.waiting, *(sent for lane in flight.lanes for sent in lane.result())]
+    return _record(results, endpoint, flight.now)
 
 
 def _lanes(claimed: list[Delivery]) -> tuple[list[list[Delivery]], list[Sent]]:
@@ -489,12 +527,6 @@ def _run_lane(lane: list[Sent]) -> list[Sent]:
                 later.request, later.response, later.held_by, later.note = None, None, sent.delivery.pk, note
             return lane
     return lane
-
-
-def _run(jobs: list[Callable[[], list[Sent]]], pool: Executor | None) -> list[list[Sent]]:
-    if pool is None or len(jobs) == 1:
-        return [job() for job in jobs]
-    return [future.result() for future in [pool.submit(job) for job in jobs]]
 
 
 def _request(delivery: Delivery, now: datetime) -> Request:
