@@ -30,6 +30,7 @@ from apps.dashboards.selectors import (
     partners_by_id,
 )
 from apps.dashboards.services import DURATIONS, kpi_day
+from apps.inventory.selectors import accuracy_board
 from apps.partners.models import Partner
 from controltower.access import role_required
 
@@ -106,6 +107,7 @@ def sla_dashboard(request: HttpRequest) -> HttpResponse:
         **_trend_charts(board, links),
         **_partner_chart(board, compare, links),
         **_ageing_chart(kpi_filter),
+        **_stock_accuracy(kpi_filter),
     }
     partial = request.htmx and not request.htmx.history_restore_request
     response = render(request, "dashboards/sla.html#dashboard" if partial else "dashboards/sla.html", context)
@@ -267,6 +269,21 @@ def _ageing_chart(kpi_filter: KpiFilter) -> dict[str, object]:
         "age_labels": labels,
         "ageing_chart": charts.stacked_columns(labels, series, title="Open cases by age and queue"),
     }
+
+
+def _stock_accuracy(kpi_filter: KpiFilter) -> dict[str, object]:
+    """Inventory accuracy a day over the period (the partner filter picks a warehouse) and each
+    warehouse's latest figure and snapshot freshness."""
+    board = accuracy_board(start=kpi_filter.start, end=kpi_filter.end, warehouse_id=kpi_filter.partner_id)
+    labels = [f"{day:%d %b}" for day in board.days]
+    shares = [None if share is None else share * 100 for share in board.shares]
+    chart = charts.line_chart(
+        labels,
+        [charts.Series("Positions within tolerance", shares)],
+        title="Inventory accuracy, %",
+        format_value=lambda v: f"{v:.1f} %",
+    )
+    return {"stock_accuracy": board.latest, "stock_accuracy_chart": chart}
 
 
 def _date(value: str | None) -> date | None:

@@ -3,11 +3,13 @@
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 
 from apps.inventory.models import StockAccuracy
 from apps.inventory.selectors import accuracy_board
 from apps.inventory.services import stock_accuracy_record
 from apps.inventory.tests.test_services import send, stock
+from tests.factories import UserFactory
 from tests.stories import T0
 
 pytestmark = pytest.mark.django_db
@@ -43,3 +45,20 @@ def test_the_board_gives_a_share_a_day_and_each_warehouses_latest_day(partners):
 
     assert board.shares == [0.5, 1.0]
     assert [(row.warehouse.code, row.day) for row in board.latest] == [("DC1", T0.date() + timedelta(days=1))]
+
+
+def test_the_sla_dashboard_shows_accuracy_per_warehouse_with_a_trend_and_a_drill_link(partners, client):
+    send(stock("wms", "snapshot", 0, ("SKU-1", "100"), ("SKU-2", "50")))
+    send(stock("erp", "snapshot", 0, ("SKU-1", "100"), ("SKU-2", "40")), partner="ERP")
+    stock_accuracy_record(now=T0 + timedelta(hours=1))
+    period = {"period": "custom", "start": str(T0.date()), "end": str(T0.date())}
+
+    client.force_login(UserFactory(permissions=["dashboards.view_sla_dashboard"]))
+    body = client.get(reverse("sla-dashboard"), period).content.decode()
+    assert "Inventory accuracy" in body
+    assert "50 %" in body
+    assert "?warehouse=DC1" not in body  # no inventory right: no link to the page
+
+    client.force_login(UserFactory(permissions=["dashboards.view_sla_dashboard", "inventory.view_inventoryposition"]))
+    body = client.get(reverse("sla-dashboard"), period).content.decode()
+    assert "?warehouse=DC1&amp;mismatch=on" in body
