@@ -1398,18 +1398,18 @@ def _freight_event(shipment: ShipmentPlan, step: Step) -> DemoEvent:
 
 
 def _inventory_events(now: datetime, rng: random.Random) -> list[DemoEvent]:
-    """A nightly stock snapshot per warehouse for the last week and the adjustments of each day;
-    the ERP's book stock an hour after each snapshot, drifting on a few SKUs (shrinkage and
-    receipts it never booked); the last warehouse's file stops two nights ago."""
+    """A daily stock snapshot per warehouse for the last week (the latest two hours ago) and the
+    adjustments of each day; the ERP's book stock an hour after each snapshot, drifting on a few
+    SKUs (shrinkage and receipts it never booked); the last warehouse's file stopped three days ago."""
     events = []
     for warehouse in WAREHOUSES:
         products = sorted({p for c in CUSTOMERS if c.warehouse == warehouse for p in c.products}, key=lambda p: p.sku)
         stock = {product.sku: rng.randint(300, 6000) for product in products}
         drift = {product.sku: rng.choice(BOOK_DRIFTS) for product in products}
         prefix = warehouse.code.lower()
-        last_night = 3 if warehouse == WAREHOUSES[-1] else 1
+        last_night = 3 if warehouse == WAREHOUSES[-1] else 0
         for days_ago in range(7, last_night - 1, -1):
-            night = _five_pm(now, -days_ago, warehouse.place.time_zone) - timedelta(hours=14, minutes=30)
+            night = now - timedelta(days=days_ago, hours=2)
             for sku in stock:
                 stock[sku] = max(0, stock[sku] + rng.randint(-400, 300))
             snapshot = [Line(p.sku, stock[p.sku], p.uom, p.price) for p in products]
@@ -1440,7 +1440,7 @@ def _inventory_events(now: datetime, rng: random.Random) -> list[DemoEvent]:
                     attributes=attributes,
                 )
             )
-            for number in range(rng.randint(0, 2)):
+            for number in range(rng.randint(0, 2) if days_ago else 0):  # today's moves: none yet
                 product = rng.choice(products)
                 change = rng.choice((-1, 1)) * rng.randint(1, 24)
                 events.append(

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.exceptions.models import ExceptionCase
 from apps.exceptions.services import builtin_rules_ensure
-from apps.inventory.models import InventoryPosition
+from apps.inventory.models import InventoryPosition, StockAccuracy
 from apps.inventory.selectors import DEFAULT_MISMATCH_PERCENT, mismatched_positions
 from apps.partners.models import Partner
 from apps.predictions.models import BacktestReport, Prediction
@@ -165,3 +165,4 @@ def test_the_erps_book_stock_drifts_from_the_warehouses_so_stock_cases_are_open(
         "stock_snapshot_stale",
     }
     assert "Exceptions: the sweep opened" in out.getvalue()
+    assert StockAccuracy.objects.filter(snapshot_late=True).count() == 1

@@ -1,8 +1,10 @@
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from apps.exceptions.services import detect
+from apps.inventory.services import stock_accuracy_record
 from apps.outbound.demo import outbound_demo_upsert
 from apps.predictions.services import backtest_run, predictions_refresh_all
 from apps.timeline.demo import (
@@ -41,6 +43,7 @@ class Command(BaseCommand):
         predicted = predictions_refresh_all()
         backtest_run()
         swept = detect()
+        stock_accuracy_record(now=timezone.now())
         if user and password:
             demo_user_upsert(username=user, password=password)
             roles = demo_role_users_upsert(prefix=user, password=password)
