@@ -324,7 +324,9 @@ def _drain(endpoint_id: int, lock: str, hold: int) -> tuple[int, bool]:
     While one batch is in flight the next is claimed and queued on the pool before the first is
     recorded, so the endpoint is kept busy during the database work; a probe goes alone."""
     attempted, flight = 0, None
-    endpoint = Endpoint.objects.get(pk=endpoint_id)
+    endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
+    if endpoint is None:  # removed since the drain was queued: nothing goes there any more
+        return 0, False
     with ThreadPoolExecutor(max_workers=endpoint.max_in_flight, thread_name_prefix="deliver") as pool:
         while True:
             cache.touch(lock, hold)
