@@ -26,6 +26,7 @@ from tests.factories import (
     DeliveryFactory,
     ExceptionCaseFactory,
     InboundMessageFactory,
+    InventoryPositionFactory,
     OrderFactory,
     PartnerFactory,
     TrackingLinkFactory,
@@ -237,6 +238,7 @@ def everything():
         "subscription": delivery.subscription,
         "delivery": delivery,
         "link": TrackingLinkFactory(order=OrderFactory()),
+        "position": InventoryPositionFactory(),
     }
 
 
@@ -264,6 +266,7 @@ def sample_kwargs(name: str, objects: dict) -> dict:
         "subscription-detail": {"pk": objects["subscription"].pk},
         "deliveries-replay": {"pk": objects["subscription"].pk},
         "delivery-detail": {"pk": objects["delivery"].pk},
+        "inventory-position": {"pk": objects["position"].pk},
     }.get(name, {})
 
 
