@@ -17,7 +17,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from apps.outbound import admin_customers  # noqa: F401 - registers the customer e-mail and tracking link admins
 from apps.outbound.forms import MAX_ATTEMPTS_LIMIT, TIMEOUT_LIMIT_SECONDS, TextListField
-from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription
+from apps.outbound.models import MAX_BATCH_SIZE, Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription
 from apps.outbound.services import (
     deliveries_replay,
     endpoint_close,
@@ -57,6 +57,12 @@ class SubscriptionForm(forms.ModelForm):
     regions = TextListField(
         required=False, help_text="Only orders of these regions, one per line or comma separated. Blank: every region."
     )
+    batch_size = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_BATCH_SIZE,
+        required=False,
+        help_text=Subscription._meta.get_field("batch_size").help_text + " Blank: 1.",
+    )
     max_attempts = forms.IntegerField(min_value=1, max_value=MAX_ATTEMPTS_LIMIT, initial=8)
     timeout_seconds = forms.IntegerField(min_value=1, max_value=TIMEOUT_LIMIT_SECONDS, initial=10)
     rotate_secret = forms.BooleanField(
@@ -86,9 +92,13 @@ class SubscriptionForm(forms.ModelForm):
             "regions",
             "ordered",
             "legacy_signature",
+            "batch_size",
             "max_attempts",
             "timeout_seconds",
         )
+
+    def clean_batch_size(self) -> int:
+        return self.cleaned_data.get("batch_size") or 1
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -121,7 +131,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         ("Where", {"fields": ("channel", "target_url")}),
         ("Signing secret", {"fields": ("signing_secret", "rotate_secret", "new_secret", "legacy_signature")}),
         ("What", {"fields": ("event_kinds", "format", "acknowledgments", "customers", "regions")}),
-        ("How", {"fields": ("ordered", "max_attempts", "timeout_seconds", "circuit_panel")}),
+        ("How", {"fields": ("ordered", "batch_size", "max_attempts", "timeout_seconds", "circuit_panel")}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
 

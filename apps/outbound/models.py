@@ -10,6 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -19,6 +20,8 @@ from apps.outbound.routing import subscription_errors
 from apps.partners import standard_webhooks
 from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.timeline.models import Order, Shipment, per_source
+
+MAX_BATCH_SIZE = 100
 
 
 def new_secret() -> str:
@@ -131,6 +134,12 @@ class Subscription(models.Model):
         default=False,
         help_text="Deliver one order's events in the order they happened to us: a later one waits for the earlier.",
     )
+    batch_size = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)],
+        help_text=f"Events per request, up to {MAX_BATCH_SIZE} (canonical JSON to a URL, not ordered): above 1, "
+        'due events go together as {"events": [...]}. 1: one event per request.',
+    )
     max_attempts = models.PositiveSmallIntegerField(default=8)
     timeout_seconds = models.PositiveSmallIntegerField(default=10)
     endpoint = models.ForeignKey(
@@ -157,6 +166,8 @@ class Subscription(models.Model):
             has_channel=bool(self.channel_id),
             has_edi_id=bool(partner) and EdiIdentifier.objects.filter(partner=partner).exists(),
         )
+        if self.batch_size > 1 and (self.ordered or self.format != self.Format.JSON or not self.target_url):
+            errors["batch_size"] = "Only canonical JSON sent to a URL, not ordered, goes in batches: use 1."
         if not isinstance(self.regions, list) or not all(isinstance(r, str) for r in self.regions):
             errors["regions"] = 'Give a list of regions, e.g. ["EU-West"].'
         if errors:

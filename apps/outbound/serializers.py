@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.outbound.forms import MAX_ATTEMPTS_LIMIT, TIMEOUT_LIMIT_SECONDS
-from apps.outbound.models import Delivery, Subscription
+from apps.outbound.models import MAX_BATCH_SIZE, Delivery, Subscription
 from apps.outbound.selectors import waiting_for
 from apps.partners.models import Channel, Partner
 from apps.timeline.serializers import OffsetDateTimeField
@@ -58,6 +58,12 @@ class SubscriptionInput(serializers.Serializer):
     legacy_signature = serializers.BooleanField(
         required=False,
         help_text="Also send X-Timestamp and X-Signature, for a receiver that does not verify Standard Webhooks yet.",
+    )
+    batch_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCH_SIZE,
+        help_text='Events per request (canonical JSON to a URL, not ordered), as {"events": [...]}; 1: one each.',
     )
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ATTEMPTS_LIMIT)
     timeout_seconds = serializers.IntegerField(required=False, min_value=1, max_value=TIMEOUT_LIMIT_SECONDS)
@@ -154,6 +160,7 @@ class SubscriptionSerializer(serializers.Serializer):
     regions = serializers.ListField(child=serializers.CharField())
     ordered = serializers.BooleanField()
     legacy_signature = serializers.BooleanField()
+    batch_size = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     timeout_seconds = serializers.IntegerField()
     circuit = serializers.SerializerMethodField()

@@ -12,6 +12,7 @@ out again, and the receiver dedupes on ``webhook-id``: at-least-once, never lost
 import json
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -48,6 +49,8 @@ PRUNE_BATCH = 1000
 # Deliveries one drain claims, sends and records at a time: a fixed handful of queries each.
 SEND_BATCH = 200
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+# Names the request carrying a group of events (uuid5 over their deliveries' keys).
+BATCH_NAMESPACE = uuid.UUID("6f1d3c2e-5b7a-4c8e-9a41-0d2f7e8b9c10")
 # Acknowledgments (OutboundMessage kinds) and the subscription format that carries each.
 ACKNOWLEDGMENT_FORMATS = {"997": Subscription.Format.X12, "CONTRL": Subscription.Format.EDIFACT}
 # Attributes people add by hand (who released an invoice, and their note) stay inside.
@@ -450,8 +453,73 @@ def _start(claimed: list[Delivery], *, now: datetime, pool: Executor | None) -> 
     its first failure, and what follows waits for it."""
     started = time.monotonic()
     lanes, waiting = _lanes(claimed)
+    lanes, groups = _grouped(lanes)
     jobs = [partial(_run_lane, [_prepared(delivery, now, started) for delivery in lane]) for lane in lanes]
+    jobs += [partial(_run_group, _prepared_group(group, now, started)) for group in groups]
     return Flight(now=now, waiting=waiting, lanes=[_submit(job, pool) for job in jobs])
+
+
+def _grouped(lanes: list[list[Delivery]]) -> tuple[list[list[Delivery]], list[list[Delivery]]]:
+    """The lanes left, and the events of subscriptions that take batches in groups of their
+    ``batch_size`` (canonical JSON to a URL, not ordered: each such event is a lane of its own)."""
+    kept, by_subscription = [], defaultdict(list)
+    for lane in lanes:
+        subscription = lane[0].subscription
+        if _batches(subscription) and lane[0].event_id:
+            by_subscription[subscription.pk].append(lane[0])
+        else:
+            kept.append(lane)
+    groups = [
+        deliveries[start : start + deliveries[0].subscription.batch_size]
+        for deliveries in by_subscription.values()
+        for start in range(0, len(deliveries), deliveries[0].subscription.batch_size)
+    ]
+    return kept, groups
+
+
+def _batches(subscription: Subscription) -> bool:
+    return (
+        subscription.batch_size > 1
+        and not subscription.ordered
+        and subscription.format == Subscription.Format.JSON
+        and bool(subscription.target_url)
+    )
+
+
+def _prepared_group(deliveries: list[Delivery], now: datetime, started: float) -> list[Sent]:
+    """One signed request carrying the events of ``deliveries`` as ``{"events": [...]}``. Its id
+    (``webhook-id``, ``Idempotency-Key``) follows from the deliveries it holds; a retry may group
+    them otherwise, so receivers dedupe on each event's ``event_id`` and ``source``."""
+    subscription = deliveries[0].subscription
+    documents = [delivery.event.payload for delivery in deliveries]
+    body = json.dumps({"events": documents}, separators=(",", ":"), sort_keys=True).encode()
+    key = str(uuid.uuid5(BATCH_NAMESPACE, " ".join(str(delivery.idempotency_key) for delivery in deliveries)))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **signed_headers(subscription, message_id=key, body=body, now=now),
+        "Idempotency-Key": key,
+        "X-Event-Kind": "batch",
+        "X-Delivery-Id": ",".join(str(delivery.pk) for delivery in deliveries),
+        "X-Delivery-Attempt": str(max(delivery.attempts for delivery in deliveries)),
+    }
+    request = Request(body=body, headers=headers, filename="", deadline=started + subscription.timeout_seconds)
+    return [Sent(delivery, request) for delivery in deliveries]
+
+
+def _run_group(group: list[Sent]) -> list[Sent]:
+    """Send a group's one request; its answer is each of its deliveries' (with too little time left,
+    they all go back to the queue untried)."""
+    subscription, request = group[0].delivery.subscription, group[0].request
+    if request.deadline - time.monotonic() < subscription.timeout_seconds / 2:
+        for sent in group:
+            sent.request = None
+        return group
+    response = _transport(subscription)(subscription, request)
+    response.finished = time.monotonic()
+    for sent in group:
+        sent.response = response
+    return group
 
 
 def _submit(job: Callable[[], list[Sent]], pool: Executor | None) -> Future:
@@ -708,7 +776,8 @@ def _record(results: list[Sent], endpoint: Endpoint, now: datetime) -> list[Outc
         )
         _write_back([sent.delivery for sent in results])
         _documents_settle(outcomes)
-        released = _breaker_record(endpoint, [outcome.response for outcome in outcomes], now)
+        answers = list({id(outcome.response): outcome.response for outcome in outcomes}.values())  # a group's once
+        released = _breaker_record(endpoint, answers, now)
         delivered = [o.delivery.pk for o in outcomes if o.result == "delivered" and o.delivery.subscription.ordered]
         if delivered:
             Delivery.objects.filter(

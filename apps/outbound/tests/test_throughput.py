@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks import Webhook
 
 from apps.outbound.models import Delivery, Endpoint
 from apps.outbound.services import endpoint_drain, endpoint_of
@@ -170,3 +172,43 @@ def test_metrics_give_each_subscription_its_p50_and_p95_for_a_query_each(
     }
     assert samples == {("ERP", "0.5"): 0.2, ("ERP", "0.95"): 0.4, ("Portal", "0.5"): 2.0, ("Portal", "0.95"): 2.0}
     assert quiet.name not in {name for name, _ in samples}
+
+
+@pytest.mark.django_db
+def test_a_subscription_taking_batches_gets_its_events_together_signed_and_verifiable(receiver):
+    subscription = SubscriptionFactory(target_url=receiver.url, batch_size=2)
+    deliveries = [
+        DeliveryFactory(subscription=subscription, event=OutboundEventFactory(payload={"event_id": f"e-{n}"}))
+        for n in range(5)
+    ]
+    receiver.answer_next(200, 503)
+
+    endpoint_drain(endpoint_id=endpoint_with(subscription, max_in_flight=1).pk)  # requests in turn
+
+    batches = [Webhook(subscription.secret).verify(request.body, request.headers) for request in receiver.requests]
+    assert [[event["event_id"] for event in batch["events"]] for batch in batches] == [
+        ["e-0", "e-1"],
+        ["e-2", "e-3"],
+        ["e-4"],
+    ]
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert [statuses[delivery.pk] for delivery in deliveries] == [
+        "delivered",
+        "delivered",
+        "pending",
+        "pending",
+        "delivered",
+    ]
+    assert Endpoint.objects.get().failures == 0, "the answer after the failure counts, once per request"
+    assert len({request.headers["webhook-id"] for request in receiver.requests}) == 3
+
+
+def test_only_unordered_canonical_json_to_a_url_takes_batches():
+    for subscription in (
+        SubscriptionFactory.build(batch_size=5, ordered=True),
+        SubscriptionFactory.build(batch_size=5, format="x12"),
+        SubscriptionFactory.build(batch_size=5, target_url=""),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            subscription.clean()
+        assert "batch_size" in refused.value.message_dict
