@@ -76,7 +76,8 @@ def _arrivals(history: list[dict[str, Any]], data: st.DataObject) -> list[dict[s
 
 def _setup() -> None:
     _partners()
-    Partner.objects.create(code="FEED", name="Feed", kind=Partner.Kind.ERP)
+    # A hub relaying the warehouses' stock feeds too: not an ERP, whose stock figures are book stock.
+    Partner.objects.create(code="FEED", name="Feed", kind=Partner.Kind.TMS)
 
 
 @settings(max_examples=EXAMPLES)

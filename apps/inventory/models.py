@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.partners.models import Partner
+from apps.timeline.events import normalize_reference
 from apps.timeline.models import Order
 
 
@@ -159,6 +160,10 @@ class StockTolerance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.warehouse_id or '*'} {self.sku or '*'}: {self.units} units or {self.percent:%}"
+
+    def clean(self) -> None:
+        """SKUs are compared as positions keep them: case and spaces ignored."""
+        self.sku = normalize_reference(self.sku)
 
 
 class StockAccuracy(models.Model):

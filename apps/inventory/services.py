@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection, transaction
@@ -93,8 +94,10 @@ def inventory_apply(*, milestones: Iterable[Milestone]) -> None:
     """Book the inventory milestones of an apply into the ledger and their positions.
 
     Runs inside the apply's transaction; costs what the events hold, never the warehouse's history.
+    Warehouses are locked in the order of their ids, so two applies never wait on each other.
     """
-    for report in _reports([m for m in milestones if m.kind in INVENTORY_KINDS]):
+    reports = _reports([m for m in milestones if m.kind in INVENTORY_KINDS])
+    for report in sorted(reports, key=attrgetter("warehouse_id")):
         feeds = _locked_feeds(report.warehouse_id)
         entries = _ledger_insert(report)
         if report.kind == EntryKind.SNAPSHOT:

@@ -101,3 +101,15 @@ def test_a_shipment_of_stock_received_since_the_count_or_picked_as_reported_is_n
     assert open_cases("shipped_without_stock") == [
         ("supply_chain", "Shipment SH-SO-2 shipped more than its warehouse had on hand")
     ]
+
+
+def test_a_tolerance_entered_for_a_sku_matches_it_whatever_its_case_and_spaces(partners):
+    tolerance = StockTolerance(sku=" sku-1 ", units=Decimal(20))
+    tolerance.full_clean()
+    tolerance.save()
+    send(stock("wms", "snapshot", 0, ("SKU-1", "100")))
+    send(stock("erp", "snapshot", 0, ("SKU-1", "90")), partner="ERP")
+
+    detect(now=T0 + timedelta(hours=1))
+
+    assert open_cases("stock_mismatch") == []
