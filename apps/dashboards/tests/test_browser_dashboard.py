@@ -114,7 +114,7 @@ def test_the_dashboard_fits_a_phone(manager, live_server, browser):
     expect(_tile(page, "otif").locator(".tile-value")).to_have_text("50.0 %")
 
     charts = page.locator("figure.chart svg")
-    expect(charts).to_have_count(4)  # two trends, the partner comparison, the case ageing
+    expect(charts).to_have_count(5)  # two trends, the partner comparison, the case ageing, inventory accuracy
     for chart in charts.all():
         expect(chart).to_be_visible()
         box = chart.bounding_box()
