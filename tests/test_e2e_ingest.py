@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_preview, messages_requeue_stuck
 from apps.ingest.simulator import Simulation, generate, send_in_process, simulation_setup
-from apps.inventory.models import InventoryPosition
+from apps.inventory.models import Allocation, InventoryPosition, LedgerEntry, StockFeed
 from apps.timeline.events import EventSource
 from apps.timeline.models import (
     Milestone,
@@ -64,7 +64,8 @@ def _clean_single_pass_state() -> dict:
         source = EventSource(partner=message.partner.code, channel=message.channel.code, message=message.pk)
         events += [event.model_copy(update={"source": source}) for event in preview.document.events]
     with transaction.atomic():
-        for model in (MilestoneReport, Milestone, ParkedEvent, Reference, Shipment, Order, InventoryPosition):
+        stock = (InventoryPosition, LedgerEntry, StockFeed, Allocation)
+        for model in (MilestoneReport, Milestone, ParkedEvent, Reference, Shipment, Order, *stock):
             model.objects.all().delete()
         apply_events(events)
         expected = snapshot()

@@ -8,8 +8,9 @@ the demo world would send them (their codes, EDI ids and channels come from
 partner        documents                                    route
 =============  ===========================================  ===============================
 ERP            canonical JSON: order created, released,     ``POST /api/v1/events/``
-               invoice generated
-DC-ATL         X12 856 ship notice, or X12 945 (one in 4)   ``POST /api/v1/messages/``
+               invoice generated; DC-ATL's book stock
+DC-ATL         X12 856 ship notice, or X12 945 (one in 4);  ``POST /api/v1/messages/``
+               X12 846 stock twice a day
 DC-RTM         EDIFACT DESADV                               inbox ``DC-RTM/desadv/``
 RDLN           X12 214 carrier status                       inbox ``RDLN/edi-214/``
 SWPX           EasyPost ``tracker.updated`` webhooks        ``/hooks/SWPX/tracking-hook/``
@@ -61,6 +62,8 @@ ORDER_GAP = timedelta(minutes=15)
 # before now: ``simulate`` starts every round there.
 STORY_SPAN = timedelta(days=4)
 CSV_EXPORT_EVERY = timedelta(hours=4)
+STOCK_EVERY = timedelta(hours=12)
+OPENING_STOCK = 5000  # of each SKU, at each warehouse, when a stream starts
 FAULT_EVERY_NTH_STORY = 4  # of the stories far enough along to go wrong
 DUPLICATE_SHARE = 0.03
 MALFORMED_EVERY = 100  # one truncated X12 and two broken JSON bodies per this many messages
@@ -355,6 +358,7 @@ def generate(seed: int, orders: int, faults: bool = True, start: datetime | None
         for index in range(max(1, orders // 12)):
             _unknown_reference(stream, _plan(stream, MAX_ORDERS + index, start))
     _csv_exports(stream)
+    _stock_reports(stream, stories)
     messages = sorted(stream.messages, key=lambda message: message.sent_at)
     return _message_faults(messages, stream.rng) if faults else messages
 
@@ -778,6 +782,57 @@ def _csv_exports(stream: _Stream) -> None:
         fault = next((fault for _, fault in rows if fault), None)
         name = f"eupl-status-{at:%Y%m%d-%H%M}-{stream.seed}.csv"
         stream.add(STATUS_CSV, "csv", body.encode(), at, filename=name, fault=fault)
+
+
+# --- stock: the warehouse's count and the ERP's book ---------------------------------------------
+
+
+def _stock_reports(stream: _Stream, stories: list[Story]) -> None:
+    """Twice a day DC-ATL's stock (X12 846) and, an hour later, the ERP's book of it (canonical
+    JSON). The warehouse takes stock out when it ships, the ERP when it invoices: book runs ahead
+    of on hand by what is shipped and not invoiced yet, the drift a real integration shows."""
+    atlanta = [story for story in stories if story.warehouse.code == ASN_856.partner]
+    if not atlanta:
+        return
+    warehouse = atlanta[0].warehouse
+    products = sorted({product for story in atlanta for product, _ in story.lines}, key=lambda p: p.sku)
+    last = max(message.sent_at for message in stream.messages)
+    at = DEFAULT_START + STOCK_EVERY
+    while at <= last:
+        shipped = [story for story in atlanta if story.depth >= SHIPPED and story.shipped_at <= at]
+        invoiced = [story for story in atlanta if story.depth >= INVOICED and story.invoiced_at <= at]
+        on_hand, book = _stock_left(shipped, products), _stock_left(invoiced, products)
+        sender, zone = Party("ZZ", warehouse.edi_id), warehouse.place.time_zone
+        body = _846(on_hand, at, zone)
+        stream.add(ASN_856, "x12", _x12(sender, "IB", "846", body, stream, at, zone=zone), at + timedelta(minutes=5))
+        event_id = f"erp-book-{warehouse.code}-{at:%Y%m%d%H%M}"
+        event = {
+            "event_id": event_id,
+            "kind": "inventory.snapshot",
+            "occurred_at": _iso(at, demo.ERP.time_zone),
+            "lines": [
+                {"sku": product.sku, "quantity": str(quantity), "uom": product.uom} for product, quantity in book
+            ],
+            "attributes": {"warehouse": warehouse.code},
+        }
+        stream.add(ERP_EVENTS, "json", json.dumps({"events": [event]}).encode(), at + timedelta(hours=1), key=event_id)
+        at += STOCK_EVERY
+
+
+def _stock_left(gone: list[Story], products: list[demo.Product]) -> list[tuple[demo.Product, int]]:
+    """The opening stock less the lines of the ``gone`` stories."""
+    out: Counter[str] = Counter()
+    for story in gone:
+        out.update({product.sku: quantity for product, quantity in story.lines})
+    return [(product, OPENING_STOCK - out[product.sku]) for product in products]
+
+
+def _846(stock: list[tuple[demo.Product, int]], at: datetime, zone: str) -> list[list[str]]:
+    moment = _x12_moment(at, zone)
+    body = [["BIA", "00", "MM", f"STOCK-{moment[0]}{moment[1]}", moment[0], moment[1]]]
+    for number, (product, quantity) in enumerate(stock, start=1):
+        body += [["LIN", str(number), "SK", product.sku], ["QTY", "17", str(quantity), product.uom]]
+    return [*body, ["CTT", str(len(stock))]]
 
 
 # --- message faults: resends, truncated X12, broken JSON ---------------------------------------

@@ -7,11 +7,13 @@ import socket
 import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.db.models import F
 from rest_framework.test import APIClient
 
 from apps.ingest import simulator
 from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import ParseContext, ParseError, get_parser
+from apps.inventory.models import InventoryPosition
 from apps.timeline.models import Milestone, MilestoneReport, Order, ParkedEvent, ParkedReference, Reference, Shipment
 
 MALFORMED = {"truncated_x12", "broken_json"}
@@ -111,6 +113,12 @@ def test_a_30_order_stream_through_the_receivers_tells_every_story_and_fails_vis
     shipments = Milestone.objects.filter(source_message_id__in=late.values("pk")).values("shipment_id")
     assert Shipment.objects.filter(pk__in=shipments).exists()
     assert set(Shipment.objects.filter(pk__in=shipments).values_list("status", flat=True)) == {"delivered"}
+
+    # DC-ATL counts its stock, the ERP books it: it books out on invoicing, after the shipment.
+    stock = InventoryPosition.objects.filter(warehouse__code="DC-ATL", quantity__isnull=False)
+    assert stock.filter(book_quantity__isnull=False).exists()
+    assert stock.filter(quantity__lt=F("book_quantity")).exists()
+    assert not stock.filter(quantity__gt=F("book_quantity")).exists()
 
 
 def _state() -> dict[str, object]:
