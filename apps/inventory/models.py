@@ -92,7 +92,7 @@ class InventoryPosition(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["warehouse", "sku", "uom"]
+        ordering = ["warehouse_id", "sku", "uom"]
         constraints = [models.UniqueConstraint(fields=["warehouse", "sku", "uom"], name="unique_inventory_position")]
         indexes = [models.Index(fields=["sku", "warehouse"], name="inventory_position_sku")]
 
