@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def write_requests(path: Path, requests: list[str]) -> None:
 
 def wrk(port: int, data: Path, *, connections: int, seconds: int, delay_ms: int = 0) -> dict[str, Any]:
     """Requests/s, latency percentiles and answers by status of one ``wrk`` run."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian's package), then run the bench again")
     command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     command += ["-s", str(SCRIPT), f"http://127.0.0.1:{port}", "--", str(data), str(WRK_THREADS), str(delay_ms)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)  # noqa: S603 - fixed arguments
