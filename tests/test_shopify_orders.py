@@ -23,7 +23,7 @@ def partner(code: str, kind: str) -> Partner:
     return Partner.objects.create(code=code, name=code, kind=kind)
 
 
-def shop(code: str, customer: Partner) -> Partner:
+def shop(code: str, customer: Partner, mapping: dict | None = None) -> Partner:
     who = partner(code, Partner.Kind.SHOP)
     Channel.objects.create(
         partner=who,
@@ -32,6 +32,7 @@ def shop(code: str, customer: Partner) -> Partner:
         signature_scheme=Channel.SignatureScheme.SHOPIFY,
         customer=customer,
         webhook_secret=SECRETS[code],
+        mapping_overrides=mapping or {},
     )
     return who
 
@@ -121,3 +122,26 @@ def test_a_shop_sends_nothing_but_orders_and_their_fulfilment(world):
 
     assert response.status_code == 403
     assert "OUTDOOR may not send invoice.generated" in response.json()["refused"][0]["reason"]
+
+
+def test_two_shops_numbering_from_the_same_number_keep_apart_with_a_prefix(client, world):
+    Channel.objects.filter(partner=world["PEAKS"]).update(mapping_overrides={"order_prefix": "PEAKS-"})
+
+    outdoor = deliver(client, "OUTDOOR", shopify.order("#1001"), "orders/create")
+    peaks = deliver(client, "PEAKS", shopify.order("#1001"), "orders/create")
+    fulfilled = deliver(client, "PEAKS", shopify.fulfillment("#1001"), "fulfillments/create")
+
+    assert (outdoor.status, peaks.status, fulfilled.status) == ("processed", "processed", "processed")
+    assert Order.objects.get(number="#1001").customer == world["ACME"]
+    assert Order.objects.get(number="PEAKS-#1001").customer == world["BETA"]
+    shipment = Shipment.objects.get(number="PEAKS-#1001.1")
+    assert list(shipment.orders.values_list("number", flat=True)) == ["PEAKS-#1001"]
+
+
+def test_without_a_prefix_the_second_shops_order_is_refused_not_merged(client, world):
+    deliver(client, "OUTDOOR", shopify.order("#1001"), "orders/create")
+
+    refused = deliver(client, "PEAKS", shopify.order("#1001"), "orders/create")
+
+    assert refused.status == "dead"
+    assert Order.objects.get(number="#1001").customer == world["ACME"]

@@ -168,6 +168,11 @@ def _text_key(value: Any, name: str, problems: Problems) -> None:
     _text(value, name, problems, required=True)
 
 
+def _order_prefix(value: Any, name: str, problems: Problems) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > 20:
+        problems.append(f'{name}: expected a short text (at most 20 characters), such as "OUTDOOR-"')
+
+
 def _parser_keys(channel_format: str) -> dict[str, Callable[[Any, str, Problems], None]]:
     return {
         "status_codes": _status_codes(channel_format),
@@ -180,6 +185,7 @@ def _parser_keys(channel_format: str) -> dict[str, Callable[[Any, str, Problems]
         "adapter": _adapter,
         "aggregator": _aggregator,
         "promised_at_attribute": _text_key,
+        "order_prefix": _order_prefix,
     }
 
 

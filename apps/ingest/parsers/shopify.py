@@ -15,6 +15,8 @@ An order is numbered by its ``name`` (``#1001``, or the shop's own prefix), else
 ``order_number``; ``po_number`` is the customer's PO. Its customer is the one set on the shop's
 channel (``ParseContext.customer``), never the shop. ``mapping["promised_at_attribute"]`` names the
 note attribute (cart attribute) holding a promised delivery date, when the shop collects one.
+``mapping["order_prefix"]`` is put before every order and fulfillment name of the shop, so two
+shops that both number from #1001 keep apart (``OUTDOOR-#1001``).
 
 A fulfillment is a shipment numbered by its ``name`` (``#1001.1``: the order's name, a dot, the
 fulfillment's number), which names its order too; ``tracking_numbers`` (or ``tracking_number``)
@@ -127,6 +129,7 @@ class _Reader:
             FEED, STATUSES, context, overrides=context.mapping.get("status_codes"), document=self.document
         )
         self.overridden = {code_key(str(code)) for code in (context.mapping.get("status_codes") or {})}
+        self.prefix = text(context.mapping.get("order_prefix"))
 
     # --- orders -------------------------------------------------------------------------------
 
@@ -134,6 +137,7 @@ class _Reader:
         number = text(order.get("name")) or text(order.get("order_number"))
         if not normalize_reference(number):
             raise ParseError("the order has neither a name (such as #1001) nor an order_number")
+        number = self.prefix + number
         references = [{"kind": ReferenceKind.ORDER, "value": number}]
         if normalize_reference(po := text(order.get("po_number"))):
             references.append({"kind": ReferenceKind.PO, "value": po})
@@ -223,6 +227,7 @@ class _Reader:
                 f"the fulfillment's name {shown(name)} does not name its order: Shopify names fulfillments "
                 "after their order, such as #1001.1"
             )
+        name, order_name = self.prefix + name, self.prefix + order_name
         numbers = list(
             dict.fromkeys(
                 number

@@ -360,3 +360,13 @@ def test_a_changed_channel_page_revert_is_refused_when_it_no_longer_validates(in
         channel_mapping_revert(channel=x12, number=1, author=None)
     response = integration_admin.post(revert_url(x12, 1), follow=True)
     assert "cannot be restored: bogus: unknown key" in text(response)
+
+
+@pytest.mark.parametrize("prefix", [7, "", "A-VERY-LONG-SHOP-PREFIX-"])
+def test_a_shops_order_prefix_must_be_short_text(prefix):
+    from apps.ingest.mapping import channel_mapping_problems
+
+    assert channel_mapping_problems("webhook", {"order_prefix": prefix}) == [
+        'order_prefix: expected a short text (at most 20 characters), such as "OUTDOOR-"'
+    ]
+    assert channel_mapping_problems("webhook", {"order_prefix": "OUTDOOR-"}) == []
