@@ -34,6 +34,32 @@ def _redis_of_this_test_process() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _root_logging_left_as_found() -> Iterator[None]:
+    """A test that sets logging up again (``django.setup()``, ``execute_from_command_line``) binds
+    the root handler to its own captured stderr, closed once it ends: every later log line of the
+    process would print a logging traceback. Put the handlers back and name the test."""
+    import logging
+
+    def ours() -> list[tuple[logging.Handler, object]]:
+        # pytest's own capturing handlers come and go with each phase of a test.
+        return [
+            (handler, getattr(handler, "stream", None))
+            for handler in logging.root.handlers
+            if not type(handler).__module__.startswith("_pytest")
+        ]
+
+    before = ours()
+    yield
+    if ours() != before:
+        kept = [handler for handler in logging.root.handlers if type(handler).__module__.startswith("_pytest")]
+        logging.root.handlers = [handler for handler, _ in before] + kept
+        for handler, stream in before:
+            if stream is not None:
+                handler.stream = stream
+        pytest.fail("this test changed the root log handlers (set Django or logging up again); it must not")
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Signing in is part of many tests; a full-strength hash would dominate their time."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
