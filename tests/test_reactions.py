@@ -2,16 +2,18 @@
 
 import ast
 import json
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 
 from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive
 from apps.partners.models import Partner
 from apps.timeline.models import Order, Shipment
-from apps.timeline.reactions import Phase, Touched, collecting, reaction
+from apps.timeline.reactions import Phase, Touched, collecting, reacting_every, reaction
 from apps.timeline.services import apply_events
 from tests.stories import event, events, manifested, order_created, ref
 
@@ -123,6 +125,39 @@ def test_a_whole_message_reacts_once_however_many_apply_batches_it_takes(recorde
 
     assert InboundMessage.objects.get().status == InboundMessage.Status.PROCESSED
     assert len(recorded["in"]) == 3
+    [after] = recorded["after"]
+    assert after.order_ids == set(Order.objects.values_list("id", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_load_reacts_in_rounds_over_what_its_units_of_work_touched(recorded, monkeypatch):
+    clock = iter([0.0, 1.0, 6.0, 6.5])
+    monkeypatch.setattr("apps.timeline.reactions.monotonic", lambda: next(clock))
+    with reacting_every(5) as checkpoint:
+        apply_events(events(order_created("SO-1")))
+        checkpoint()  # 1 s into the round: it goes on
+        apply_events(events(event("rel", "order.released", 1, ref("order", "SO-1")), order_created("SO-2")))
+        assert recorded["after"] == []
+        checkpoint()  # 6 s: the round ends, with both applies' orders once
+        assert [after.order_ids for after in recorded["after"]] == [set(Order.objects.values_list("id", flat=True))]
+        apply_events(events(order_created("SO-3")))
+    assert [after.order_ids for after in recorded["after"][1:]] == [{Order.objects.get(number="SO-3").id}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_sync_over_a_folder_reacts_once_for_orders_spread_over_its_files(recorded, tmp_path):
+    Partner.objects.create(code="ERP", name="ERP", kind=Partner.Kind.ERP)
+    files = {
+        "1.json": [order_created("SO-1"), order_created("SO-2")],
+        "2.json": [event("rel", "order.released", 1, ref("order", "SO-1"))],
+    }
+    for name, body in files.items():
+        (tmp_path / name).write_text(json.dumps({"events": body}))
+
+    call_command("ingest", str(tmp_path), partner="ERP", format="json", sync=True, stdout=StringIO())
+
+    assert InboundMessage.objects.filter(status=InboundMessage.Status.PROCESSED).count() == 2
+    assert len(recorded["in"]) == 2
     [after] = recorded["after"]
     assert after.order_ids == set(Order.objects.values_list("id", flat=True))
 

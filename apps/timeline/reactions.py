@@ -8,18 +8,20 @@
 - ``AFTER_COMMIT``: once per committed unit of work, over every order and shipment it touched
   (invoice rules, exception detection, KPIs, live updates). An orchestrator that applies several
   batches in one transaction (a whole message, a micro-batch of webhooks) wraps them in
-  ``collecting()`` so these run once for all of them.
+  ``collecting()`` so these run once for all of them; a bulk load of many units of work
+  (``ingest --sync`` over a folder) uses ``reacting_every()`` to react to them in rounds.
 
 Adding a reaction is one line of configuration; the apply path imports none of them.
 """
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
+from time import monotonic
 
 from django.conf import settings
 from django.db import transaction
@@ -143,3 +145,27 @@ def collecting() -> Iterator[Touched]:
     finally:
         _collector.reset(token)
         after_commit(collected)
+
+
+@contextmanager
+def reacting_every(seconds: float) -> Iterator[Callable[[], None]]:
+    """Collect the subjects of many units of work and react to them together, in rounds of at
+    least ``seconds`` and once more at the end.
+
+    For bulk loads: an order whose events are spread over ten files of a load is detected and
+    counted once a round, not once a file. Call the yielded ``checkpoint()`` between units of
+    work, outside their transactions; it ends the round once ``seconds`` have passed.
+    """
+    stack = ExitStack()
+    round_started = monotonic()
+
+    def checkpoint() -> None:
+        nonlocal round_started
+        if monotonic() - round_started >= seconds:
+            stack.close()
+            stack.enter_context(collecting())
+            round_started = monotonic()
+
+    with stack:
+        stack.enter_context(collecting())
+        yield checkpoint

@@ -18,9 +18,13 @@ from apps.ingest.services import (
 )
 from apps.partners.models import Partner
 from apps.timeline.models import Milestone
+from apps.timeline.reactions import reacting_every
 from controltower.collector import tuned_for_batches
 
 RAW_SHOWN = 120  # characters of an event's source fragment printed by --dry-run
+# With --sync, detection, KPIs and the other reactions run over the orders of all files processed
+# in this many seconds, so an order spread over many files of a load is reacted to once a round.
+REACT_EVERY_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -41,11 +45,11 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self._preview(files, partner, options)
             return
-        with tuned_for_batches():
-            reports = [
-                self._ingest(path, partner, options)
-                for path in tqdm(files, unit="file", disable=None, desc="Ingesting")
-            ]
+        reports = []
+        with tuned_for_batches(), reacting_every(REACT_EVERY_SECONDS) as checkpoint:
+            for path in tqdm(files, unit="file", disable=None, desc="Ingesting"):
+                reports.append(self._ingest(path, partner, options))
+                checkpoint()
         if options["json"]:
             self.stdout.write(json.dumps(reports, indent=2, default=str))
         else:
