@@ -120,10 +120,11 @@ def _detect_rule(
 ) -> None:
     detector = DETECTORS[rule.code]
     hits = {hit.subject_id: hit for hit in detector.find(rule, now, scope)}
-    report.opened += _open(rule, detector, hits, now)
     if cases is None:
+        report.opened += _open(rule, detector, hits, now, _handled_subjects(rule, detector, hits))
         report.closed += _close_cleared(rule, hits, now)
     else:
+        report.opened += _open(rule, detector, hits, now, _handled_in_scope(cases, detector))
         report.closed += _close_cleared_in_scope(cases, hits, now)
 
 
@@ -134,17 +135,32 @@ def _notify_critical(case_ids: list[int]) -> None:
         critical_cases_notify_task.apply_async(args=[case_ids], queue="default")
 
 
-def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: datetime) -> list[int]:
-    """Open a case per new hit; a case a person closed holds back a new one until its condition clears."""
+def _handled_subjects(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit]) -> set[int]:
+    """The hits' subjects that already have a case: an open one, or one a person closed while the
+    condition still holds (it holds back a new case until the condition clears)."""
     handled = Q(status__in=OPEN)
     if detector.hold_after_manual_close:
         handled |= Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True) & ~Q(resolution="auto")
-    already = set(
+    return set(
         ExceptionCase.objects.filter(
             handled, rule=rule, subject_type=detector.subject_type, subject_id__any=hits
         ).values_list("subject_id", flat=True)
     )
-    new = [hit for subject_id, hit in hits.items() if subject_id not in already]
+
+
+def _handled_in_scope(cases: "list[_ScopedCase]", detector: Detector) -> set[int]:
+    """``_handled_subjects`` read from the cases already loaded for the touched orders: every hit
+    after an apply is about a touched order or one of its shipments, whose cases those are."""
+    return {
+        case.subject_id
+        for case in cases
+        if case.status in OPEN or (detector.hold_after_manual_close and case.resolution != "auto")
+    }
+
+
+def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: datetime, handled: set[int]) -> list[int]:
+    """Open a case per hit whose subject has none (``handled``)."""
+    new = [hit for subject_id, hit in hits.items() if subject_id not in handled]
     if not new:
         return []
     ExceptionCase.objects.bulk_create(

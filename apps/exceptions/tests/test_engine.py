@@ -10,6 +10,7 @@ from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
 from apps.exceptions.realtime import queue_group
 from apps.exceptions.services import builtin_rules_ensure, cases_close, detect
 from apps.timeline.events import parse_events
+from apps.timeline.models import Order
 from apps.timeline.services import apply_events
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,8 @@ def test_closing_by_hand_needs_a_reason_and_is_audited(rules, django_user_model)
     assert (event.actor, event.note) == (user, "Pre-order")
 
 
-def test_a_case_closed_by_hand_is_not_reopened_while_its_condition_lasts(rules, django_user_model):
+@pytest.mark.parametrize("after_an_apply", [False, True], ids=["sweep", "after an apply"])
+def test_a_case_closed_by_hand_is_not_reopened_while_its_condition_lasts(rules, django_user_model, after_an_apply):
     apply_events(
         parse_events(
             [_event("c", "order.created", 50, ("order", "SO-1")), _event("r", "order.released", 30, ("order", "SO-1"))]
@@ -88,7 +90,8 @@ def test_a_case_closed_by_hand_is_not_reopened_while_its_condition_lasts(rules, 
     user = django_user_model.objects.create_user("planner")
     cases_close(cases=ExceptionCase.objects.all(), actor=user, dismiss=True, reason_code="not_an_issue")
 
-    assert detect().opened == []
+    scope = {"order_ids": [Order.objects.get().id]} if after_an_apply else {}
+    assert detect(**scope).opened == []
     assert ExceptionCase.objects.count() == 1
 
 
