@@ -14,7 +14,7 @@ from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule
 from apps.exceptions.roles import roles_ensure
 from apps.exceptions.selectors import open_counts
 from apps.partners.models import Partner
-from apps.timeline.models import Order
+from apps.timeline.models import Order, Shipment
 
 pytestmark = pytest.mark.django_db
 NOW = timezone.now()
@@ -288,7 +288,7 @@ def test_a_cursor_that_cannot_be_read_shows_the_first_page(agent, rules, cursor)
         assert listed(response) == made
 
 
-def test_page_query_count_is_flat(agent, rules, partners, django_assert_max_num_queries):
+def test_page_query_count_is_flat(agent, user, rules, partners, django_assert_max_num_queries):
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:
             assert agent.get("/queues/finance/").status_code == 200
@@ -297,11 +297,18 @@ def test_page_query_count_is_flat(agent, rules, partners, django_assert_max_num_
     for i in range(5):
         make_case(rules["invoice_held"], f"SO-A{i}", customer=partners["ACME"], partner=partners["UPSN"])
     few = count()
-    for i in range(35):
-        make_case(rules["invoice_held"], f"SO-B{i}", customer=partners["BETA"], partner=partners["UPSN"])
+    for i in range(30):
+        make_case(rules["invoice_held"], f"SO-B{i}", customer=partners["BETA"], partner=partners["UPSN"], assignee=user)
+    for i in range(5):  # rows naming a shipment, not an order
+        shipment = Shipment.objects.create(number=f"SH-C{i}")
+        make_case(rules["invoice_held"], f"SO-C{i}", subject_type="shipment", subject_id=shipment.pk, shipment=shipment)
+    ExceptionCase.objects.filter(shipment__isnull=False).update(order=None)
 
     with django_assert_max_num_queries(few):
         agent.get("/queues/finance/")
+    with django_assert_max_num_queries(few + 1):  # the export reads in chunks
+        export = b"".join(agent.get("/queues/finance/export.csv").streaming_content).decode()
+    assert export.count("\n") == 41
     assert few <= 12
 
 
