@@ -2,13 +2,17 @@
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django import template
 from django.template.defaultfilters import floatformat
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import avoid_wrapping, format_html
 from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
+from django.utils.translation import gettext, ngettext
 
 from apps.timeline.events import EventKind, ReferenceKind
 
@@ -121,3 +125,76 @@ def money(amount: Decimal | None, currency: str = "") -> str:
     if amount is None:
         return "—"
     return f"{floatformat(amount, '2g')} {currency}".strip()
+
+
+# Fixed-length units below a month, as Django's ``timesince`` splits a span.
+_UNITS = (
+    (7 * 86400, "%(num)d week", "%(num)d weeks"),
+    (86400, "%(num)d day", "%(num)d days"),
+    (3600, "%(num)d hour", "%(num)d hours"),
+    (60, "%(num)d minute", "%(num)d minutes"),
+)
+
+
+@register.filter
+def since(value: datetime | None, now: datetime) -> str:
+    """``value|timesince:now``, written as Django writes it ("3 days, 4 hours") at a fraction of
+    the cost: a queue page writes a hundred of them. Spans of a month or more go to Django."""
+    return _span(value, now)
+
+
+@register.filter
+def until(value: datetime | None, now: datetime) -> str:
+    """``value|timeuntil:now``, as ``since``."""
+    return _span(now, value)
+
+
+def _span(start: datetime | None, end: datetime | None) -> str:
+    if not start or not end:
+        return ""
+    if start.tzinfo is None or start.tzinfo is not end.tzinfo or _months_between(start, end):
+        try:
+            return timesince(start, end)
+        except (TypeError, ValueError):
+            return ""
+    delta = end - start
+    if delta.days * 86400 + delta.seconds <= 0:
+        return _unit(0, "%(num)d minute", "%(num)d minutes")
+    remaining = delta.total_seconds()
+    parts = []
+    for seconds, singular, plural in _UNITS:
+        count = int(remaining // seconds)
+        remaining -= seconds * count
+        if count:
+            parts.append(_unit(count, singular, plural))
+        elif parts:
+            break  # only adjacent units: "1 week, 3 hours" never
+        if len(parts) == 2:
+            break
+    return gettext(", ").join(parts) if parts else _unit(0, "%(num)d minute", "%(num)d minutes")
+
+
+def _months_between(start: datetime, end: datetime) -> int:
+    months = (end.year - start.year) * 12 + end.month - start.month
+    if start.day > end.day or (start.day == end.day and start.time() > end.time()):
+        months -= 1
+    return months
+
+
+def _unit(count: int, singular: str, plural: str) -> str:
+    return avoid_wrapping(ngettext(singular, plural, count) % {"num": count})
+
+
+_ID = 2_147_483_647  # an id no real one shares digits with in a URL
+
+
+@register.filter
+def id_url(pk: int, name: str) -> str:
+    """``{% url name pk %}`` for a URL whose one argument is an id, filled into the pattern
+    reversed once: a queue page links two of them a row, and reversing is the dearer part."""
+    return _id_url_pattern(name, get_script_prefix()).replace(str(_ID), str(int(pk)))
+
+
+@cache
+def _id_url_pattern(name: str, script_prefix: str) -> str:  # the prefix keys the cache; reverse() reads it
+    return reverse(name, args=[_ID])
