@@ -176,11 +176,14 @@ def stale_feeds(*, now: datetime, grace: timedelta, warehouse_id: int | None = N
     return feeds.filter(warehouse_id=warehouse_id) if warehouse_id else feeds
 
 
-def shipments_short_of_stock(shipments: QuerySet[Shipment]) -> QuerySet[Shipment]:
+def shipments_short_of_stock(shipments: QuerySet[Shipment] | list[int]) -> QuerySet[Shipment]:
     """Those of ``shipments`` whose ship notice took more of a SKU than its warehouse had: the
     warehouse's latest count before the ship time plus what it received since (movements in);
     its movements out are left aside, a pick reported for this very shipment among them. A SKU the
-    warehouse never counted before is not judged."""
+    warehouse never counted before is not judged.
+
+    A few shipments are best named by their ids: through a subquery, the planner may judge
+    every line ever shipped before it keeps theirs."""
     key = {
         "warehouse_id": OuterRef("shipment__warehouse_id"),
         "sku": Replace(Upper(OuterRef("sku")), Value(" "), Value("")),
@@ -204,8 +207,9 @@ def shipments_short_of_stock(shipments: QuerySet[Shipment]) -> QuerySet[Shipment
         .annotate(total=Sum("quantity"))
         .values("total")
     )
+    chosen = Q(shipment_id__any=shipments) if isinstance(shipments, list) else Q(shipment__in=shipments)
     short = (
-        ShipmentLine.objects.filter(shipment__in=shipments, shipment__warehouse__isnull=False)
+        ShipmentLine.objects.filter(chosen, shipment__warehouse__isnull=False)
         .annotate(
             counted_at=Subquery(counts.values("occurred_at")[:1]),
             counted=Subquery(counts.values("quantity")[:1], output_field=QUANTITY),
@@ -214,7 +218,8 @@ def shipments_short_of_stock(shipments: QuerySet[Shipment]) -> QuerySet[Shipment
         .annotate(had=F("counted") + Coalesce(Subquery(received, output_field=QUANTITY), ZERO))
         .filter(had__lt=F("quantity"))
     )
-    return shipments.filter(id__in=short.values("shipment_id"))
+    found = Shipment.objects.filter(id__any=shipments) if isinstance(shipments, list) else shipments
+    return found.filter(id__in=short.values("shipment_id"))
 
 
 @dataclass(frozen=True)
