@@ -164,7 +164,7 @@ def _span(start: datetime | None, end: datetime | None) -> str:
         return ""
 
 
-_ID = 2_147_483_647  # an id no real one shares digits with in a URL
+_ID = 2_147_483_647  # the placeholder reversed once, then replaced by each real id
 
 
 @register.filter
