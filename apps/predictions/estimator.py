@@ -25,9 +25,10 @@ WEEKEND_SHARE = 0.02
 # when their median differs by more than RECENT_CHANGE, the lane's times are scaled by the ratio,
 # kept within RECENT_BOUNDS, so a carrier slowing down on a lane shows before its history turns.
 RECENT = 12
-RECENT_BEFORE = 2 * MIN_DELIVERIES
+RECENT_BEFORE = 20
 RECENT_CHANGE = 0.1
 RECENT_BOUNDS = (0.6, 1.8)
+RECENT_AGREE = 10
 
 
 # Group keys: a lane's, then "carrier:<id>", then everything.
@@ -107,7 +108,9 @@ class Samples:
 
     def recent_pace(self, *, working: bool) -> float:
         """How long the last ``RECENT`` deliveries took against the ones before them: the ratio of
-        their medians, bounded; 1 when too few deliveries say so or the change is small."""
+        their medians, bounded. 1 when too few deliveries say so, when the change is under
+        ``RECENT_CHANGE``, or when fewer than ``RECENT_AGREE`` of them are on the same side of the
+        earlier median (a lane that did not change has that by chance about once in fifty)."""
         if self.count < RECENT + RECENT_BEFORE:
             return 1.0
         column = 1 if working else 0
@@ -115,7 +118,8 @@ class Samples:
         before = sorted(row[column] for row in arrivals[:-RECENT])
         recent = sorted(row[column] for row in arrivals[-RECENT:])
         usual = quantile(before, 0.5)
-        if usual <= 0:
+        slower = sum(hours > usual for hours in recent)
+        if usual <= 0 or max(slower, RECENT - slower) < RECENT_AGREE:
             return 1.0
         pace = quantile(recent, 0.5) / usual
         if abs(pace - 1) < RECENT_CHANGE:
