@@ -3,7 +3,7 @@
 from django import forms
 
 from apps.exceptions.models import ExceptionCase, ExceptionRule, NotificationPreference
-from apps.exceptions.selectors import SORT_AGE, SORT_AMOUNT
+from apps.exceptions.selectors import SORT_AGE, SORT_AMOUNT, SORT_RISK
 from apps.exceptions.services import CaseAction, ReasonCode
 from apps.partners.models import Partner
 
@@ -43,8 +43,14 @@ class CaseFilterForm(forms.Form):
     min_amount = forms.DecimalField(
         label="Amount at least", min_value=0, max_digits=16, decimal_places=4, required=False
     )
+    min_risk = forms.IntegerField(label="Late risk at least (%)", min_value=0, max_value=100, required=False)
     sort = forms.ChoiceField(
-        choices=[(SORT_AGE, "Oldest first"), (SORT_AMOUNT, "Largest amount first")], required=False
+        choices=[
+            (SORT_AGE, "Oldest first"),
+            (SORT_AMOUNT, "Largest amount first"),
+            (SORT_RISK, "Most likely late first"),
+        ],
+        required=False,
     )
 
     def __init__(self, *args: object, queue: str = "", **kwargs: object) -> None:
@@ -76,6 +82,7 @@ class CaseFilterForm(forms.Form):
             "statuses": data.get("status") or DEFAULT_STATUSES,
             "older_than_hours": data.get("age"),
             "min_amount": data.get("min_amount"),
+            "min_risk": data["min_risk"] / 100 if data.get("min_risk") is not None else None,
             "sort": data.get("sort") or SORT_AGE,
         }
 

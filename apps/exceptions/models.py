@@ -123,6 +123,9 @@ class ExceptionCase(models.Model):
     summary = models.CharField(max_length=300)
     amount_at_risk = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    late_probability = models.FloatField(
+        null=True, blank=True, help_text="While open: the probability that the case's order misses its promise."
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
     opened_at = models.DateTimeField()
@@ -159,6 +162,14 @@ class ExceptionCase(models.Model):
                 F("id"),
                 condition=OPEN_CASES,
                 name="open_cases_by_amount",
+            ),
+            NullsLastIndex(
+                F("queue"),
+                F("late_probability").desc(nulls_last=True),
+                F("opened_at"),
+                F("id"),
+                condition=OPEN_CASES,
+                name="open_cases_by_risk",
             ),
             models.Index(fields=["assignee", "opened_at", "id"], condition=OPEN_CASES, name="open_cases_by_assignee"),
             models.Index(fields=["queue", "status", "opened_at"]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from apps.billing.models import FreightCharge, Invoice
@@ -29,6 +29,7 @@ from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
 OrderIds = set[int] | None
+SUMMARY_LENGTH = 300  # ExceptionCase.summary
 # Subjects no order touches: their rules run on the periodic sweep only.
 SWEEP_ONLY = (SubjectType.MESSAGE, SubjectType.PARKED_EVENT, SubjectType.STOCK_POSITION, SubjectType.STOCK_FEED)
 
@@ -224,39 +225,100 @@ def tracking_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> l
 
 
 def at_risk(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    """A shipment likely to arrive after its order's promise.
+    """An order likely to arrive after its promise: one case per order, naming its riskiest shipment.
 
-    With a predicted probability (``apps.predictions``): a case opens above the customer's
-    threshold and, once open, holds until the probability falls below the lower closing one.
-    Without one yet: the carrier's estimate is after the promise, for as long as the rule's
-    threshold (counted from the latest milestone carrying that estimate).
+    With a predicted probability (``OrderRisk``, the highest of its open shipments'): a case opens
+    above the customer's threshold and, once open, holds until the probability falls below the
+    lower closing one. A shipment of the order without a probability yet keeps the older rule: its
+    carrier's estimate is after the promise, for as long as the rule's threshold (counted from the
+    latest milestone carrying that estimate).
     """
+    case_open = ExceptionCase.objects.filter(
+        rule=rule, subject_type=SubjectType.ORDER, subject_id=OuterRef("pk"), status__in=ExceptionCase.OPEN_STATUSES
+    )
+    open_above = Coalesce(F("customer__risk_threshold__open_above"), Value(RiskThreshold.DEFAULT_OPEN_ABOVE))
+    close_below = Coalesce(F("customer__risk_threshold__close_below"), Value(RiskThreshold.DEFAULT_CLOSE_BELOW))
+    likely = Q(risk__late_probability__gte=open_above) | Q(Exists(case_open), risk__late_probability__gte=close_below)
     estimated_since = Subquery(
         Milestone.objects.filter(shipment_id=OuterRef("pk"), estimated_delivery_at__isnull=False)
         .order_by("-occurred_at", "-event_id")
         .values("occurred_at")[:1]
     )
-    case_open = ExceptionCase.objects.filter(
-        rule=rule, subject_type=SubjectType.SHIPMENT, subject_id=OuterRef("pk"), status__in=ExceptionCase.OPEN_STATUSES
-    )
-    threshold = "orders__customer__risk_threshold__"
-    open_above = Coalesce(F(f"{threshold}open_above"), Value(RiskThreshold.DEFAULT_OPEN_ABOVE))
-    close_below = Coalesce(F(f"{threshold}close_below"), Value(RiskThreshold.DEFAULT_CLOSE_BELOW))
-    likely = Q(prediction__late_probability__gte=open_above) | Q(
-        Exists(case_open), prediction__late_probability__gte=close_below
-    )
-    estimated_late = Q(
-        prediction__late_probability__isnull=True,
-        orders__promised_at__lt=F("estimated_delivery_at"),
-        estimated_since__lte=now - rule.threshold,
-    )
-    shipments = (
-        _shipments(rule, order_ids)
-        .filter(delivered_at__isnull=True)
+    estimated_late = (
+        Shipment.objects.filter(
+            orders=OuterRef("pk"),
+            delivered_at__isnull=True,
+            estimated_delivery_at__gt=OuterRef("promised_at"),
+        )
+        .exclude(prediction__late_probability__isnull=False)
         .annotate(estimated_since=estimated_since)
-        .filter(likely | estimated_late)
+        .filter(estimated_since__lte=now - rule.threshold)
+        .order_by("estimated_delivery_at", "id")
     )
-    return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} expected after the promised date")
+    orders = (
+        _orders(rule, order_ids)
+        .filter(delivered_at__isnull=True)
+        .annotate(
+            late_estimate=Subquery(estimated_late.values("id")[:1]),
+            likely=ExpressionWrapper(likely, output_field=BooleanField()),
+        )
+        .filter(Q(likely=True) | Q(late_estimate__isnull=False))
+    )
+    rows = list(
+        orders.values(
+            "id",
+            "number",
+            "customer_id",
+            "region",
+            "total_amount",
+            "currency",
+            "likely",
+            "late_estimate",
+            "risk__shipment_id",
+        )
+    )
+    for row in rows:  # the shipment the case names: the riskiest, or the one its carrier says is late
+        row["named"] = row["risk__shipment_id"] if row["likely"] else row["late_estimate"]
+    riskiest = _riskiest_shipments(rows)
+    hits = []
+    for row in rows:
+        shipment = riskiest.get(row["named"])
+        hits.append(
+            Hit(
+                subject_id=row["id"],
+                summary=_describe_risk(row["number"], shipment),
+                order_id=row["id"],
+                shipment_id=shipment["id"] if shipment else None,
+                partner_id=shipment["carrier_id"] if shipment else None,
+                customer_id=row["customer_id"],
+                region=row["region"],
+                amount=row["total_amount"],
+                currency=row["currency"],
+            )
+        )
+    return hits
+
+
+def _riskiest_shipments(rows: list[dict]) -> dict[int, dict]:
+    """The shipments the at-risk hits name, with their carrier and prediction: one query."""
+    ids = {row["named"] for row in rows} - {None}
+    shipments = Shipment.objects.filter(id__any=ids).values(
+        "id", "number", "carrier_id", "carrier__name", "prediction__late_probability", "prediction__reasons"
+    )
+    return {shipment["id"]: shipment for shipment in shipments}
+
+
+def _describe_risk(order_number: str, shipment: dict | None) -> str:
+    if shipment is None:
+        return f"Order {order_number} expected after the promised date"
+    probability = shipment["prediction__late_probability"]
+    if probability is None:
+        carrier = shipment["carrier__name"] or "the carrier"
+        return f"Order {order_number}: shipment {shipment['number']} estimated by {carrier} after the promised date"
+    reasons = " ".join(shipment["prediction__reasons"] or [])
+    summary = f"Order {order_number}: {probability:.0%} likely after the promised date; shipment {shipment['number']}"
+    summary += f": {reasons}" if reasons else ""
+    return summary if len(summary) <= SUMMARY_LENGTH else f"{summary[: SUMMARY_LENGTH - 1]}…"
 
 
 def delivery_attempt_failed(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
@@ -527,7 +589,7 @@ DETECTORS: dict[str, Detector] = {
         Detector(
             "at_risk",
             "At risk: estimate after the promise",
-            _S.SHIPMENT,
+            _S.ORDER,
             _Q.CUSTOMER_SERVICE,
             _V.MEDIUM,
             0 * H,

@@ -31,6 +31,7 @@ NAV_COUNT_LIMIT = 1000
 OPEN = ExceptionCase.OPEN_STATUSES
 SORT_AGE = "age"
 SORT_AMOUNT = "amount"
+SORT_RISK = "risk"
 LAST_MILESTONES = 5
 # Words of a case's summary are searched from this length: shorter ones would match nearly every case
 # and no index helps find them.
@@ -66,6 +67,7 @@ def _listed(cases: QuerySet[ExceptionCase], now: datetime) -> QuerySet[Exception
 CASE_ORDER = {
     SORT_AGE: [Key("opened_at"), Key("id")],
     SORT_AMOUNT: [Key("shown_amount", descending=True, nullable=True), Key("opened_at"), Key("id")],
+    SORT_RISK: [Key("late_probability", descending=True, nullable=True), Key("opened_at"), Key("id")],
 }
 
 
@@ -81,6 +83,7 @@ def case_list(
     statuses: Iterable[str] = OPEN,
     older_than_hours: int | None = None,
     min_amount: Decimal | None = None,
+    min_risk: float | None = None,
     search: str = "",
     sort: str = SORT_AGE,
     amounts_hidden_for: Iterable[str] = (),
@@ -89,7 +92,9 @@ def case_list(
     """The cases of one queue (or assigned to one person), filtered and sorted, each with ``is_overdue``.
 
     ``cases`` narrows the starting set (what the person may see). Age sort: oldest first; amount
-    sort: largest amount at risk first, cases without an amount last. ``amounts_hidden_for`` names
+    sort: largest amount at risk first, cases without an amount last; risk sort: the order most
+    likely to miss its promise first, cases without a risk last. ``min_risk`` (0 to 1) keeps the
+    cases whose order is at least that likely to be late. ``amounts_hidden_for`` names
     the subject types whose amount the person may not see: the amount filter and sort treat those
     cases as having none, so neither reveals it.
     """
@@ -124,6 +129,8 @@ def case_list(
         cases = cases.filter(opened_at__lte=now - timedelta(hours=older_than_hours))
     if min_amount is not None:
         cases = cases.filter(shown_amount__gte=min_amount)
+    if min_risk is not None:
+        cases = cases.filter(late_probability__gte=min_risk)
     if search:
         cases = cases.filter(_found_by(cases, search))
     return _as_rows(_listed(cases, now)).order_by(*ordering(CASE_ORDER.get(sort, CASE_ORDER[SORT_AGE])))
@@ -283,9 +290,16 @@ def case_detail(case_id: int, *, cases: QuerySet[ExceptionCase] | None = None) -
 
 
 def case_api_list(
-    *, cases: QuerySet[ExceptionCase] | None = None, queue: str = "", status: str = "", rule: str = ""
+    *,
+    cases: QuerySet[ExceptionCase] | None = None,
+    queue: str = "",
+    status: str = "",
+    rule: str = "",
+    min_risk: float | None = None,
+    sort: str = "newest",
 ) -> QuerySet[ExceptionCase]:
-    """Cases for the API, newest first, with their subject's references prefetched."""
+    """Cases for the API, newest first (or the most likely late first), with their subject's
+    references prefetched."""
     cases = cases if cases is not None else ExceptionCase.objects.all()
     if queue:
         cases = cases.filter(queue=queue)
@@ -293,10 +307,13 @@ def case_api_list(
         cases = cases.filter(status=status)
     if rule:
         cases = cases.filter(rule__code=rule)
+    if min_risk is not None:
+        cases = cases.filter(late_probability__gte=min_risk)
+    order = [F("late_probability").desc(nulls_last=True)] if sort == SORT_RISK else []
     return (
         cases.select_related("rule", "order", "shipment", "assignee")
         .prefetch_related("order__references", "shipment__references")
-        .order_by("-opened_at", "-id")
+        .order_by(*order, "-opened_at", "-id")
     )
 
 

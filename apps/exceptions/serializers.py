@@ -15,6 +15,14 @@ class CaseQuerySerializer(serializers.Serializer):
     queue = serializers.ChoiceField(choices=Queue.choices, required=False)
     status = serializers.ChoiceField(choices=ExceptionCase.Status.choices, required=False)
     rule = serializers.CharField(max_length=40, required=False, help_text="A rule code, e.g. released_not_picked.")
+    min_risk = serializers.FloatField(
+        required=False, min_value=0, max_value=1, help_text="Only cases whose order is at least this likely to be late."
+    )
+    sort = serializers.ChoiceField(
+        choices=[("newest", "Newest first"), ("risk", "Most likely late first, cases without a risk last")],
+        required=False,
+        default="newest",
+    )
 
 
 class SubjectSerializer(serializers.Serializer):
@@ -55,6 +63,9 @@ class CaseSerializer(serializers.Serializer):
         help_text="Null also on freight and invoice cases when your role may not see those amounts.",
     )
     currency = serializers.CharField()
+    late_probability = serializers.FloatField(
+        allow_null=True, help_text="While open: the probability that the case's order misses its promise."
+    )
     opened_at = OffsetDateTimeField()
     due_at = OffsetDateTimeField()
     resolved_at = OffsetDateTimeField(allow_null=True)

@@ -88,6 +88,8 @@ LOCODES = {
 }
 
 # Milestones a carrier reports, in order, and each carrier's words for them.
+# A carrier's estimate at pickup, before its own bias.
+ESTIMATE = timedelta(days=3)
 SCANS = ("picked_up", "in_transit", "out_for_delivery", "delivered")
 X12_214_CODES = {"picked_up": "AF", "in_transit": "X6", "out_for_delivery": "X1", "delivered": "D1"}
 IFTSTA_CODES = {"picked_up": "13", "in_transit": "24", "out_for_delivery": "113", "delivered": "21"}
@@ -310,7 +312,10 @@ class Story:
 
     @property
     def estimate(self) -> datetime:
-        return self.shipped_at + timedelta(days=3)
+        """Three days, skewed by the carrier's own bias: how its quote in the demo's history compares
+        with its usual transit (Swiftpost's is optimistic, Nordline's cautious)."""
+        low, high = self.carrier.transit_hours
+        return _carrier_moves(self.carrier, self.shipped_at, ESTIMATE * (self.carrier.quoted_hours * 2 / (low + high)))
 
 
 @dataclass
@@ -367,6 +372,12 @@ def _hours(rng: random.Random, low: float, high: float) -> timedelta:
     return timedelta(minutes=round(rng.uniform(low, high) * 60))
 
 
+def _carrier_moves(carrier: demo.Carrier, at: datetime, duration: timedelta) -> datetime:
+    if carrier.delivers_at_weekends:
+        return at + duration
+    return demo.skip_weekends(at, duration / timedelta(hours=1))
+
+
 def _plan(stream: _Stream, index: int, start: datetime) -> Story:
     rng = stream.rng
     customer = CUSTOMERS[rng.choices(*zip(*CUSTOMER_WEIGHTS, strict=True))[0]]
@@ -377,7 +388,8 @@ def _plan(stream: _Stream, index: int, start: datetime) -> Story:
     shipped = released + _hours(rng, 4, 20)
     at, scans = shipped, []
     for milestone, (low, high) in zip(SCANS, ((1, 4), (3, 10), (10, 30), (1, 6)), strict=True):
-        at += _hours(rng, low, high)
+        # Lanes differ (the customer's transit factor); a freight carrier's truck waits for Monday.
+        at = _carrier_moves(carrier, at, _hours(rng, low, high) * customer.transit_factor)
         scans.append(Scan(milestone, at, _scan_place(customer, milestone, rng)))
     depth = rng.choices(range(len(DEPTH_WEIGHTS)), DEPTH_WEIGHTS)[0]
     reached = len(SCANS) if depth >= DELIVERED else (rng.randint(0, 3) if depth == SHIPPED else 0)

@@ -21,10 +21,18 @@ MIN_DELIVERIES = 15
 MAX_SAMPLES = 400
 # A group whose carrier delivered fewer than this share at weekends is read on the working clock.
 WEEKEND_SHARE = 0.02
+# A lane's last RECENT deliveries against the ones before them (at least RECENT_BEFORE of those):
+# when their median differs by more than RECENT_CHANGE, the lane's times are scaled by the ratio,
+# kept within RECENT_BOUNDS, so a carrier slowing down on a lane shows before its history turns.
+RECENT = 12
+RECENT_BEFORE = 20
+RECENT_CHANGE = 0.1
+RECENT_BOUNDS = (0.6, 1.8)
+RECENT_AGREE = 10
 
 
 # Group keys: a lane's, then "carrier:<id>", then everything.
-CARRIER, ALL = "carrier:", "all"
+LANE, CARRIER, ALL = "lane:", "carrier:", "all"
 
 
 class Stage:
@@ -55,7 +63,7 @@ class Lane:
         service = f" {self.service}" if self.service else ""
         return [
             (
-                f"lane:{self.carrier_id}|{self.origin}|{self.destination}|{self.service}",
+                f"{LANE}{self.carrier_id}|{self.origin}|{self.destination}|{self.service}",
                 f"lane {lane} with {self.carrier}{service}",
             ),
             (f"{CARRIER}{self.carrier_id}", f"carrier {self.carrier}, all lanes"),
@@ -97,6 +105,27 @@ class Samples:
     @property
     def count(self) -> int:
         return len(self._order)
+
+    def recent_pace(self, *, working: bool) -> float:
+        """How long the last ``RECENT`` deliveries took against the ones before them: the ratio of
+        their medians, bounded. 1 when too few deliveries say so, when the change is under
+        ``RECENT_CHANGE``, or when fewer than ``RECENT_AGREE`` of them are on the same side of the
+        earlier median (a lane that did not change has that by chance about once in fifty)."""
+        if self.count < RECENT + RECENT_BEFORE:
+            return 1.0
+        column = 1 if working else 0
+        arrivals = list(self._order)
+        before = sorted(row[column] for row in arrivals[:-RECENT])
+        recent = sorted(row[column] for row in arrivals[-RECENT:])
+        usual = quantile(before, 0.5)
+        slower = sum(hours > usual for hours in recent)
+        if usual <= 0 or max(slower, RECENT - slower) < RECENT_AGREE:
+            return 1.0
+        pace = quantile(recent, 0.5) / usual
+        if abs(pace - 1) < RECENT_CHANGE:
+            return 1.0
+        low, high = RECENT_BOUNDS
+        return min(max(pace, low), high)
 
     @property
     def skips_weekends(self) -> bool:
@@ -178,11 +207,13 @@ def estimate(situation: Situation, profiles: Profiles) -> Estimate:
             tried.append(f"{words}: none")
             continue
         working = samples.skips_weekends
+        pace = samples.recent_pace(working=working) if key.startswith(LANE) else 1.0
         spent = max(hours_between(start, situation.as_of, working=working), 0.0)
         ordered = samples.working if working else samples.wall
-        remaining = ordered[bisect_right(ordered, spent) :]
+        remaining = ordered[bisect_right(ordered, spent / pace) :]
         if len(remaining) >= MIN_DELIVERIES:
-            result = _from_samples(situation, (anchor, start), remaining, samples, words, working, tried)
+            read = _Read(remaining, samples, words, working, pace)
+            result = _from_samples(situation, (anchor, start), read, tried)
             if key != ALL or not _outside(situation.carrier_estimate_at, result):
                 return result
             tried.append(f"{words}: the carrier's estimate is outside their range")
@@ -208,31 +239,38 @@ def _anchor(situation: Situation) -> tuple[str, datetime]:
     return Anchor.PICKUP, situation.picked_up_at or situation.as_of
 
 
-def _from_samples(
-    situation: Situation,
-    anchored: tuple[str, datetime],
-    remaining: list[float],
-    samples: Samples,
-    words: str,
-    working: bool,
-    tried: list[str],
-) -> Estimate:
+@dataclass(frozen=True)
+class _Read:
+    """What a prediction reads from one group: the deliveries that took longer than the time
+    already spent (in the group's own times, before the lane's recent pace scales them)."""
+
+    remaining: list[float]
+    samples: Samples
+    words: str
+    working: bool
+    pace: float
+
+
+def _from_samples(situation: Situation, anchored: tuple[str, datetime], read: _Read, tried: list[str]) -> Estimate:
     anchor, start = anchored
+    remaining, samples, words, working, pace = read.remaining, read.samples, read.words, read.working, read.pace
 
     def at(q: float) -> datetime:
-        return add_hours(start, quantile(remaining, q), working=working)
+        return add_hours(start, pace * quantile(remaining, q), working=working)
 
     p10, p50, p90 = at(0.1), at(0.5), at(0.9)
     late = None
     if situation.promised_at is not None:
         promised = hours_between(start, situation.promised_at, working=working)
-        later = len(remaining) - bisect_right(remaining, promised)
+        later = len(remaining) - bisect_right(remaining, promised / pace)
         # Half a delivery each way keeps the probability off 0 and 1 on a small group.
         late = (later + 0.5) / (len(remaining) + 1)
     ordered = samples.working if working else samples.wall
     since = "out for delivery" if anchor == Anchor.OUT_FOR_DELIVERY else "pickup"
     typical, long = hours_text(quantile(ordered, 0.5)), hours_text(quantile(ordered, 0.9))
     reasons = [f"{words[0].upper()}{words[1:]}: {samples.count} deliveries, from {since} p50 {typical}, p90 {long}."]
+    if pace != 1.0:
+        reasons.append(_pace_words(situation.lane, pace))
     if tried:
         reasons.append(f"Narrower groups had too few deliveries ({'; '.join(tried)}).")
     reasons.append(_where_now(situation))
@@ -252,6 +290,16 @@ def _from_samples(
         late_probability=late,
         deliveries=len(remaining),
         reasons=tuple(reasons),
+    )
+
+
+def _pace_words(lane: Lane, pace: float) -> str:
+    change = round(abs(pace - 1) * 100)
+    side = "slower" if pace > 1 else "faster"
+    bounded = " (counted at most that)" if pace in RECENT_BOUNDS else ""
+    return (
+        f"{lane.carrier} on {lane.origin or '?'}→{lane.destination or '?'}: last {RECENT} deliveries "
+        f"{change}% {side} than usual{bounded}; the range is scaled so."
     )
 
 

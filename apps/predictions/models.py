@@ -3,7 +3,7 @@ from django.db.models import F, Q
 
 from apps.partners.models import Partner
 from apps.predictions.estimator import Stage
-from apps.timeline.models import Shipment
+from apps.timeline.models import Order, Shipment
 
 
 class TransitProfile(models.Model):
@@ -63,6 +63,30 @@ class Prediction(models.Model):
     @property
     def stage_label(self) -> str:
         return Stage.LABELS.get(self.stage, "")
+
+
+class OrderRisk(models.Model):
+    """An order's probability of arriving after its promise: the highest of its open shipments'.
+
+    The order is late when any of its shipments is. The highest of their probabilities, rather than
+    1 - Π(1 - p), because the shipments of one order mostly leave the same warehouse on the same
+    day with the same carrier on the same lane, so their delays go together rather than add up:
+    taken as independent, an order of ten shipments at 10 % each would read 65 %. The riskiest
+    shipment is what a person acts on, and the case names it.
+    """
+
+    order = models.OneToOneField(Order, primary_key=True, on_delete=models.CASCADE, related_name="risk")
+    late_probability = models.FloatField()
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="+", help_text="The riskiest.")
+
+    class Meta:
+        indexes = [
+            # The order list sorted by risk pages through this (keyset on risk, order, both descending).
+            models.Index(F("late_probability").desc(), F("order").desc(), name="order_risk_by_risk")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.late_probability:.0%}"
 
 
 class RiskThreshold(models.Model):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps.predictions import backtest
 from apps.predictions.estimator import Estimate, Samples, Situation, estimate
 from apps.predictions.history import ShipmentHistory, learn, shipment_histories
-from apps.predictions.models import BacktestReport, Prediction, TransitProfile
+from apps.predictions.models import BacktestReport, OrderRisk, Prediction, TransitProfile
 from apps.timeline.models import Shipment
 
 # The deliveries a rebuild learns from: long enough for quiet lanes, short enough to follow change.
@@ -94,6 +94,7 @@ def deliveries_learn(*, shipment_ids: Iterable[int]) -> int:
                 learn(profiles, history, delivery)
         _save_profiles(profiles, stored)
         Prediction.objects.filter(shipment_id__any=claimed).delete()
+        order_risks_refresh(order_ids=_orders_of(claimed))
     return len(claimed)
 
 
@@ -131,7 +132,37 @@ def predictions_refresh(*, shipment_ids: Iterable[int], now: datetime | None = N
             unique_fields=["shipment"],
             update_fields=[f.name for f in Prediction._meta.concrete_fields if f.name not in ("id", "shipment")],
         )
+        order_risks_refresh(order_ids=_orders_of(ids))
     return len(rows)
+
+
+def _orders_of(shipment_ids: Iterable[int]) -> list[int]:
+    links = Shipment.orders.through.objects.filter(shipment_id__any=sorted(set(shipment_ids)))
+    return sorted(set(links.values_list("order_id", flat=True)))
+
+
+def order_risks_refresh(*, order_ids: Iterable[int]) -> int:
+    """Set each order's risk to its riskiest open shipment's (``OrderRisk``), and drop the risk of
+    orders with none left: three queries whatever the batch's size. Returns how many have a risk."""
+    ids = sorted(set(order_ids))
+    links = (
+        Shipment.orders.through.objects.filter(order_id__any=ids, shipment__prediction__late_probability__isnull=False)
+        .order_by("order_id", "-shipment__prediction__late_probability", "shipment_id")
+        .values_list("order_id", "shipment_id", "shipment__prediction__late_probability")
+    )
+    riskiest: dict[int, OrderRisk] = {}
+    for order_id, shipment_id, probability in links:
+        riskiest.setdefault(
+            order_id, OrderRisk(order_id=order_id, shipment_id=shipment_id, late_probability=probability)
+        )
+    OrderRisk.objects.filter(order_id__any=[i for i in ids if i not in riskiest]).delete()
+    OrderRisk.objects.bulk_create(
+        riskiest.values(),
+        update_conflicts=True,
+        unique_fields=["order"],
+        update_fields=["late_probability", "shipment"],
+    )
+    return len(riskiest)
 
 
 def _prediction(shipment_id: int, result: Estimate, situation: Situation) -> Prediction:
@@ -170,6 +201,9 @@ def predictions_refresh_all(*, now: datetime | None = None) -> int:
     for start in range(0, len(ids), REFRESH_BATCH):
         predicted += predictions_refresh(shipment_ids=ids[start : start + REFRESH_BATCH], now=now)
     Prediction.objects.exclude(shipment_id__any=ids).delete()
+    stale = list(OrderRisk.objects.exclude(shipment_id__any=ids).values_list("order_id", flat=True))
+    for start in range(0, len(stale), REFRESH_BATCH):
+        order_risks_refresh(order_ids=stale[start : start + REFRESH_BATCH])
     return predicted
 
 

@@ -138,6 +138,8 @@ class Carrier:
     delay_reasons: tuple[str, ...]
     # The transit time the carrier quotes at pickup on every lane (its estimate until a delay).
     quoted_hours: float
+    # Freight carriers stand still at weekends: their trucks wait for Monday, and their quotes count so.
+    delivers_at_weekends: bool = True
 
     @property
     def tracking_channel(self) -> ChannelSpec:
@@ -278,6 +280,7 @@ NRDL = Carrier(
     "EUR",
     ("Missed groupage connection", "Driver hours exceeded", "Traffic congestion on A3"),
     quoted_hours=48,
+    delivers_at_weekends=False,
 )
 RDLN = Carrier(
     "RDLN",
@@ -290,6 +293,7 @@ RDLN = Carrier(
     "USD",
     ("Missed linehaul connection", "Weather: winter storm on I-81", "Equipment breakdown"),
     quoted_hours=72,
+    delivers_at_weekends=False,
 )
 BLWT = Carrier(
     "BLWT",
@@ -304,6 +308,24 @@ BLWT = Carrier(
     quoted_hours=456,
 )
 CARRIERS = (SWPX, EUPL, NRDL, RDLN, BLWT)
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """A lane that slowed down for a while: its transit times stretched by ``factor`` for the
+    shipments picked up from ``starts`` to ``ends`` days before now."""
+
+    carrier: str
+    warehouse: str
+    region: str
+    starts: float
+    ends: float
+    factor: float
+
+
+# Redline's trucks from Atlanta to the North-East (Harborline) lost a linehaul for under three
+# weeks: 30 % slower, until twelve days ago.
+DISRUPTION = Disruption("RDLN", "DC-ATL", "US-Northeast", starts=30, ends=12, factor=1.3)
 
 
 def _us(city: str, state: str, zone: str = "America/New_York", name: str | None = None) -> Place:
@@ -680,6 +702,7 @@ class Story:
 
     orders: list[OrderPlan]
     shipments: list[ShipmentPlan]
+    origin: datetime | None = None  # where the plan placed it, before the calendar
 
     def steps(self) -> Iterator[Step]:
         for subject in (*self.orders, *self.shipments):
@@ -993,7 +1016,8 @@ def _freight_steps(shipment: ShipmentPlan, delivered: timedelta, rng: random.Ran
 
 
 def _schedule(story: Story, now: datetime, rng: random.Random) -> None:
-    """Time every step of the story, then place it so its last step happened a little before now."""
+    """Time every step of the story, then place it so its last step happened a little before now
+    (for now as a plan: ``_place`` puts it on the calendar)."""
     for index, order in enumerate(story.orders):
         order.steps = _prep_steps(order, _hours(rng, 0, 20) if index else timedelta(0), rng)
     for index, shipment in enumerate(story.shipments):
@@ -1010,13 +1034,118 @@ def _schedule(story: Story, now: datetime, rng: random.Random) -> None:
             shipment.steps += _freight_steps(shipment, delivered_step.offset, rng)
 
     last = max(step.offset for step in story.steps())
-    origin = now - _slack(story, last, rng) - last
+    story.origin = now - _slack(story, last, rng) - last
+    for step in story.steps():
+        step.at = story.origin + step.offset
+
+
+def _place(story: Story, now: datetime) -> None:
+    """Put the planned story on the calendar (``_on_the_calendar``). Numbers are handed out from
+    the plan before, so that they do not depend on the weekday of ``now``."""
+    origin = _on_the_calendar(story, story.origin, now)
     for step in story.steps():
         step.at = origin + step.offset
         if "eta_offset" in step.detail:
             step.detail["eta"] = _whole_minutes(origin + step.detail.pop("eta_offset"))
     for shipment in story.shipments:
         shipment.eta = _whole_minutes(origin + shipment.eta_offset)
+
+
+def _on_the_calendar(story: Story, origin: datetime, now: datetime) -> datetime:
+    """Retime the carriers' steps where the calendar matters, once the story is placed: a weekend
+    holds a freight carrier's shipment till Monday, and the disrupted lane's transit stretches.
+    The steps after a delivery move with it. A story that would now end after ``now`` moves back:
+    by as much as its end moved when a shipment is still on its way (retimed again from there, a
+    few times at most: a shipment on its way is not left silent for days), else by whole weeks
+    (its weekdays stay put). Returns the story's origin."""
+    planned = [(step, step.offset, dict(step.detail)) for step in story.steps()]
+    etas = {shipment: shipment.eta_offset for shipment in story.shipments}
+    planned_end = max(offset for _, offset, _ in planned)
+
+    def retimed_end(at: datetime) -> timedelta:
+        for step, offset, detail in planned:
+            step.offset, step.detail = offset, dict(detail)
+        for shipment, eta in etas.items():
+            shipment.eta_offset = eta
+        moved = {shipment: _retime(shipment, at, now) for shipment in story.shipments}
+        for order in story.orders:
+            shift = max((moved[shipment] for shipment in order.shipments), default=timedelta(0))
+            for step in order.steps:
+                if step.kind.family in ("invoice", "return"):
+                    step.offset += shift
+        return max(step.offset for step in story.steps())
+
+    complete = all(shipment.first(K.SHIPMENT_DELIVERED) for shipment in story.shipments)
+    placed = origin
+    for _ in range(CALENDAR_TRIES if not complete else 1):
+        end = retimed_end(placed)
+        if placed + end <= now:
+            return placed
+        placed -= end - planned_end
+    placed = origin
+    while (overflow := placed + retimed_end(placed) - now) > timedelta(0):  # the lane's pace may differ weeks back
+        placed -= WEEK * -(-overflow // WEEK)
+    return placed
+
+
+CALENDAR_TRIES = 3
+WEEK = timedelta(days=7)
+
+
+def _retime(shipment: ShipmentPlan, origin: datetime, now: datetime) -> timedelta:
+    """Retime one shipment's steps after pickup (see ``_on_the_calendar``); returns how much later
+    it was delivered."""
+    pickup = shipment.first(K.SHIPMENT_PICKED_UP)
+    carrier = shipment.carrier
+    if pickup is None:
+        return timedelta(0)
+    picked = origin + pickup.offset
+    stretch = _stretch(shipment, picked, now)
+    working = not carrier.delivers_at_weekends
+    if working:
+        shipment.eta_offset = skip_weekends(picked, carrier.quoted_hours) - origin
+    if stretch == 1 and not working:
+        return timedelta(0)
+    new_offsets, delivered_shift = {}, timedelta(0)
+    for step in shipment.steps:
+        if step.offset <= pickup.offset:
+            continue
+        if step.kind.family != "shipment":  # freight follows the delivery
+            step.offset += delivered_shift
+            continue
+        hours = (step.offset - pickup.offset) / timedelta(hours=1) * stretch
+        at = skip_weekends(picked, hours) if working else picked + timedelta(hours=hours)
+        new_offsets[step.offset] = at - origin
+        if step.kind in (K.SHIPMENT_DELIVERED, K.SHIPMENT_REFUSED):
+            delivered_shift = at - origin - step.offset
+        step.offset = at - origin
+    for step in shipment.steps:
+        if "eta_offset" in step.detail:
+            step.detail["eta_offset"] = new_offsets.get(step.detail["eta_offset"], step.detail["eta_offset"])
+    return delivered_shift
+
+
+def _stretch(shipment: ShipmentPlan, picked: datetime, now: datetime) -> float:
+    d = DISRUPTION
+    lane = (shipment.carrier.code, shipment.warehouse.code, shipment.parts[0][0].customer.region)
+    on_lane = lane == (d.carrier, d.warehouse, d.region)
+    during = now - timedelta(days=d.starts) <= picked < now - timedelta(days=d.ends)
+    return d.factor if on_lane and during else 1.0
+
+
+def skip_weekends(start: datetime, hours: float) -> datetime:
+    """``start`` plus ``hours`` of a carrier that stands still from Saturday to Monday (UTC)."""
+    at, left = start, timedelta(hours=hours)
+    while True:
+        monday = datetime.combine(at.date() - timedelta(days=at.weekday()), time(0), tzinfo=at.tzinfo)
+        if at.weekday() >= 5:
+            at = monday + WEEK
+            continue
+        saturday = monday + timedelta(days=5)
+        if at + left < saturday:
+            return at + left
+        left -= saturday - at
+        at = saturday
 
 
 def _slack(story: Story, last: timedelta, rng: random.Random) -> timedelta:
@@ -1044,8 +1173,12 @@ def _promise(order: OrderPlan, now: datetime, rng: random.Random) -> datetime:
     zone = order.customer.time_zone
     delivered = [s.first(K.SHIPMENT_DELIVERED) for s in order.shipments]
     if delivered and all(delivered):
-        last = max(step.at for step in delivered if step and step.at)
-        return _five_pm(last, -1 if order.late else rng.randint(1, 3), zone)
+        if order.late:
+            last = max(step.at for step in delivered if step and step.at)
+            return _five_pm(last, -1, zone)
+        # Promised when ordered, the same lead time on every lane: a slow lane, a weekend in the
+        # way or a disrupted week makes it late.
+        return _five_pm(order.steps[0].at or now, LEAD_DAYS[order.shipments[0].carrier.mode], zone)
     if order.late:
         return _five_pm(now, -1, zone)
     if order.at_risk:
@@ -1512,9 +1645,11 @@ def demo_events(*, orders: int, seed: int, now: datetime) -> list[DemoEvent]:
     planner.invoices(stories)
     for story in stories:
         _schedule(story, now, rng)
+    _number(stories, rng)
+    for story in stories:
+        _place(story, now)
     for order in plans:
         order.promised_at = _promise(order, now, rng)
-    _number(stories, rng)
     events = []
     for story in stories:
         for order in story.orders:

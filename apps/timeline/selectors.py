@@ -134,8 +134,13 @@ def _with_late(orders: QuerySet[Order], now: datetime) -> QuerySet[Order]:
     )
 
 
-def order_list(*, stage: str = "", late_only: bool = False) -> QuerySet[Order]:
-    """Recent orders, newest first, each with ``is_late``, ``open_cases`` and ``listed_shipments``.
+def order_list(
+    *, stage: str = "", late_only: bool = False, min_risk: float | None = None, by_risk: bool = False
+) -> QuerySet[Order]:
+    """Recent orders, newest first, each with ``is_late``, ``late_probability``, ``open_cases`` and
+    ``listed_shipments``. ``min_risk`` (0 to 1) keeps the orders at least that likely to miss their
+    promise; ``by_risk`` lists the orders with a risk (on their way), the most likely late first,
+    read through the index of the risks.
 
     A page of them costs two queries whatever its size: the orders (the open-case count is a
     subquery on each row of the page, read through the cases' order index; a count of the list
@@ -168,11 +173,18 @@ def order_list(*, stage: str = "", late_only: bool = False) -> QuerySet[Order]:
         orders = orders.filter(stage=stage)
     if late_only:
         orders = orders.filter(late_condition(now))
+    orders = orders.annotate(late_probability=F("risk__late_probability"))
+    if min_risk is not None:
+        orders = orders.filter(late_probability__gte=min_risk)
+    if by_risk:
+        return orders.filter(late_probability__isnull=False).order_by(*ordering(ORDER_LIST_BY_RISK))
     return orders.order_by(*ordering(ORDER_LIST_ORDER))
 
 
 # Newest first, as keys for keyset pagination (``controltower.keyset``); indexed by order_recent_first.
 ORDER_LIST_ORDER = [Key("ordered_at", descending=True, nullable=True), Key("id", descending=True)]
+# The most likely late first; indexed by order_risk_by_risk (``apps.predictions``).
+ORDER_LIST_BY_RISK = [Key("late_probability", descending=True), Key("id", descending=True)]
 
 
 @dataclass(frozen=True)

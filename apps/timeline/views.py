@@ -12,7 +12,7 @@ from django_htmx.middleware import HtmxDetails
 
 from apps.billing.visibility import Amounts
 from apps.timeline.models import OrderStage
-from apps.timeline.selectors import ORDER_LIST_ORDER, find_orders, order_list, order_timeline
+from apps.timeline.selectors import ORDER_LIST_BY_RISK, ORDER_LIST_ORDER, find_orders, order_list, order_timeline
 from controltower.access import role_required
 from controltower.keyset import keyset_page
 
@@ -28,9 +28,16 @@ class SearchForm(forms.Form):
     q = forms.CharField(max_length=100, required=False, strip=True)
 
 
+SORT_NEWEST, SORT_RISK = "newest", "risk"
+
+
 class OrderFilterForm(forms.Form):
     stage = forms.ChoiceField(choices=[("", "All stages"), *OrderStage.choices], required=False)
     late = forms.BooleanField(required=False, label="Late only")
+    min_risk = forms.IntegerField(label="Late risk at least (%)", min_value=0, max_value=100, required=False)
+    sort = forms.ChoiceField(
+        choices=[(SORT_NEWEST, "Newest first"), (SORT_RISK, "Most likely late first")], required=False
+    )
 
 
 @require_GET
@@ -52,9 +59,17 @@ def search(request: HttpRequest) -> HttpResponse:
 def order_list_view(request: HttpRequest) -> HttpResponse:
     form = OrderFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else {}
-    orders = order_list(stage=filters.get("stage", ""), late_only=filters.get("late", False))
+    by_risk = filters.get("sort") == SORT_RISK
+    min_risk = filters.get("min_risk")
+    orders = order_list(
+        stage=filters.get("stage", ""),
+        late_only=filters.get("late", False),
+        min_risk=min_risk / 100 if min_risk is not None else None,
+        by_risk=by_risk,
+    )
+    keys = ORDER_LIST_BY_RISK if by_risk else ORDER_LIST_ORDER
     page = keyset_page(
-        orders, ORDER_LIST_ORDER, size=ORDERS_PER_PAGE, after=request.GET.get("after"), before=request.GET.get("before")
+        orders, keys, size=ORDERS_PER_PAGE, after=request.GET.get("after"), before=request.GET.get("before")
     )
     query = request.GET.copy()
     for cursor in ("after", "before", "page"):

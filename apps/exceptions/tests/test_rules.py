@@ -171,7 +171,7 @@ def _at_risk(key: str, age: timedelta) -> Built:
         manifested(key, age + H),
         carrier_event(key, "shipment.eta_updated", age, estimated_delivery_at=late),
     )
-    return Built(shipment_id(key), result.order_ids)
+    return Built(order_id(key), result.order_ids)
 
 
 def _delivery_attempt_failed(key: str, age: timedelta) -> Built:
@@ -377,7 +377,7 @@ SCENARIOS = [
         lambda k: apply(
             carrier_event(k, "shipment.eta_updated", NOW, estimated_delivery_at=(timezone.now() + 24 * H).isoformat())
         ),
-        S.SHIPMENT,
+        S.ORDER,
     ),
     Scenario(
         "delivery_attempt_failed",
@@ -781,7 +781,8 @@ def test_cases_carry_the_money_at_stake_the_queue_and_the_due_date(rules, partne
 
 
 def test_a_shipment_case_values_every_order_it_carries_however_detection_ran(rules, partners):
-    """A consolidated shipment of two orders (50 + 30 EUR) is 80 EUR at stake, filed under the first."""
+    """A consolidated shipment of two orders (50 + 30 EUR) is 80 EUR at stake, filed under the
+    first; at risk, each order has its own case, at its own value, naming the shipment."""
     result = apply(
         created("A", 40 * H, promised_in=48 * H),
         created("B", 40 * H, promised_in=48 * H, price="6.00"),
@@ -794,11 +795,18 @@ def test_a_shipment_case_values_every_order_it_carries_however_detection_ran(rul
     detect(order_ids={order_id("B")})
     detect()
 
-    for code in ("at_risk", "delivery_attempt_failed"):
-        [case] = cases_of(code)
-        assert (case.amount_at_risk, case.currency) == (Decimal(80), "EUR"), code
-        assert (case.order_id, case.shipment_id) == (order_id("A"), shipment_id("AB"))
-        assert (case.customer, case.partner, case.queue) == (partners["ACME"], partners["UPSN"], "customer_service")
+    [case] = cases_of("delivery_attempt_failed")
+    assert (case.amount_at_risk, case.currency) == (Decimal(80), "EUR")
+    assert (case.order_id, case.shipment_id) == (order_id("A"), shipment_id("AB"))
+    assert (case.customer, case.partner, case.queue) == (partners["ACME"], partners["UPSN"], "customer_service")
+    risks = sorted(cases_of("at_risk"), key=lambda case: case.order_id)
+    assert [(case.order_id, case.shipment_id, case.amount_at_risk) for case in risks] == [
+        (order_id("A"), shipment_id("AB"), Decimal(50)),
+        (order_id("B"), shipment_id("AB"), Decimal(30)),
+    ]
+    assert {(case.customer, case.partner, case.queue) for case in risks} == {
+        (partners["ACME"], partners["UPSN"], "customer_service")
+    }
     assert result.order_ids == {order_id("A"), order_id("B")}
 
 

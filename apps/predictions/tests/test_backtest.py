@@ -144,3 +144,23 @@ def test_refresh_relearns_and_predicts_the_shipments_on_their_way():
         call_command("eta", "refresh", stdout=out)
     assert out.getvalue() == "Shipments on their way predicted: 1.\n"
     assert Prediction.objects.get().p50 == at(24 * HISTORY + 48)
+
+
+@pytest.mark.parametrize(("slow_delivered", "said"), [(690, True), (710, False)])
+def test_the_lanes_recent_pace_counts_only_the_deliveries_made_before_the_prediction(slow_delivered, said):
+    """Thirty deliveries in 48 h, then twelve in 72 h: before the pickup they slow the range down;
+    delivered after it, the replay does not know them."""
+    carrier()
+    usual = [shipment_events(f"U{i}", pickup=20 * i, delivered=20 * i + 48) for i in range(30)]
+    slow = [shipment_events(f"S{i}", pickup=slow_delivered - 72 - i, delivered=slow_delivered - i) for i in range(12)]
+    apply(*usual, *slow, shipment_events("X", pickup=700, delivered=760))
+    in_real_time()
+
+    x = Shipment.objects.get(number="X").id
+    point = next(
+        p for p in replay(shipment_histories(Shipment.objects.all())) if p.shipment_id == x and p.stage == "picked_up"
+    )
+
+    slower = "Fast Freight on Dallas→NA-East: last 12 deliveries 50% slower than usual; the range is scaled so."
+    assert (slower in point.estimate.reasons) is said
+    assert (point.estimate.p50 > at(760)) is said

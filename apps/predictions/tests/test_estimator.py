@@ -7,6 +7,8 @@ import pytest
 from apps.predictions.estimator import (
     MAX_SAMPLES,
     MIN_DELIVERIES,
+    RECENT,
+    RECENT_BEFORE,
     Anchor,
     Basis,
     Lane,
@@ -14,6 +16,7 @@ from apps.predictions.estimator import (
     Situation,
     Stage,
     estimate,
+    quantile,
 )
 
 LANE = Lane(carrier_id=7, carrier="Fast Freight", origin="Dallas", destination="NA-East")
@@ -83,7 +86,8 @@ def test_too_few_deliveries_anywhere_says_so_and_shows_the_carriers_estimate():
 
 def test_time_already_spent_reads_only_the_deliveries_that_took_longer():
     hours = [float(h) for h in range(10, 110, 2)]  # 50 deliveries, 10 h to 108 h
-    profiles = {(LANE_KEY, Anchor.PICKUP): samples(hours)}
+    mixed = sorted(hours, key=lambda h: (h * 7) % 50)  # the last few as fast as the rest: no change of pace
+    profiles = {(LANE_KEY, Anchor.PICKUP): samples(mixed)}
     scanned = MONDAY + timedelta(hours=30)
     now = MONDAY + timedelta(hours=60)
 
@@ -165,3 +169,44 @@ def test_a_shipment_that_outlived_its_carriers_history_is_not_read_from_other_ca
     assert (result.basis, result.p50) == (Basis.CARRIER, eta)
     assert "carrier Fast Freight, all lanes: 0 of 20 took this long" in result.reasons[0]
     assert "all carriers" not in result.reasons[0]
+
+
+def slowing_lane(usual: float, recent: float, *, before: int = RECENT_BEFORE) -> Samples:
+    """``before`` deliveries around ``usual`` hours, then the last ``RECENT`` around ``recent``."""
+    spread = [-4.0, -2.0, 0.0, 2.0, 4.0]
+    older = [usual + spread[i % 5] for i in range(before)]
+    return samples(older + [recent] * RECENT)
+
+
+def scaled_median(lane: Samples, pace: float) -> datetime:
+    return MONDAY + timedelta(hours=pace * quantile(lane.wall, 0.5))
+
+
+def test_a_lane_whose_last_deliveries_are_slower_than_usual_moves_the_range_later_and_says_so():
+    steady = estimate(situation(), {(LANE_KEY, Anchor.PICKUP): slowing_lane(40.0, 40.0)})
+    lane = slowing_lane(40.0, 52.0)
+    slowing = estimate(situation(promised_at=MONDAY + timedelta(hours=46)), {(LANE_KEY, Anchor.PICKUP): lane})
+
+    assert steady.p50 == MONDAY + timedelta(hours=40)
+    assert slowing.p50 == scaled_median(lane, 1.3)  # 52 h against 40 h: 30 % slower
+    assert slowing.late_probability > 0.5
+    assert "Fast Freight on Dallas→NA-East: last 12 deliveries 30% slower than usual; the range is scaled so." in (
+        slowing.reasons
+    )
+    assert not any("than usual" in reason for reason in steady.reasons)
+
+
+def test_the_recent_pace_is_bounded_and_needs_enough_history():
+    much_slower, faster = slowing_lane(20.0, 200.0), slowing_lane(40.0, 30.0)
+    bounded = estimate(situation(), {(LANE_KEY, Anchor.PICKUP): much_slower})
+    short = estimate(situation(), {(LANE_KEY, Anchor.PICKUP): slowing_lane(40.0, 60.0, before=RECENT_BEFORE - 1)})
+    quicker = estimate(situation(), {(LANE_KEY, Anchor.PICKUP): faster})
+    # A median 37 % higher, from half slow and half fast deliveries: chance, not a change of pace.
+    mixed = samples([40.0 + (-4, -2, 0, 2, 4)[i % 5] for i in range(RECENT_BEFORE)] + [30.0, 80.0] * (RECENT // 2))
+    wavering = estimate(situation(), {(LANE_KEY, Anchor.PICKUP): mixed})
+
+    assert bounded.p50 == scaled_median(much_slower, 1.8)
+    assert "last 12 deliveries 80% slower than usual (counted at most that)" in " ".join(bounded.reasons)
+    assert not any("than usual" in reason for reason in short.reasons + wavering.reasons)
+    assert quicker.p50 == scaled_median(faster, 0.75)
+    assert "25% faster than usual" in " ".join(quicker.reasons)

@@ -3,7 +3,7 @@
 import pytest
 
 from apps.predictions import services
-from apps.predictions.models import Prediction, TransitProfile
+from apps.predictions.models import OrderRisk, Prediction, TransitProfile
 from apps.predictions.services import (
     deliveries_learn,
     predictions_refresh,
@@ -65,8 +65,9 @@ def test_a_lane_without_history_falls_back_to_the_carriers_estimate(db):
 @pytest.mark.parametrize("count", [1, 25])
 def test_a_batch_costs_the_same_queries_whatever_its_size(lane_history, count, django_assert_num_queries):
     ids = open_shipments(count, pickup=24 * HISTORY + 10)
-    # shipments, their orders, their milestones, the profiles; a savepoint around delete and upsert
-    with django_assert_num_queries(7):
+    # shipments, their orders, their milestones, the profiles; a savepoint around delete and upsert;
+    # the orders' risks: their orders, their riskiest shipments, the upsert
+    with django_assert_num_queries(10):
         predictions_refresh(shipment_ids=ids, now=at(24 * HISTORY + 11))
     assert Prediction.objects.count() == count
 
@@ -132,10 +133,12 @@ def test_learning_a_batch_of_deliveries_costs_the_same_queries(lane_history, cou
     ids = open_shipments(count, pickup=pickup)
     predictions_refresh(shipment_ids=ids, now=at(pickup + 1))
     apply(*(shipment_events(f"OPEN{i}", pickup=pickup, delivered=pickup + 40) for i in range(count)))
-    # claim, lock, three for the histories, the profiles, update, delete (the savepoint around them)
-    with django_assert_num_queries(10):
+    # claim, lock, three for the histories, the profiles, update, delete (the savepoint around them);
+    # the orders' risks: their orders, their riskiest shipments (none left), dropping theirs
+    with django_assert_num_queries(13):
         assert deliveries_learn(shipment_ids=ids) == count
     assert lane_deliveries() == HISTORY + count
+    assert not OrderRisk.objects.exists()  # delivered: nothing at risk any more
 
 
 def test_a_shipment_not_picked_up_yet_has_no_prediction(lane_history):

@@ -1,6 +1,7 @@
 """The demo world: every stage, consolidation and splits, lateness, parking, idempotency, the login."""
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -14,7 +15,7 @@ from apps.inventory.models import InventoryPosition, StockAccuracy
 from apps.inventory.selectors import DEFAULT_MISMATCH_PERCENT, mismatched_positions
 from apps.partners.models import Partner
 from apps.predictions.models import BacktestReport, Prediction
-from apps.timeline.demo import DemoSummary, demo_events, seed_demo
+from apps.timeline.demo import DEFAULT_SEED, DISRUPTION, DemoSummary, demo_events, seed_demo, skip_weekends
 from apps.timeline.events import parse_events
 from apps.timeline.models import Milestone, Order, OrderStage, ParkedEvent, Shipment, ShipmentLine
 from apps.timeline.services import apply_events
@@ -166,3 +167,70 @@ def test_the_erps_book_stock_drifts_from_the_warehouses_so_stock_cases_are_open(
     }
     assert "Exceptions: the sweep opened" in out.getvalue()
     assert StockAccuracy.objects.filter(snapshot_late=True).count() == 1
+
+
+def _transits(events: list) -> list[tuple[str, str, datetime, float]]:
+    """(carrier, pickup city → delivery city, picked up at, hours to delivery) of each delivered shipment."""
+    picked, delivered = {}, {}
+    for event in (e.body for e in events):
+        tracking = frozenset((r["kind"], r["value"]) for r in event["references"])
+        moment = event["occurred_at"].astimezone(UTC)
+        if event["kind"] == "shipment.picked_up":
+            picked[tracking] = (event["attributes"]["carrier"], event["location"]["city"], moment)
+        elif event["kind"] == "shipment.delivered":
+            delivered[tracking] = (moment, event["location"]["city"])
+    return [
+        (carrier, f"{city}→{delivered[tracking][1]}", at, (delivered[tracking][0] - at) / timedelta(hours=1))
+        for tracking, (carrier, city, at) in picked.items()
+        if tracking in delivered
+    ]
+
+
+PLACED = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a Tuesday: the world's weekdays do not depend on today
+
+
+@pytest.fixture(scope="module")
+def history() -> list[tuple[str, str, datetime, float]]:
+    return _transits(demo_events(orders=600, seed=DEFAULT_SEED, now=PLACED))
+
+
+def test_freight_carriers_never_deliver_at_a_weekend_parcel_carriers_do(history):
+    weekend = {carrier: 0 for carrier, *_ in history}
+    for carrier, _, picked, hours in history:
+        weekend[carrier] += (picked + timedelta(hours=hours)).weekday() >= 5
+
+    assert {carrier: weekend[carrier] == 0 for carrier in ("RDLN", "NRDL", "SWPX")} == {
+        "RDLN": True,
+        "NRDL": True,
+        "SWPX": False,
+    }
+
+
+NORTH_EAST = ("Boston", "Providence", "Worcester")  # Harborline's stores
+
+
+def _disrupted(history: list, carrier: str, north_east: bool) -> list[float]:
+    since, until = PLACED - timedelta(days=DISRUPTION.starts), PLACED - timedelta(days=DISRUPTION.ends)
+    return sorted(
+        hours
+        for name, route, picked, hours in history
+        if name == carrier and since <= picked < until and (route.split("→")[1] in NORTH_EAST) is north_east
+    )
+
+
+def test_the_disrupted_lane_is_slower_during_the_disruption_and_only_it(history, monkeypatch):
+    monkeypatch.setattr("apps.timeline.demo.DISRUPTION", replace(DISRUPTION, factor=1.0))
+    undisturbed = _transits(demo_events(orders=600, seed=DEFAULT_SEED, now=PLACED))
+
+    slowed, usual = _disrupted(history, "RDLN", True), _disrupted(undisturbed, "RDLN", True)
+    assert len(slowed) >= 5
+    assert slowed[len(slowed) // 2] > 1.15 * usual[len(usual) // 2]
+    assert _disrupted(history, "RDLN", False) == _disrupted(undisturbed, "RDLN", False)  # to Maple Leaf
+
+
+def test_a_weekend_holds_a_freight_carrier_till_monday():
+    friday_evening = datetime(2026, 11, 6, 20, 0, tzinfo=UTC)
+
+    assert skip_weekends(friday_evening, 2) == datetime(2026, 11, 6, 22, 0, tzinfo=UTC)
+    assert skip_weekends(friday_evening, 10) == datetime(2026, 11, 9, 6, 0, tzinfo=UTC)
+    assert skip_weekends(datetime(2026, 11, 7, 9, 0, tzinfo=UTC), 1) == datetime(2026, 11, 9, 1, 0, tzinfo=UTC)
