@@ -97,10 +97,15 @@ class Samples:
 
     @classmethod
     def of(cls, rows: Iterable[Iterable]) -> "Samples":
-        samples = cls()
-        for wall, working, weekend in rows:
-            samples.add(wall, working, bool(weekend))
-        return samples
+        """The stored samples (``rows()``), the most recent ``MAX_SAMPLES``; sorted once, not
+        inserted one by one: every prediction batch reads a few groups of them."""
+        kept = deque(((wall, working, bool(weekend)) for wall, working, weekend in rows), maxlen=MAX_SAMPLES)
+        return cls(
+            wall=sorted(row[0] for row in kept),
+            working=sorted(row[1] for row in kept),
+            weekend_deliveries=sum(row[2] for row in kept),
+            _order=deque(kept),
+        )
 
     @property
     def count(self) -> int:

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apps.predictions.estimator import (
     MAX_SAMPLES,
@@ -210,3 +212,27 @@ def test_the_recent_pace_is_bounded_and_needs_enough_history():
     assert not any("than usual" in reason for reason in short.reasons + wavering.reasons)
     assert quicker.p50 == scaled_median(faster, 0.75)
     assert "25% faster than usual" in " ".join(quicker.reasons)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 500, allow_nan=False), st.floats(0, 500, allow_nan=False), st.booleans()),
+        max_size=MAX_SAMPLES + 40,
+    )
+)
+def test_stored_samples_read_back_as_they_were_kept_one_by_one(rows):
+    one_by_one = Samples()
+    for wall, working, weekend in rows:
+        one_by_one.add(wall, working, weekend)
+
+    read = Samples.of([list(row) for row in rows])
+
+    assert (read.wall, read.working, read.weekend_deliveries) == (
+        one_by_one.wall,
+        one_by_one.working,
+        one_by_one.weekend_deliveries,
+    )
+    assert read.rows() == one_by_one.rows()
+    read.add(1.0, 1.0, True)  # and go on keeping the most recent ones
+    one_by_one.add(1.0, 1.0, True)
+    assert (read.wall, read.count) == (one_by_one.wall, one_by_one.count)
