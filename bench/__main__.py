@@ -370,6 +370,8 @@ def outbound_cases(orders: int = 1000) -> tuple[list[dict], list[dict]]:
 
 def main() -> int:
     reset_database()
+    if os.environ.get("BENCH_ONLY") == "outbound":
+        return outbound_only()
     results = [measure(name, batches) for name, batches in cases()]
     outbox, sending = outbound_cases()
     results += outbox
@@ -388,6 +390,15 @@ def main() -> int:
     meta = {"database": connection.vendor, "python": sys.version.split()[0], "at": datetime.now(UTC).isoformat()}
     path.write_text(json.dumps({"meta": meta, "results": results, "outbound": sending, "parsers": parsers}, indent=2))
     print(f"\nwritten to {path.relative_to(ROOT)}")
+    return 0
+
+
+def outbound_only() -> int:
+    """``BENCH_ONLY=outbound``: the outbound cases alone, for a quick profile."""
+    outbox, sending = outbound_cases()
+    _print_table(outbox)
+    print()
+    _print_table(sending)
     return 0
 
 

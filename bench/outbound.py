@@ -18,11 +18,13 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -80,12 +82,28 @@ class Counted:
         return execute(sql, params, many, context)
 
 
+@contextmanager
+def counting_copies(counted: Counted) -> Iterator[None]:
+    """Count each ``COPY`` as a query too (Django's execute wrappers never see one)."""
+    copy = psycopg.Cursor.copy
+
+    def counting(cursor: psycopg.Cursor, *args: object, **kwargs: object) -> object:
+        counted.queries += 1
+        return copy(cursor, *args, **kwargs)
+
+    psycopg.Cursor.copy = counting
+    try:
+        yield
+    finally:
+        psycopg.Cursor.copy = copy
+
+
 def send_case(endpoint: Endpoint) -> dict:
     """Drain everything queued for ``endpoint``, as the worker's task does."""
     pending = Delivery.objects.filter(subscription__endpoint=endpoint, status=Delivery.Status.PENDING).count()
     counted = Counted()
     started = time.perf_counter()
-    with connection.execute_wrapper(counted):
+    with connection.execute_wrapper(counted), counting_copies(counted):
         sent = endpoint_drain(endpoint_id=endpoint.pk)
     seconds = time.perf_counter() - started
     delivered = Delivery.objects.filter(subscription__endpoint=endpoint, status=Delivery.Status.DELIVERED).count()

@@ -5,8 +5,10 @@ milestone, together with one ``Delivery`` per matching subscription, so a milest
 published without its deliveries nor delivered without its milestone.
 """
 
+import json
 import secrets
 import uuid
+from functools import cached_property
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -194,6 +196,12 @@ class OutboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_id}"
+
+    @cached_property
+    def canonical_json(self) -> bytes:
+        """The payload as a subscriber receives it in canonical JSON (compact, keys sorted): encoded
+        once for every subscription a batch sends it to."""
+        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 class Delivery(models.Model):
