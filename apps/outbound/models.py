@@ -24,6 +24,8 @@ from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.timeline.models import Order, Shipment, per_source
 
 MAX_BATCH_SIZE = 100
+# Requests in flight to one endpoint: each is a thread of the sender serving it.
+MAX_IN_FLIGHT = 64
 
 
 def new_secret() -> str:
@@ -56,8 +58,9 @@ class Endpoint(models.Model):
     last_error = models.TextField(blank=True)
     max_in_flight = models.PositiveSmallIntegerField(
         default=8,
-        help_text="Requests sent to this endpoint at the same time, at most. One sender serves each endpoint, so a "
-        "slow one only slows itself.",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_IN_FLIGHT)],
+        help_text=f"Requests sent to this endpoint at the same time, at most (1 to {MAX_IN_FLIGHT}). One sender "
+        "serves each endpoint, so a slow one only slows itself.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -33,7 +33,15 @@ from django.views.decorators.debug import sensitive_variables
 
 from apps.ingest.models import OutboundMessage
 from apps.ingest.webhooks import signature_for
-from apps.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent, Subscription, new_secret
+from apps.outbound.models import (
+    MAX_IN_FLIGHT,
+    Delivery,
+    DeliveryAttempt,
+    Endpoint,
+    OutboundEvent,
+    Subscription,
+    new_secret,
+)
 from apps.outbound.routing import OrderScope, Route, allowed_hosts_error, route_of
 from apps.partners import network, standard_webhooks
 from apps.partners.credentials import rotation_grace
@@ -1069,6 +1077,14 @@ def endpoint_close(*, endpoint_id: int) -> int:
         released = breaker_succeeded(endpoint=Endpoint.objects.get(pk=endpoint_id), now=now)
         _dispatch_on_commit(Delivery.objects.filter(pk__in=released))
     return len(released)
+
+
+def endpoint_concurrency_set(*, endpoint_id: int, max_in_flight: int) -> None:
+    """How many requests an endpoint takes at once, from the next batch its sender claims. Writes
+    that field alone: the breaker's state is the senders' to write."""
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        raise ValueError(f"max_in_flight must be from 1 to {MAX_IN_FLIGHT}")
+    Endpoint.objects.filter(pk=endpoint_id).update(max_in_flight=max_in_flight, updated_at=timezone.now())
 
 
 # --- subscriptions ---------------------------------------------------------------------------------
