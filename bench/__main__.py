@@ -352,8 +352,8 @@ def outbound_cases(orders: int = 1000) -> tuple[list[dict], list[dict]]:
     erp = Partner.objects.create(code="BENCH-ERP", name="Bench ERP", kind=Partner.Kind.ERP)
     for name, kinds in (("shipments", ["shipment.*"]), ("orders", ["order.*"]), ("all", ["*"])):
         Subscription.objects.create(partner=erp, name=name, target_url=url, event_kinds=kinds)
-    # Deliveries are queued, not sent, while the outbox is measured (and while events are applied in
-    # the sustained run, where a sender of its own drains them): the sending is measured on its own.
+    # Deliveries are queued, not sent, while the outbox is measured: the sending is measured on its
+    # own (and in the sustained run, by a worker process taking the drains through Redis).
     celery_app.conf.task_always_eager = False
     try:
         events = [e for n in range(10_000, 10_000 + orders) for e in story(n)]
