@@ -19,6 +19,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -865,7 +866,10 @@ def _write_back(deliveries: list[Delivery]) -> None:
         return
     database = connections[ours.db]  # once: each use of the ``connection`` proxy looks it up again
     fields = [Delivery._meta.pk, *(Delivery._meta.get_field(name) for name in RECORDED_FIELDS)]
-    arrays = [[field.get_db_prep_value(getattr(d, field.attname), database) for d in deliveries] for field in fields]
+    # The values are already what psycopg sends (ints, strings, aware datetimes, None): read as one
+    # tuple a delivery and turned into a list a column, with no call per value.
+    rows = map(attrgetter(*(field.attname for field in fields)), deliveries)
+    arrays = [list(column) for column in zip(*rows, strict=True)]
     names = [database.ops.quote_name(field.column) for field in fields]
     sql = (
         # Names and types come from the model, every value is a parameter.
