@@ -35,10 +35,14 @@ class Worker:
         return self.log.read_text(errors="replace")[-size:] if self.log.exists() else "(no log)"
 
 
-def start_worker(name: str, queues: str, log_dir: Path, env: dict[str, str]) -> Worker:
-    """A real Celery worker on ``queues``, one pool process (prefork), as docker-compose runs them."""
+def start_worker(
+    name: str, queues: str, log_dir: Path, env: dict[str, str], *, pool: str = "prefork", concurrency: int = 1
+) -> Worker:
+    """A real Celery worker on ``queues``, as docker-compose runs them (by default one prefork pool
+    process; the outbound worker runs threads)."""
     log = log_dir / f"worker-{name}.log"
-    command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", "--pool=prefork", "--concurrency=1"]
+    command = [sys.executable, "-m", "celery", "-A", "controltower", "worker", f"--pool={pool}"]
+    command += [f"--concurrency={concurrency}"]
     command += [f"--queues={queues}", f"--hostname=scale-{name}@%h", "--loglevel=WARNING"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     with log.open("w") as output:

@@ -55,11 +55,12 @@ ROLES: dict[str, list[str]] = {
         "change_channel_mapping",  # versioned and audited: apps.partners.services.channel_mapping_save
         "view_apitoken",
         "view_ediidentifier",
-        # Outbound: subscriptions, their delivery log and circuit breakers, replaying dead deliveries.
+        # Outbound: subscriptions, their delivery log, endpoints (breakers, concurrency), replaying dead deliveries.
         *(f"{action}_subscription" for action in ("view", "add", "change", "delete")),
         "view_delivery",
         "view_deliveryattempt",
         "view_endpoint",
+        "change_endpoint",  # its max_in_flight; the breaker is closed by an action
         "view_outboundevent",
         "replay_delivery",
         # Customer e-mails: who is told about which milestones, and in which words.

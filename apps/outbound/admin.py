@@ -21,6 +21,7 @@ from apps.outbound.models import MAX_BATCH_SIZE, Delivery, DeliveryAttempt, Endp
 from apps.outbound.services import (
     deliveries_replay,
     endpoint_close,
+    endpoint_concurrency_set,
     endpoint_of,
     outbox_folder,
     subscription_secret_rotate,
@@ -294,17 +295,19 @@ class DeliveryAdmin(admin.ModelAdmin):
 class EndpointAdmin(admin.ModelAdmin):
     """Where deliveries go, with the circuit breaker shared by the subscriptions sending there."""
 
-    list_display = ("key", "state", "failures", "opened_at", "retry_at", "short_error", "updated_at")
+    list_display = ("key", "state", "max_in_flight", "failures", "opened_at", "retry_at", "short_error", "updated_at")
     list_filter = ("state",)
     search_fields = ("key", "last_error")
-    readonly_fields = [f.name for f in Endpoint._meta.concrete_fields]
+    fields = [f.name for f in Endpoint._meta.concrete_fields if f.name != "id"]
+    readonly_fields = [name for name in fields if name != "max_in_flight"]
     actions = ("close_breaker",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    def save_model(self, request: HttpRequest, obj: Endpoint, form: forms.ModelForm, change: bool) -> None:
+        """Only the concurrency is written: the breaker's fields belong to the senders."""
+        endpoint_concurrency_set(endpoint_id=obj.pk, max_in_flight=obj.max_in_flight)
 
     @admin.display(description="last error")
     def short_error(self, endpoint: Endpoint) -> str:

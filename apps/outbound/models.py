@@ -5,8 +5,10 @@ milestone, together with one ``Delivery`` per matching subscription, so a milest
 published without its deliveries nor delivered without its milestone.
 """
 
+import json
 import secrets
 import uuid
+from functools import cached_property
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,6 +24,8 @@ from apps.partners.models import Channel, EdiIdentifier, Partner
 from apps.timeline.models import Order, Shipment, per_source
 
 MAX_BATCH_SIZE = 100
+# Requests in flight to one endpoint: each is a thread of the sender serving it.
+MAX_IN_FLIGHT = 64
 
 
 def new_secret() -> str:
@@ -54,8 +58,9 @@ class Endpoint(models.Model):
     last_error = models.TextField(blank=True)
     max_in_flight = models.PositiveSmallIntegerField(
         default=8,
-        help_text="Requests sent to this endpoint at the same time, at most. One sender serves each endpoint, so a "
-        "slow one only slows itself.",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_IN_FLIGHT)],
+        help_text=f"Requests sent to this endpoint at the same time, at most (1 to {MAX_IN_FLIGHT}). One sender "
+        "serves each endpoint, so a slow one only slows itself.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -194,6 +199,12 @@ class OutboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_id}"
+
+    @cached_property
+    def canonical_json(self) -> bytes:
+        """The payload as a subscriber receives it in canonical JSON (compact, keys sorted): encoded
+        once for every subscription a batch sends it to."""
+        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 class Delivery(models.Model):

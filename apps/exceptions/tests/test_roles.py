@@ -59,6 +59,7 @@ PINNED = {
         "view_delivery",
         "view_deliveryattempt",
         "view_endpoint",
+        "change_endpoint",
         "view_outboundevent",
         "replay_delivery",
         "view_customernotification",

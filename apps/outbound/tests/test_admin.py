@@ -261,3 +261,22 @@ def test_an_integration_admin_configures_subscriptions_and_customer_service_cann
     assert client.get("/admin/outbound/endpoint/").status_code == 200
     assert client.get("/admin/outbound/outboundevent/").status_code == 200
     assert outsider.get(LIST).status_code == 403
+
+
+def test_an_integration_admin_sets_how_many_requests_an_endpoint_takes_at_once():
+    subscription = SubscriptionFactory(target_url="https://erp.example.com/hooks")
+    endpoint = endpoint_of(subscription)
+    Endpoint.objects.filter(pk=endpoint.pk).update(state=Endpoint.State.OPEN, failures=5)
+    page = f"/admin/outbound/endpoint/{endpoint.pk}/change/"
+    client = integration_admin()
+
+    refused = [client.post(page, {"max_in_flight": value}) for value in (0, 65)]
+    saved = client.post(page, {"max_in_flight": 32})
+
+    assert [response.status_code for response in refused] == [200, 200]
+    assert "greater than or equal to 1" in page_text(refused[0])
+    assert "less than or equal to 64" in page_text(refused[1])
+    assert saved.status_code == 302
+    endpoint.refresh_from_db()
+    # The breaker's fields stay as the senders left them.
+    assert (endpoint.max_in_flight, endpoint.state, endpoint.failures) == (32, Endpoint.State.OPEN, 5)

@@ -60,6 +60,26 @@ def test_a_delivery_verifies_with_the_standardwebhooks_package_and_the_subscript
         Webhook(subscription.secret).verify(request.body.replace(b"SO-1", b"SO-2"), request.headers)
 
 
+def test_subscriptions_sharing_an_endpoint_get_the_same_event_each_signed_with_their_own_secret(receiver, publish):
+    subscriptions = [SubscriptionFactory(target_url=receiver.url, event_kinds=["shipment.*"]) for _ in range(2)]
+
+    publish()
+
+    first, second = receiver.requests
+    assert first.body == second.body
+    assert first.headers["webhook-id"] != second.headers["webhook-id"]
+    signers = [[s.pk for s in subscriptions if _verifies(s.secret, request)] for request in (first, second)]
+    assert sorted(signers) == [[s.pk] for s in subscriptions]
+
+
+def _verifies(secret: str, request) -> bool:
+    try:
+        verified(secret, request)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
 def test_a_retry_keeps_its_webhook_id_and_is_signed_afresh(receiver, publish, django_capture_on_commit_callbacks):
     subscription = SubscriptionFactory(target_url=receiver.url, event_kinds=["shipment.manifested"])
     receiver.answer_next(503)
