@@ -165,6 +165,12 @@
       if (!target) {
         return;
       }
+      // A row an action has just re-rendered gets its htmx behaviour when the swap settles, some
+      // milliseconds later; a key pressed meanwhile would click a dead button. Processing is
+      // idempotent: htmx skips elements it already knows.
+      if (window.htmx) {
+        window.htmx.process(target);
+      }
       target.click();
     }
     event.preventDefault();
