@@ -29,7 +29,7 @@ from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
 OrderIds = set[int] | None
-SUMMARY_LENGTH = 300  # ExceptionCase.summary
+SUMMARY_LENGTH = ExceptionCase._meta.get_field("summary").max_length
 # Subjects no order touches: their rules run on the periodic sweep only.
 SWEEP_ONLY = (SubjectType.MESSAGE, SubjectType.PARKED_EVENT, SubjectType.STOCK_POSITION, SubjectType.STOCK_FEED)
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
-from apps.exceptions.rules import DETECTORS, Detector, Hit
+from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit
 from apps.predictions.models import OrderRisk
 from apps.timeline.projections import shipments_of_orders
 
@@ -192,7 +192,7 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
                 partner_id=hit.partner_id,
                 customer_id=hit.customer_id,
                 region=hit.region or "",
-                summary=hit.summary[:300],
+                summary=hit.summary[:SUMMARY_LENGTH],
                 amount_at_risk=hit.amount,
                 currency=hit.currency or "",
                 opened_at=now,

@@ -11,6 +11,7 @@ from apps.predictions.estimator import Estimate, Samples, Situation, estimate
 from apps.predictions.history import ShipmentHistory, learn, shipment_histories
 from apps.predictions.models import BacktestReport, OrderRisk, Prediction, TransitProfile
 from apps.timeline.models import Shipment
+from apps.timeline.projections import orders_of_shipments
 
 # The deliveries a rebuild learns from: long enough for quiet lanes, short enough to follow change.
 PROFILE_WINDOW = timedelta(days=180)
@@ -94,7 +95,7 @@ def deliveries_learn(*, shipment_ids: Iterable[int]) -> int:
                 learn(profiles, history, delivery)
         _save_profiles(profiles, stored)
         Prediction.objects.filter(shipment_id__any=claimed).delete()
-        order_risks_refresh(order_ids=_orders_of(claimed))
+        order_risks_refresh(order_ids=orders_of_shipments(claimed))
     return len(claimed)
 
 
@@ -132,13 +133,8 @@ def predictions_refresh(*, shipment_ids: Iterable[int], now: datetime | None = N
             unique_fields=["shipment"],
             update_fields=[f.name for f in Prediction._meta.concrete_fields if f.name not in ("id", "shipment")],
         )
-        order_risks_refresh(order_ids=_orders_of(ids))
+        order_risks_refresh(order_ids=orders_of_shipments(ids))
     return len(rows)
-
-
-def _orders_of(shipment_ids: Iterable[int]) -> list[int]:
-    links = Shipment.orders.through.objects.filter(shipment_id__any=sorted(set(shipment_ids)))
-    return sorted(set(links.values_list("order_id", flat=True)))
 
 
 def order_risks_refresh(*, order_ids: Iterable[int]) -> int:
