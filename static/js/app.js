@@ -206,7 +206,7 @@
     mark(row, !active || active === document.body);
   }
   // A swapped-out target no longer tells the document, so listen to every swap and restore once.
-  ["htmx:afterSwap", "htmx:oobAfterSwap", "htmx:afterSettle"].forEach(function (name) {
+  ["htmx:afterSwap", "htmx:oobAfterSwap"].forEach(function (name) {
     document.addEventListener(name, function () {
       if (!pending) {
         pending = true;
@@ -214,4 +214,7 @@
       }
     });
   });
+  // Settling puts back the class the server rendered, which drops "is-current": restore in the
+  // same task, so no moment shows the row as not current.
+  document.addEventListener("htmx:afterSettle", restore);
 })();
