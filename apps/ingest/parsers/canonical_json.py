@@ -38,10 +38,12 @@ def parse(body: bytes, context: ParseContext) -> ParsedDocument:
         data = data["events"]
     if not isinstance(data, list):
         return ParsedDocument(events=_all_or_nothing(data))
+    # JSON writes a NUL in a text only as an escape (a raw one is refused by the decoder).
+    nul_free = b"\\u0000" not in body
     events, problems = [], []
     for index, item in enumerate(data):
         try:
-            events.append(parse_event(item, prefix=f"events[{index}]"))
+            events.append(parse_event(item, prefix=f"events[{index}]", nul_free=nul_free))
         except EventValidationError as exc:
             problems += exc.problems
     if problems and not events:

@@ -47,3 +47,14 @@ def test_a_file_with_one_unstorable_event_applies_the_others_and_says_which(erp,
     assert message.status == InboundMessage.Status.PARTIALLY_PROCESSED
     assert "NUL" in " ".join(message.warnings)
     assert list(Order.objects.values_list("number", flat=True)) == ["SO-1"]
+
+
+def test_a_file_whose_text_spells_out_a_nul_escape_is_stored_as_written(erp, tmp_path: Path):
+    """Six characters ``\\u0000`` in a text are no NUL: the file takes the careful path, and keeps them."""
+    path = tmp_path / "orders.json"
+    path.write_bytes(as_body(order_created("SO-1", attributes={"note": "escaped \\u0000 as text"})))
+
+    call_command("ingest", str(path), partner=erp.code, format="json", sync=True, stdout=StringIO())
+
+    assert InboundMessage.objects.get().status == InboundMessage.Status.PROCESSED
+    assert Order.objects.get().milestones.get().payload["attributes"]["note"] == "escaped \\u0000 as text"
