@@ -15,10 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.partners.models import Partner
+from apps.timeline import projections
 from apps.timeline.events import EventKind, parse_events
-from apps.timeline.models import (
-    Shipment,
-)
+from apps.timeline.models import Order, Shipment
 from apps.timeline.services import apply_events
 from tests.snapshot import snapshot
 
@@ -144,10 +143,17 @@ def rolled_back():
         transaction.savepoint_rollback(savepoint)
 
 
+def _assert_orders_as_the_reference_projects_them() -> None:
+    """What an apply wrote of each order is what the Python projection makes of its whole history."""
+    stored = {row[0]: row[1:] for row in Order.objects.values_list("pk", *projections.ORDER_MILESTONE_FIELDS)}
+    assert stored == projections.projected_order_milestones(set(stored))
+
+
 def _apply(batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
     delivered: set[str] = set()
     for batch in batches:
         apply_events(parse_events(batch))
+        _assert_orders_as_the_reference_projects_them()
         now = dict(Shipment.objects.values_list("number", "status"))
         regressed = {number for number in delivered if now[number] not in DELIVERED}
         assert not regressed, f"delivered shipments moved back: {regressed}"

@@ -5,12 +5,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.billing.models import Invoice
 from apps.billing.projections import recompute_billing
 from apps.partners.models import Partner
 from apps.timeline import projections
-from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
+from apps.timeline.models import Milestone, Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.services import apply_events
 from tests.snapshot import snapshot
 from tests.stories import carrier, event, events, manifested, order_created, ref
@@ -64,6 +65,7 @@ def test_a_recompute_from_ids_alone_repairs_fields_and_lines_that_drifted(partne
     apply_events(events(*_story(1), *_story(2)))
     expected = snapshot()
     Order.objects.filter(number="SO-1").update(stage="cancelled", customer=None, last_event_at=None, region="")
+    Order.objects.filter(number="SO-2").update(stage="posted", ordered_at=None, shipped_at=None, pod_at=timezone.now())
     Shipment.objects.filter(number="SH-2").update(status="in_transit", carrier=None, tracking_number="")
     OrderLine.objects.filter(order__number="SO-1").update(quantity=Decimal("9"))
     ShipmentLine.objects.filter(shipment__number="SH-1").delete()
@@ -87,3 +89,31 @@ def test_a_recompute_takes_as_many_queries_for_one_subject_as_for_many(partners)
     one = count({Order.objects.get(number="SO-1").id}, {Shipment.objects.get(number="SH-1").id})
     every = count(set(Order.objects.values_list("id", flat=True)), set(Shipment.objects.values_list("id", flat=True)))
     assert every == one
+
+
+def test_shipping_milestones_that_name_only_the_order_move_it_on_until_it_has_shipments(partners):
+    only_the_order = [
+        event(f"{kind}-1", kind, hours, ref("order", "SO-1"))
+        for kind, hours in (("shipment.manifested", 10), ("shipment.delivered", 20), ("shipment.pod_received", 30))
+    ]
+    apply_events(events(order_created("SO-1"), *only_the_order))
+    order = Order.objects.get()
+    assert (order.stage, order.shipped_at, order.delivered_at, order.pod_at) == (
+        "delivered",
+        *Milestone.objects.filter(kind__startswith="shipment.")
+        .order_by("occurred_at")
+        .values_list("occurred_at", flat=True),
+    )
+
+    apply_events(events(manifested("SH-1", "1Z0001", "SO-1", hours=12)))
+
+    order.refresh_from_db()
+    shipment = Shipment.objects.get()
+    assert (order.stage, order.shipped_at, order.delivered_at, order.pod_at) == (
+        "shipped",
+        shipment.manifested_at,
+        None,
+        None,
+    )
+    stored = Order.objects.values_list("pk", *projections.ORDER_MILESTONE_FIELDS).get()
+    assert stored[1:] == projections.projected_order_milestones({order.id})[order.id]

@@ -7,7 +7,7 @@ milestone it reached: a late, older carrier event cannot move a delivered shipme
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -89,6 +89,9 @@ ORDER_FIRST_FIELDS = {
 }
 # Shipment milestones that name only the order (no shipment reference) still move it on.
 ORDER_SHIPPING_KINDS = (K.SHIPMENT_MANIFESTED, K.SHIPMENT_DELIVERED, K.SHIPMENT_POD_RECEIVED)
+# The kinds whose first time an order's projection reads; the SQL projection names the shipping ones so.
+ORDER_TIMED_KINDS = [*ORDER_FIRST_FIELDS, *ORDER_SHIPPING_KINDS]
+ORDER_OWN_SHIPPING_TIMES = ("own_shipped", "own_delivered", "own_pod")
 # From its latest order.created; an order without one keeps what it has.
 ORDER_HEADER_FIELDS = ["customer", "region", "promised_at", "currency", "total_amount"]
 ORDER_MILESTONE_FIELDS = [
@@ -99,7 +102,19 @@ ORDER_MILESTONE_FIELDS = [
     "pod_at",
     "last_event_at",
 ]
-ORDER_FIELDS = [*ORDER_HEADER_FIELDS, *ORDER_MILESTONE_FIELDS]
+# The first reached of these, from the top, is the order's stage; a cancelled order that never
+# shipped is cancelled whatever else it reached, and an order that reached none is created.
+ORDER_STAGE_LADDER = [
+    ("posted_at", OrderStage.POSTED),
+    ("invoiced_at", OrderStage.INVOICED),
+    ("delivered_at", OrderStage.DELIVERED),
+    ("some_delivered", OrderStage.PARTIALLY_DELIVERED),
+    ("shipped_at", OrderStage.SHIPPED),
+    ("packed_at", OrderStage.PACKED),
+    ("picked_at", OrderStage.PICKED),
+    ("allocated_at", OrderStage.ALLOCATED),
+    ("released_at", OrderStage.RELEASED),
+]
 
 Values = tuple[Any, ...]
 
@@ -183,10 +198,14 @@ def _save_changed(model: type[Model], fields: list[str], rows: dict[int, Values]
     """
     if not rows:
         return
-    if connections[router.db_for_write(model)].vendor == "postgresql":
+    if _is_postgresql(model):
         _update_changed_from_json(model, fields, rows)
     else:
         _bulk_update_changed(model, fields, rows)
+
+
+def _is_postgresql(model: type[Model]) -> bool:
+    return connections[router.db_for_write(model)].vendor == "postgresql"
 
 
 def _update_changed_from_json(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:
@@ -389,21 +408,98 @@ def _line_order(ref: str, linked: set[int], orders_by_ref: dict[str, list[tuple[
 
 
 def _recompute_orders(ids: set[int], with_new_headers: set[int]) -> None:
-    times = _order_milestone_times(ids)
     headers = _order_headers(with_new_headers)
-    shipments = _shipments_by_order(ids)
     customers = _partner_ids(header["order"].get("customer") for header in headers.values())
-    with_header, without_header = {}, {}
+    if _is_postgresql(Order):
+        _update_order_milestones_in_sql(ids)
+    else:
+        _save_changed(Order, ORDER_MILESTONE_FIELDS, projected_order_milestones(ids))
+    projected_headers = {order_id: _project_header(header, customers) for order_id, header in headers.items()}
+    _save_changed(Order, ORDER_HEADER_FIELDS, projected_headers)
+    _rebuild_order_lines(headers)
+
+
+def projected_order_milestones(ids: set[int]) -> dict[int, Values]:
+    """Each order's ``ORDER_MILESTONE_FIELDS``, projected in Python from its milestones and shipments.
+
+    The reference projection: PostgreSQL runs the same one in SQL (``_update_order_milestones_in_sql``),
+    and the tests hold the two equal.
+    """
+    times = _order_milestone_times(ids)
+    shipments = _shipments_by_order(ids)
+    projected = {}
     for order_id in ids:
         first, last = times.get(order_id, ({}, None))
-        projected = _project_order(first, last, shipments.get(order_id, []))
-        if order_id in headers:
-            with_header[order_id] = (*_project_header(headers[order_id], customers), *projected)
-        else:
-            without_header[order_id] = projected
-    _save_changed(Order, ORDER_FIELDS, with_header)
-    _save_changed(Order, ORDER_MILESTONE_FIELDS, without_header)
-    _rebuild_order_lines(headers)
+        projected[order_id] = _project_order(first, last, shipments.get(order_id, []))
+    return projected
+
+
+def _update_order_milestones_in_sql(ids: set[int]) -> None:
+    """``projected_order_milestones`` as one PostgreSQL statement that writes only the orders it changes.
+
+    The milestones are aggregated where they are stored (first time of each kind, latest of all)
+    and the shipments by order, so no milestone, shipment or projected value travels to Python.
+    """
+    connection = connections[router.db_for_write(Order)]
+    stages = {f"stage_{index}": stage.value for index, (_, stage) in enumerate(ORDER_STAGE_LADDER)}
+    params = {
+        "ids": list(ids),
+        "now": timezone.now(),
+        "cancelled": OrderStage.CANCELLED.value,
+        "created": OrderStage.CREATED.value,
+        **{f"kind_{index}": kind.value for index, kind in enumerate(ORDER_TIMED_KINDS)},
+        **stages,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_order_milestones_sql(connection.ops.quote_name), params)
+
+
+def _order_milestones_sql(quote: Callable[[str], str]) -> str:
+    """The statement of ``_update_order_milestones_in_sql``, step for step ``_project_order``."""
+    firsts = ", ".join(
+        f"min(occurred_at) FILTER (WHERE kind = %(kind_{index})s) AS {name}"
+        for index, name in enumerate([*ORDER_FIRST_FIELDS.values(), *ORDER_OWN_SHIPPING_TIMES])
+    )
+    ladder = " ".join(
+        f"WHEN {name} IS NOT NULL THEN %(stage_{index})s" for index, (name, _) in enumerate(ORDER_STAGE_LADDER)
+    )
+    columns = [quote(Order._meta.get_field(name).column) for name in ORDER_MILESTONE_FIELDS]
+    assignments = ", ".join(
+        f"{column} = v.{name}" for column, name in zip(columns, ORDER_MILESTONE_FIELDS, strict=True)
+    )
+    stored = ", ".join(f"t.{column}" for column in columns)
+    projected = ", ".join(f"v.{name}" for name in ORDER_MILESTONE_FIELDS)
+    milestones, links, shipments = (quote(m._meta.db_table) for m in (Milestone, Shipment.orders.through, Shipment))
+    # Only the quoted names of our own tables and columns are interpolated; values are parameters.
+    return f"""
+        WITH times AS (
+            SELECT order_id, max(occurred_at) AS latest, {firsts}
+            FROM {milestones} WHERE order_id = ANY(%(ids)s) GROUP BY order_id
+        ), shipments AS (
+            SELECT l.order_id, count(*) AS linked, min(s.manifested_at) AS manifested_at,
+                count(s.delivered_at) AS delivered, max(s.delivered_at) AS delivered_at,
+                count(s.pod_at) AS with_pod, max(s.pod_at) AS pod_at,
+                max(greatest(s.manifested_at, s.last_carrier_event_at)) AS last_event_at
+            FROM {links} AS l JOIN {shipments} AS s ON s.id = l.shipment_id
+            WHERE l.order_id = ANY(%(ids)s) GROUP BY l.order_id
+        ), reached AS (
+            SELECT o.id, {", ".join(f"t.{name}" for name in ORDER_FIRST_FIELDS.values())},
+                coalesce(s.manifested_at, t.own_shipped) AS shipped_at,
+                CASE WHEN s.linked IS NULL THEN t.own_delivered
+                    WHEN s.delivered = s.linked THEN s.delivered_at END AS delivered_at,
+                CASE WHEN s.linked IS NULL THEN t.own_pod WHEN s.with_pod = s.linked THEN s.pod_at END AS pod_at,
+                nullif(s.delivered, 0) AS some_delivered,
+                greatest(t.latest, s.last_event_at) AS last_event_at
+            FROM unnest(%(ids)s::bigint[]) AS o (id)
+            LEFT JOIN times AS t ON t.order_id = o.id LEFT JOIN shipments AS s ON s.order_id = o.id
+        ), v AS (
+            SELECT reached.*, CASE WHEN cancelled_at IS NOT NULL AND shipped_at IS NULL THEN %(cancelled)s
+                {ladder} ELSE %(created)s END AS stage
+            FROM reached
+        )
+        UPDATE {quote(Order._meta.db_table)} AS t SET {assignments}, {quote("updated_at")} = %(now)s
+        FROM v WHERE t.id = v.id AND ROW({stored}) IS DISTINCT FROM ROW({projected})
+    """  # noqa: S608
 
 
 def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime | None], datetime | None]]:
@@ -412,8 +508,7 @@ def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime 
     That is all an order's fields need: of milestones tied on time, whichever sorts first by
     event id gives the same value.
     """
-    kinds = [*ORDER_FIRST_FIELDS, *ORDER_SHIPPING_KINDS]
-    firsts = {f"first_{index}": Min("occurred_at", filter=Q(kind=kind)) for index, kind in enumerate(kinds)}
+    firsts = {f"first_{index}": Min("occurred_at", filter=Q(kind=kind)) for index, kind in enumerate(ORDER_TIMED_KINDS)}
     rows = (
         Milestone.objects.filter(order_id__any=ids)
         .order_by()
@@ -421,7 +516,7 @@ def _order_milestone_times(ids: set[int]) -> dict[int, tuple[dict[str, datetime 
         .annotate(latest=Max("occurred_at"), **firsts)
         .values_list("order_id", "latest", *firsts)
     )
-    return {order_id: (dict(zip(kinds, times, strict=True)), latest) for order_id, latest, *times in rows}
+    return {order_id: (dict(zip(ORDER_TIMED_KINDS, times, strict=True)), latest) for order_id, latest, *times in rows}
 
 
 def _order_headers(ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -499,18 +594,8 @@ def _when_all(times: list[datetime | None], fallback: datetime | None) -> dateti
 def _order_stage(state: dict[str, Any], *, some_delivered: bool) -> str:
     if state["cancelled_at"] and not state["shipped_at"]:
         return OrderStage.CANCELLED
-    ladder = [
-        (state["posted_at"], OrderStage.POSTED),
-        (state["invoiced_at"], OrderStage.INVOICED),
-        (state["delivered_at"], OrderStage.DELIVERED),
-        (some_delivered, OrderStage.PARTIALLY_DELIVERED),
-        (state["shipped_at"], OrderStage.SHIPPED),
-        (state["packed_at"], OrderStage.PACKED),
-        (state["picked_at"], OrderStage.PICKED),
-        (state["allocated_at"], OrderStage.ALLOCATED),
-        (state["released_at"], OrderStage.RELEASED),
-    ]
-    return next((stage for reached, stage in ladder if reached), OrderStage.CREATED)
+    reached = {**state, "some_delivered": some_delivered}
+    return next((stage for name, stage in ORDER_STAGE_LADDER if reached[name]), OrderStage.CREATED)
 
 
 def _rebuild_order_lines(headers: dict[int, dict[str, Any]]) -> None:
