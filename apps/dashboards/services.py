@@ -10,6 +10,7 @@ One writer at a time: a refresh takes a transaction-level lock before it reads a
 always sees what earlier refreshes committed, and two refreshes of the same day never race.
 """
 
+import json
 import math
 import operator
 from collections import defaultdict
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import JSONField, Model, Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
@@ -381,15 +382,8 @@ def _update_rollups(deltas: dict[tuple, Totals]) -> list[tuple]:
 
     Rows are matched through the unique index (no partner or customer is 0 there).
     """
-    histogram_field = Rollup._meta.get_field("histogram")
     rows = [
-        (
-            *bucket,
-            delta.count,
-            delta.hits,
-            delta.seconds_sum,
-            histogram_field.get_db_prep_value(delta.histogram if any(delta.histogram) else [], connection),
-        )
+        (*bucket, delta.count, delta.hits, delta.seconds_sum, delta.histogram if any(delta.histogram) else [])
         for bucket, delta in deltas.items()
     ]
     match = " AND ".join(
@@ -427,37 +421,34 @@ def _upsert_facts(facts: list[FactRow]) -> None:
 
 
 def _row_sources(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> Iterator[tuple[str, list]]:
-    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL an
-    ``unnest`` of one array per column (a few parameters whatever the rows, so much less to
-    send and parse), elsewhere a ``VALUES`` list within the database's limit of parameters."""
+    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL the rows
+    of a chunk as one JSON array of arrays, dumped at once by ``json.dumps`` and read back with
+    one cast per column (one parameter whatever the rows: the driver quotes one string rather
+    than every value), elsewhere a ``VALUES`` list within the database's limit of parameters.
+    JSON columns take the value itself (a list, say), not its dump."""
+    fields = [model._meta.get_field(name) for name in columns]
     if connection.vendor == "postgresql":
-        types = [model._meta.get_field(name).db_type(connection) for name in columns]
-        arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+        values = ", ".join(
+            f"r -> {index}" if isinstance(f, JSONField) else f"(r ->> {index})::{f.db_type(connection)}"
+            for index, f in enumerate(fields)
+        )
+        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608 (positions and types only)
         for start in range(0, len(rows), CHUNK):
-            columns_of_batch = zip(*rows[start : start + CHUNK], strict=True)
-            yield f"SELECT * FROM unnest({arrays})", [list(column) for column in columns_of_batch]  # noqa: S608 (types only)
+            yield source, [json.dumps(rows[start : start + CHUNK], default=str)]
         return
+    dumped = [index for index, f in enumerate(fields) if isinstance(f, JSONField)]
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     size = min(CHUNK, connection.ops.bulk_batch_size(columns, rows)) or 1
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
-        yield "VALUES " + ", ".join([row] * len(batch)), [value for values in batch for value in values]
+        params = [json.dumps(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
+        yield "VALUES " + ", ".join([row] * len(batch)), params
 
 
 def _insert_rollups(totals: dict[tuple, Totals]) -> None:
     """New rollup rows, one ``INSERT ... SELECT`` per chunk (the refresh holds the lock: no
     other writer can have created them meanwhile)."""
-    histogram_field = Rollup._meta.get_field("histogram")
-    rows = [
-        (
-            *bucket,
-            total.count,
-            total.hits,
-            total.seconds_sum,
-            histogram_field.get_db_prep_value(total.histogram, connection),
-        )
-        for bucket, total in totals.items()
-    ]
+    rows = [(*bucket, total.count, total.hits, total.seconds_sum, total.histogram) for bucket, total in totals.items()]
     table = connection.ops.quote_name(Rollup._meta.db_table)
     with connection.cursor() as cursor:
         for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):
