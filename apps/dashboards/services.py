@@ -31,7 +31,7 @@ from apps.dashboards import histogram
 from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.timeline.bulk import delete_rows, insert_new
+from apps.timeline.bulk import insert_new
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
 
@@ -139,35 +139,41 @@ def kpis_refresh(
     An order brings its shipments and their freight charges along. A bounded number of
     statements whatever the number of subjects: one read per source table, one write per table.
     """
-    order_ids, message_ids, case_ids = set(order_ids), set(message_ids), set(case_ids)
-    report = RefreshReport()
     with transaction.atomic():
         _lock()
-        subjects = _subjects(order_ids, message_ids, case_ids)
-        new = {fact.key: fact for fact in _facts(subjects)}
-        old, old_pks = _stored_facts(subjects)
-        gone = [old[key] for key in old.keys() - new.keys()]
-        changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
-        _delete_facts([old_pks[fact.key] for fact in gone])
-        _upsert_facts([after for _, after in changed])
-        deltas: dict[tuple, Totals] = defaultdict(Totals)
-        for fact in gone:
-            deltas[fact.bucket].add(fact, -1)
-        for before, after in changed:
-            if before:
-                deltas[before.bucket].add(before, -1)
-            deltas[after.bucket].add(after)
-        report.rollups_changed = _add_to_rollups(deltas)
-        report.facts_written, report.facts_deleted = len(changed), len(gone)
-        if report.rollups_changed:
-            transaction.on_commit(_broadcast)
+        return _refresh(set(order_ids), set(message_ids), set(case_ids))
+
+
+def _refresh(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> RefreshReport:
+    """``kpis_refresh`` within a transaction that holds the writer's lock."""
+    report = RefreshReport()
+    subjects = _subjects(order_ids, message_ids, case_ids)
+    new = {fact.key: fact for fact in _facts(subjects)}
+    old, old_pks = _stored_facts(subjects)
+    gone = [old[key] for key in old.keys() - new.keys()]
+    changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
+    _delete_facts([old_pks[fact.key] for fact in gone])
+    _upsert_facts([after for _, after in changed])
+    deltas: dict[tuple, Totals] = defaultdict(Totals)
+    for fact in gone:
+        deltas[fact.bucket].add(fact, -1)
+    for before, after in changed:
+        if before:
+            deltas[before.bucket].add(before, -1)
+        deltas[after.bucket].add(after)
+    report.rollups_changed = _add_to_rollups(deltas)
+    report.facts_written, report.facts_deleted = len(changed), len(gone)
+    if report.rollups_changed:
+        transaction.on_commit(_broadcast)
     return report
 
 
 def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> dict[str, set[int]]:
     shipment_ids = shipments_of_orders(order_ids)
-    freight_ids = set(
-        FreightCharge.objects.filter(shipment_id__any=shipment_ids).order_by().values_list("id", flat=True)
+    freight_ids = (
+        set(FreightCharge.objects.filter(shipment_id__any=shipment_ids).order_by().values_list("id", flat=True))
+        if shipment_ids
+        else set()
     )
     return {
         "order": order_ids,
@@ -205,21 +211,35 @@ def kpis_refresh_pending(*, chunk: int = CHUNK) -> int:
     """Refresh every subject waiting for it, ``chunk`` at a time, each chunk in a transaction
     of its own. Returns how many subjects were refreshed.
 
-    Rows are read under the writer's lock, so two drains never refresh the same subjects.
+    Rows are taken under the writer's lock, so two drains never refresh the same subjects. A
+    chunk short of ``chunk`` is the last: a request committed since comes with a drain of its own.
     """
     refreshed = 0
     while True:
         with transaction.atomic():
             _lock()
-            rows = list(PendingRefresh.objects.order_by("pk").values_list("pk", "subject_type", "subject_id")[:chunk])
-            if not rows:
-                return refreshed
-            delete_rows(PendingRefresh.objects.filter(pk__any=[pk for pk, _, _ in rows]))
+            taken = _take_pending(chunk)
             ids: dict[str, set[int]] = defaultdict(set)
-            for _, kind, subject_id in rows:
+            for kind, subject_id in taken:
                 ids[kind].add(subject_id)
-            kpis_refresh(order_ids=ids["order"], message_ids=ids["message"], case_ids=ids["case"])
-            refreshed += len(rows)
+            if taken:
+                _refresh(ids["order"], ids["message"], ids["case"])
+        refreshed += len(taken)
+        if len(taken) < chunk:
+            return refreshed
+
+
+def _take_pending(chunk: int) -> list[tuple[str, int]]:
+    """Delete the first ``chunk`` requests and return their subjects, in one statement."""
+    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The table's name only: the limit is a parameter.
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "  # noqa: S608
+            "RETURNING subject_type, subject_id",
+            [chunk],
+        )
+        return cursor.fetchall()
 
 
 def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:

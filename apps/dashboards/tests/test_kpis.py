@@ -274,3 +274,18 @@ def test_facts_and_rollups_are_written_as_given():
     assert bucket == fact.bucket
     assert (stored.count, stored.hits, stored.seconds_sum) == (6, 4, 2 * (0.1 + 0.2))
     assert stored.histogram == histogram.of([0.3, 0.3])
+
+
+@pytest.mark.parametrize("orders", [1, 4])
+def test_a_drain_takes_the_same_statements_for_one_subject_or_many(
+    story, orders, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    """One transaction: the lock, one statement to take the requests, the reads and the writes."""
+    order_ids = list(Order.objects.order_by("pk").values_list("pk", flat=True)[:orders])
+    Fact.objects.all().delete()
+    Rollup.objects.all().delete()
+    with django_capture_on_commit_callbacks():
+        kpis_refresh_later(order_ids=order_ids)
+
+    with django_assert_num_queries(16):
+        assert kpis_refresh_pending() == orders
