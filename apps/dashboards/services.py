@@ -31,7 +31,6 @@ from apps.dashboards import histogram
 from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.timeline.bulk import insert_new
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
 
@@ -195,10 +194,19 @@ def kpis_refresh_later(
     queued after it find nothing left and cost a query.
     """
     wanted = (("order", order_ids), ("message", message_ids), ("case", case_ids))
-    rows = [PendingRefresh(subject_type=kind, subject_id=pk) for kind, ids in wanted for pk in ids]
+    rows = [(kind, pk) for kind, ids in wanted for pk in ids]
     if rows:
-        insert_new(PendingRefresh, rows)
+        _insert_pending(rows)
         transaction.on_commit(_queue_drain)
+
+
+def _insert_pending(rows: list[tuple[str, int]]) -> None:
+    """Note the requests, one statement per chunk; a subject already waiting stays as it is."""
+    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
+    with connection.cursor() as cursor:
+        for source, params in _row_sources(PendingRefresh, ("subject_type", "subject_id"), rows):
+            # Identifiers and placeholders only: the values are parameters.
+            cursor.execute(f"INSERT INTO {table} (subject_type, subject_id) {source} ON CONFLICT DO NOTHING", params)  # noqa: S608
 
 
 def _queue_drain() -> None:
