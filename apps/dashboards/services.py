@@ -10,6 +10,7 @@ One writer at a time: a refresh takes a transaction-level lock before it reads a
 always sees what earlier refreshes committed, and two refreshes of the same day never race.
 """
 
+import json
 import math
 import operator
 from collections import defaultdict
@@ -23,14 +24,13 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import JSONField, Model, Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
 from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
-from apps.timeline.bulk import delete_rows, insert_new
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
 
@@ -138,35 +138,41 @@ def kpis_refresh(
     An order brings its shipments and their freight charges along. A bounded number of
     statements whatever the number of subjects: one read per source table, one write per table.
     """
-    order_ids, message_ids, case_ids = set(order_ids), set(message_ids), set(case_ids)
-    report = RefreshReport()
     with transaction.atomic():
         _lock()
-        subjects = _subjects(order_ids, message_ids, case_ids)
-        new = {fact.key: fact for fact in _facts(subjects)}
-        old, old_pks = _stored_facts(subjects)
-        gone = [old[key] for key in old.keys() - new.keys()]
-        changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
-        _delete_facts([old_pks[fact.key] for fact in gone])
-        _upsert_facts([after for _, after in changed])
-        deltas: dict[tuple, Totals] = defaultdict(Totals)
-        for fact in gone:
-            deltas[fact.bucket].add(fact, -1)
-        for before, after in changed:
-            if before:
-                deltas[before.bucket].add(before, -1)
-            deltas[after.bucket].add(after)
-        report.rollups_changed = _add_to_rollups(deltas)
-        report.facts_written, report.facts_deleted = len(changed), len(gone)
-        if report.rollups_changed:
-            transaction.on_commit(_broadcast)
+        return _refresh(set(order_ids), set(message_ids), set(case_ids))
+
+
+def _refresh(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> RefreshReport:
+    """``kpis_refresh`` within a transaction that holds the writer's lock."""
+    report = RefreshReport()
+    subjects = _subjects(order_ids, message_ids, case_ids)
+    new = {fact.key: fact for fact in _facts(subjects)}
+    old, old_pks = _stored_facts(subjects)
+    gone = [old[key] for key in old.keys() - new.keys()]
+    changed = [(old.get(key), fact) for key, fact in new.items() if old.get(key) != fact]
+    _delete_facts([old_pks[fact.key] for fact in gone])
+    _upsert_facts([after for _, after in changed])
+    deltas: dict[tuple, Totals] = defaultdict(Totals)
+    for fact in gone:
+        deltas[fact.bucket].add(fact, -1)
+    for before, after in changed:
+        if before:
+            deltas[before.bucket].add(before, -1)
+        deltas[after.bucket].add(after)
+    report.rollups_changed = _add_to_rollups(deltas)
+    report.facts_written, report.facts_deleted = len(changed), len(gone)
+    if report.rollups_changed:
+        transaction.on_commit(_broadcast)
     return report
 
 
 def _subjects(order_ids: set[int], message_ids: set[int], case_ids: set[int]) -> dict[str, set[int]]:
     shipment_ids = shipments_of_orders(order_ids)
-    freight_ids = set(
-        FreightCharge.objects.filter(shipment_id__any=shipment_ids).order_by().values_list("id", flat=True)
+    freight_ids = (
+        set(FreightCharge.objects.filter(shipment_id__any=shipment_ids).order_by().values_list("id", flat=True))
+        if shipment_ids
+        else set()
     )
     return {
         "order": order_ids,
@@ -188,10 +194,19 @@ def kpis_refresh_later(
     queued after it find nothing left and cost a query.
     """
     wanted = (("order", order_ids), ("message", message_ids), ("case", case_ids))
-    rows = [PendingRefresh(subject_type=kind, subject_id=pk) for kind, ids in wanted for pk in ids]
+    rows = [(kind, pk) for kind, ids in wanted for pk in ids]
     if rows:
-        insert_new(PendingRefresh, rows)
+        _insert_pending(rows)
         transaction.on_commit(_queue_drain)
+
+
+def _insert_pending(rows: list[tuple[str, int]]) -> None:
+    """Note the requests, one statement per chunk; a subject already waiting stays as it is."""
+    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
+    with connection.cursor() as cursor:
+        for source, params in _row_sources(PendingRefresh, ("subject_type", "subject_id"), rows):
+            # Identifiers and placeholders only: the values are parameters.
+            cursor.execute(f"INSERT INTO {table} (subject_type, subject_id) {source} ON CONFLICT DO NOTHING", params)  # noqa: S608
 
 
 def _queue_drain() -> None:
@@ -204,21 +219,35 @@ def kpis_refresh_pending(*, chunk: int = CHUNK) -> int:
     """Refresh every subject waiting for it, ``chunk`` at a time, each chunk in a transaction
     of its own. Returns how many subjects were refreshed.
 
-    Rows are read under the writer's lock, so two drains never refresh the same subjects.
+    Rows are taken under the writer's lock, so two drains never refresh the same subjects. A
+    chunk short of ``chunk`` is the last: a request committed since comes with a drain of its own.
     """
     refreshed = 0
     while True:
         with transaction.atomic():
             _lock()
-            rows = list(PendingRefresh.objects.order_by("pk").values_list("pk", "subject_type", "subject_id")[:chunk])
-            if not rows:
-                return refreshed
-            delete_rows(PendingRefresh.objects.filter(pk__any=[pk for pk, _, _ in rows]))
+            taken = _take_pending(chunk)
             ids: dict[str, set[int]] = defaultdict(set)
-            for _, kind, subject_id in rows:
+            for kind, subject_id in taken:
                 ids[kind].add(subject_id)
-            kpis_refresh(order_ids=ids["order"], message_ids=ids["message"], case_ids=ids["case"])
-            refreshed += len(rows)
+            if taken:
+                _refresh(ids["order"], ids["message"], ids["case"])
+        refreshed += len(taken)
+        if len(taken) < chunk:
+            return refreshed
+
+
+def _take_pending(chunk: int) -> list[tuple[str, int]]:
+    """Delete the first ``chunk`` requests and return their subjects, in one statement."""
+    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The table's name only: the limit is a parameter.
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "  # noqa: S608
+            "RETURNING subject_type, subject_id",
+            [chunk],
+        )
+        return cursor.fetchall()
 
 
 def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:
@@ -381,15 +410,8 @@ def _update_rollups(deltas: dict[tuple, Totals]) -> list[tuple]:
 
     Rows are matched through the unique index (no partner or customer is 0 there).
     """
-    histogram_field = Rollup._meta.get_field("histogram")
     rows = [
-        (
-            *bucket,
-            delta.count,
-            delta.hits,
-            delta.seconds_sum,
-            histogram_field.get_db_prep_value(delta.histogram if any(delta.histogram) else [], connection),
-        )
+        (*bucket, delta.count, delta.hits, delta.seconds_sum, delta.histogram if any(delta.histogram) else [])
         for bucket, delta in deltas.items()
     ]
     match = " AND ".join(
@@ -427,37 +449,34 @@ def _upsert_facts(facts: list[FactRow]) -> None:
 
 
 def _row_sources(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> Iterator[tuple[str, list]]:
-    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL an
-    ``unnest`` of one array per column (a few parameters whatever the rows, so much less to
-    send and parse), elsewhere a ``VALUES`` list within the database's limit of parameters."""
+    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL the rows
+    of a chunk as one JSON array of arrays, dumped at once by ``json.dumps`` and read back with
+    one cast per column (one parameter whatever the rows: the driver quotes one string rather
+    than every value), elsewhere a ``VALUES`` list within the database's limit of parameters.
+    JSON columns take the value itself (a list, say), not its dump."""
+    fields = [model._meta.get_field(name) for name in columns]
     if connection.vendor == "postgresql":
-        types = [model._meta.get_field(name).db_type(connection) for name in columns]
-        arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+        values = ", ".join(
+            f"r -> {index}" if isinstance(f, JSONField) else f"(r ->> {index})::{f.db_type(connection)}"
+            for index, f in enumerate(fields)
+        )
+        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608 (positions and types only)
         for start in range(0, len(rows), CHUNK):
-            columns_of_batch = zip(*rows[start : start + CHUNK], strict=True)
-            yield f"SELECT * FROM unnest({arrays})", [list(column) for column in columns_of_batch]  # noqa: S608 (types only)
+            yield source, [json.dumps(rows[start : start + CHUNK], default=str)]
         return
+    dumped = [index for index, f in enumerate(fields) if isinstance(f, JSONField)]
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     size = min(CHUNK, connection.ops.bulk_batch_size(columns, rows)) or 1
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
-        yield "VALUES " + ", ".join([row] * len(batch)), [value for values in batch for value in values]
+        params = [json.dumps(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
+        yield "VALUES " + ", ".join([row] * len(batch)), params
 
 
 def _insert_rollups(totals: dict[tuple, Totals]) -> None:
     """New rollup rows, one ``INSERT ... SELECT`` per chunk (the refresh holds the lock: no
     other writer can have created them meanwhile)."""
-    histogram_field = Rollup._meta.get_field("histogram")
-    rows = [
-        (
-            *bucket,
-            total.count,
-            total.hits,
-            total.seconds_sum,
-            histogram_field.get_db_prep_value(total.histogram, connection),
-        )
-        for bucket, total in totals.items()
-    ]
+    rows = [(*bucket, total.count, total.hits, total.seconds_sum, total.histogram) for bucket, total in totals.items()]
     table = connection.ops.quote_name(Rollup._meta.db_table)
     with connection.cursor() as cursor:
         for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):

@@ -21,6 +21,11 @@ from apps.dashboards import histogram
 from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.dashboards.selectors import KpiFilter, case_ageing, drilldown, kpi_board, partners_by_id
 from apps.dashboards.services import (
+    FactRow,
+    Totals,
+    _add_to_rollups,
+    _stored_facts,
+    _upsert_facts,
     kpis_refresh,
     kpis_refresh_later,
     kpis_refresh_pending,
@@ -249,3 +254,38 @@ def test_a_committed_request_is_drained_by_the_task(story, django_capture_on_com
 
     assert Fact.objects.filter(subject_type="order", subject_id=c.pk).exists()
     assert not PendingRefresh.objects.exists()
+
+
+def test_facts_and_rollups_are_written_as_given():
+    """Quotes, accents, backslashes, missing partners and a float's last digits survive the
+    set-based writes, on insert and on update alike."""
+    fact = FactRow(
+        M.PICK_TIME, "order", 7, None, date(2026, 11, 2), None, None, "Île \"N\" 'o'", "a\\b", 3, 2, 0.1 + 0.2
+    )
+    _upsert_facts([fact])
+    _upsert_facts([fact._replace(seconds=1 / 3)])
+    assert _stored_facts({"order": {7}})[0] == {fact.key: fact._replace(seconds=1 / 3)}
+
+    total = Totals()
+    total.add(fact)
+    _add_to_rollups({fact.bucket: total})
+    _add_to_rollups({fact.bucket: total})
+    [(bucket, stored)] = rollups_stored().items()
+    assert bucket == fact.bucket
+    assert (stored.count, stored.hits, stored.seconds_sum) == (6, 4, 2 * (0.1 + 0.2))
+    assert stored.histogram == histogram.of([0.3, 0.3])
+
+
+@pytest.mark.parametrize("orders", [1, 4])
+def test_a_drain_takes_the_same_statements_for_one_subject_or_many(
+    story, orders, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    """One transaction: the lock, one statement to take the requests, the reads and the writes."""
+    order_ids = list(Order.objects.order_by("pk").values_list("pk", flat=True)[:orders])
+    Fact.objects.all().delete()
+    Rollup.objects.all().delete()
+    with django_capture_on_commit_callbacks():
+        kpis_refresh_later(order_ids=[*order_ids, order_ids[0]])  # a subject asked for twice waits once
+
+    with django_assert_num_queries(16):
+        assert kpis_refresh_pending() == orders
