@@ -13,7 +13,7 @@ from apps.ingest.models import InboundMessage
 from apps.ingest.services import message_process, message_receive
 from apps.partners.models import Partner
 from apps.timeline.models import Order, Shipment
-from apps.timeline.reactions import Phase, Touched, collecting, reacting_every, reaction
+from apps.timeline.reactions import Phase, Touched, collecting, once_reactions_are_done, reacting_every, reaction
 from apps.timeline.services import apply_events
 from tests.stories import event, events, manifested, order_created, ref
 
@@ -182,3 +182,65 @@ def test_a_function_not_marked_as_reaction_is_refused(settings):
     settings.TIMELINE_REACTIONS = ["tests.test_reactions.unmarked"]
     with pytest.raises(TypeError, match="not marked with @reaction"):
         registered(Phase.AFTER_COMMIT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follow_up_asked_for_by_every_unit_of_a_round_runs_once_after_its_reactions(recorded):
+    ran: list[str] = []
+
+    def drain() -> None:
+        ran.append(f"drain after {len(recorded['after'])} reactions")
+
+    with reacting_every(3600):
+        for number in ("SO-1", "SO-2"):
+            with transaction.atomic():
+                apply_events(events(order_created(number)))
+                once_reactions_are_done(drain)
+        once_reactions_are_done(drain)
+        assert ran == []
+    assert ran == ["drain after 1 reactions"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follow_up_runs_even_when_the_round_touched_nothing(recorded):
+    ran: list[str] = []
+    with reacting_every(3600):
+        once_reactions_are_done(lambda: ran.append("drain"))
+    assert ran == ["drain"]
+    assert recorded["after"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_round_a_follow_up_waits_for_the_commit():
+    ran: list[str] = []
+    with transaction.atomic():
+        once_reactions_are_done(lambda: ran.append("drain"))
+        assert ran == []
+    assert ran == ["drain"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_sync_drains_the_kpi_requests_of_a_whole_round_once(tmp_path, monkeypatch):
+    from apps.dashboards import services as dashboards
+    from apps.dashboards.models import Fact, PendingRefresh
+
+    drains: list[int] = []
+    drain = dashboards._queue_drain
+    monkeypatch.setattr(dashboards, "_queue_drain", lambda: drains.append(1) or drain())
+    Partner.objects.create(code="ERP", name="ERP", kind=Partner.Kind.ERP)
+    files = {
+        "1.json": [order_created("SO-1"), order_created("SO-2")],
+        "2.json": [event("rel", "order.released", 1, ref("order", "SO-1"))],
+        "3.json": [event("rel", "order.released", 1, ref("order", "SO-1"))],  # duplicates only
+    }
+    for name, body in files.items():
+        (tmp_path / name).write_text(json.dumps({"events": body}))
+
+    call_command("ingest", str(tmp_path), partner="ERP", format="json", sync=True, stdout=StringIO())
+
+    assert drains == [1]
+    # The one drain refreshed every message and order the round asked for.
+    assert not PendingRefresh.objects.exists()
+    assert set(Fact.objects.filter(subject_type="message").values_list("subject_id", flat=True)) == set(
+        InboundMessage.objects.values_list("id", flat=True)
+    )

@@ -33,6 +33,7 @@ from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
+from apps.timeline.reactions import once_reactions_are_done
 
 M = Metric
 LOCK_ID = 0x4B5049  # any constant; names the KPI writer's advisory lock
@@ -187,7 +188,8 @@ def kpis_refresh_later(
     *, order_ids: Iterable[int] = (), message_ids: Iterable[int] = (), case_ids: Iterable[int] = ()
 ) -> None:
     """Note these subjects for a refresh, and queue a drain for once the current transaction
-    commits (at once outside one).
+    commits (at once outside one), or once the reactions of the unit of work or round under way
+    are done: a round of a bulk load drains once, not once a message and once a detection.
 
     Requests made while a drain waits in the queue are refreshed by it together: under a
     backlog, an order touched by ten messages is refreshed once, not ten times. The drains
@@ -197,7 +199,7 @@ def kpis_refresh_later(
     rows = [(kind, pk) for kind, ids in wanted for pk in ids]
     if rows:
         _insert_pending(rows)
-        transaction.on_commit(_queue_drain)
+        once_reactions_are_done(_queue_drain)
 
 
 def _insert_pending(rows: list[tuple[str, int]]) -> None:

@@ -11,6 +11,9 @@
   ``collecting()`` so these run once for all of them; a bulk load of many units of work
   (``ingest --sync`` over a folder) uses ``reacting_every()`` to react to them in rounds.
 
+Follow-up work that many units of a round ask for (a KPI drain) is asked for with
+``once_reactions_are_done()``: it runs once, after the round's reactions.
+
 Adding a reaction is one line of configuration; the apply path imports none of them.
 """
 
@@ -45,10 +48,16 @@ class Touched:
     order_ids: set[int] = field(default_factory=set)
     shipment_ids: set[int] = field(default_factory=set)
     milestones: list[Milestone] = field(default_factory=list)
+    # Asked for by the unit of work or its reactions; each runs once, after the reactions.
+    follow_ups: dict[Callable[[], None], None] = field(default_factory=dict)
 
     def add(self, other: "Touched") -> None:
         self.order_ids |= other.order_ids
         self.shipment_ids |= other.shipment_ids
+        self.follow_ups |= other.follow_ups
+
+    def has_subjects(self) -> bool:
+        return bool(self.order_ids or self.shipment_ids)
 
 
 Reaction = Callable[[Touched], None]
@@ -89,19 +98,22 @@ def run_in_transaction(touched: Touched) -> None:
 
 def _react_after_commit(touched: Touched) -> None:
     """Each reaction on its own: a failure is logged, the others still run, and the periodic
-    sweeps catch up on what it missed.
+    sweeps catch up on what it missed. Then the follow-ups asked for, once each.
 
     A reaction may apply events itself (invoice rules invoice the touched orders): those
     subjects are collected and reacted to in one more round, unless this round already covers
     them, so an invoiced order is not detected and refreshed twice."""
-    nested = Touched()
-    token = _collector.set(nested)
-    try:
-        _run_each(touched)
-    finally:
-        _collector.reset(token)
+    nested = Touched(follow_ups=touched.follow_ups)
+    if touched.has_subjects():
+        token = _collector.set(nested)
+        try:
+            _run_each(touched)
+        finally:
+            _collector.reset(token)
     if nested.order_ids - touched.order_ids or nested.shipment_ids - touched.shipment_ids:
         _react_after_commit(nested)
+    else:
+        _run_follow_ups(nested.follow_ups)
 
 
 def _run_each(touched: Touched) -> None:
@@ -113,17 +125,37 @@ def _run_each(touched: Touched) -> None:
                 logger.exception("reaction %s failed for %d orders", func.__qualname__, len(touched.order_ids))
 
 
+def _run_follow_ups(follow_ups: dict[Callable[[], None], None]) -> None:
+    for func in follow_ups:
+        try:
+            func()
+        except Exception:
+            logger.exception("follow-up %s failed", func.__qualname__)
+
+
 def after_commit(touched: Touched) -> None:
     """Run the after-commit reactions over ``touched`` once the transaction commits, or hand
     the subjects to the enclosing ``collecting()`` block."""
-    if not (touched.order_ids or touched.shipment_ids):
-        return
     collector = _collector.get()
     if collector is not None:
         collector.add(touched)
         return
-    subjects = Touched(order_ids=set(touched.order_ids), shipment_ids=set(touched.shipment_ids))
+    if not (touched.has_subjects() or touched.follow_ups):
+        return
+    subjects = Touched(
+        order_ids=set(touched.order_ids), shipment_ids=set(touched.shipment_ids), follow_ups=dict(touched.follow_ups)
+    )
     transaction.on_commit(lambda: _react_after_commit(subjects))
+
+
+def once_reactions_are_done(func: Callable[[], None]) -> None:
+    """Run ``func`` once the current unit of work's (or round's) reactions are done, however many
+    times it is asked for meanwhile; outside one, once the transaction commits."""
+    collector = _collector.get()
+    if collector is None:
+        transaction.on_commit(func)
+    else:
+        collector.follow_ups[func] = None
 
 
 @contextmanager
