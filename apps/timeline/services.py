@@ -639,8 +639,10 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     """Take out of the parking lot every event that carries one of the references just created."""
     if not new_keys:
         return []
-    candidates = ParkedReference.objects.filter(value__any={value for _, value in new_keys})
-    parked_ids = {row.parked_event_id for row in candidates if (row.kind, row.value) in new_keys}
+    candidates = ParkedReference.objects.filter(value__any={value for _, value in new_keys}).values_list(
+        "kind", "value", "parked_event_id"
+    )
+    parked_ids = {parked_id for kind, value, parked_id in candidates if (kind, value) in new_keys}
     if not parked_ids:
         return []
     events = _take_parked(dict(ParkedEvent.objects.filter(pk__any=parked_ids).values_list("pk", "payload")))
