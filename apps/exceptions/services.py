@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
-from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit
+from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit, Scope
 from apps.predictions.models import OrderRisk
 from apps.timeline.projections import shipments_of_orders
 
@@ -91,21 +91,23 @@ def builtin_rules_ensure(model: type[ExceptionRule] = ExceptionRule) -> int:
 def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = None) -> DetectionReport:
     """Evaluate every enabled rule, over everything (sweep) or over the orders an apply touched."""
     now = now or timezone.now()
-    scope = set(order_ids) if order_ids is not None else None
     report = DetectionReport()
     rules = list(ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS))
-    if scope is not None:
+    scope = None
+    if order_ids is not None:
         rules = [rule for rule in rules if DETECTORS[rule.code].order_scoped]
+        touched = set(order_ids)
+        scope = Scope(order_ids=touched, shipment_ids=shipments_of_orders(touched))
     if scope is None:
         for rule in rules:  # the sweep: one transaction per rule, none held for the whole run
             with transaction.atomic():
-                _detect_rule(rule, scope, None, now, report)
+                _detect_rule(rule, None, None, now, report)
     elif rules:
         with transaction.atomic():  # after an apply: one commit for every rule, not one each
             cases = _cases_in_scope(scope)
             for rule in rules:
                 _detect_rule(rule, scope, cases.get(rule.id, []), now, report)
-    case_risks_refresh(order_ids=scope)
+    case_risks_refresh(order_ids=scope.order_ids if scope else None)
     kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
@@ -130,7 +132,7 @@ def case_risks_refresh(*, order_ids: set[int] | None = None) -> int:
 
 def _detect_rule(
     rule: ExceptionRule,
-    scope: set[int] | None,
+    scope: Scope | None,
     cases: "list[_ScopedCase] | None",
     now: datetime,
     report: DetectionReport,
@@ -271,16 +273,15 @@ class _ScopedCase(NamedTuple):
     resolution: str
 
 
-def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
+def _cases_in_scope(scope: Scope) -> dict[int, list[_ScopedCase]]:
     """The cases about the touched orders and their shipments, by rule: one query for every rule.
 
     Filtering on the two subject columns (each indexed) rather than joining through the
     shipment's orders lets the database read only these cases, however many others are open.
     """
-    shipment_ids = shipments_of_orders(order_ids)
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
     rows = ExceptionCase.objects.filter(
-        Q(order_id__any=order_ids) | Q(shipment_id__any=shipment_ids), live
+        Q(order_id__any=scope.order_ids) | Q(shipment_id__any=scope.shipment_ids), live
     ).values_list("rule_id", "id", "subject_id", "status", "resolution")
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
