@@ -28,10 +28,18 @@ from apps.predictions.models import RiskThreshold
 from apps.timeline.events import EventKind
 from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
 
-OrderIds = set[int] | None
 SUMMARY_LENGTH = ExceptionCase._meta.get_field("summary").max_length
 # Subjects no order touches: their rules run on the periodic sweep only.
 SWEEP_ONLY = (SubjectType.MESSAGE, SubjectType.PARKED_EVENT, SubjectType.STOCK_POSITION, SubjectType.STOCK_FEED)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a detection after an apply looks at: the touched orders, and every shipment of theirs.
+    A detector given ``None`` instead looks at every subject (the sweep)."""
+
+    order_ids: set[int]
+    shipment_ids: set[int]
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Detector:
     severity: str
     threshold: timedelta
     sla: timedelta
-    find: Callable[[ExceptionRule, datetime, OrderIds], Iterable[Hit]]
+    find: Callable[[ExceptionRule, datetime, Scope | None], Iterable[Hit]]
     tolerance: Decimal | None = None
     # A case closed by hand holds back a new one until the condition clears; a detector that
     # tells new trouble from handled trouble itself (damage never "clears") opts out.
@@ -71,10 +79,10 @@ class Detector:
 # --- scoping ----------------------------------------------------------------------------------
 
 
-def _orders(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Order]:
+def _orders(rule: ExceptionRule, scope: Scope | None) -> QuerySet[Order]:
     orders = Order.objects.filter(cancelled_at__isnull=True)
-    if order_ids is not None:
-        orders = orders.filter(id__any=order_ids)
+    if scope is not None:
+        orders = orders.filter(id__any=scope.order_ids)
     if rule.scope_customer_id:
         orders = orders.filter(customer_id=rule.scope_customer_id)
     if rule.scope_region:
@@ -86,17 +94,21 @@ def _orders(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Order]:
     return orders
 
 
-def _shipments(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Shipment]:
+def _shipments(rule: ExceptionRule, scope: Scope | None) -> QuerySet[Shipment]:
+    """The shipments of the rule's scope; after an apply, those of the touched orders, named by id
+    (no join through their orders, nor the DISTINCT it needs, unless the rule is scoped to a
+    customer or a region)."""
     shipments = Shipment.objects.all()
-    if order_ids is not None:
-        shipments = shipments.filter(orders__any=order_ids)
+    if scope is not None:
+        shipments = shipments.filter(id__any=scope.shipment_ids)
+    if rule.scope_partner_id:
+        shipments = shipments.filter(Q(carrier_id=rule.scope_partner_id) | Q(warehouse_id=rule.scope_partner_id))
     if rule.scope_customer_id:
         shipments = shipments.filter(orders__customer_id=rule.scope_customer_id)
     if rule.scope_region:
         shipments = shipments.filter(orders__region=rule.scope_region)
-    if rule.scope_partner_id:
-        shipments = shipments.filter(Q(carrier_id=rule.scope_partner_id) | Q(warehouse_id=rule.scope_partner_id))
-    return shipments.distinct()
+    # Through its orders a shipment comes once per order: once each.
+    return shipments.distinct() if rule.scope_customer_id or rule.scope_region else shipments
 
 
 def _order_hits(orders: QuerySet[Order], describe: Callable[[dict], str]) -> list[Hit]:
@@ -169,31 +181,31 @@ def _orders_of_shipments(shipment_ids: set[int]) -> dict[int, dict]:
 # --- orders -----------------------------------------------------------------------------------
 
 
-def released_not_picked(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def released_not_picked(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     # A warehouse that reports packing but not picking has picked all the same.
-    orders = _orders(rule, order_ids).filter(
+    orders = _orders(rule, scope).filter(
         released_at__lte=now - rule.threshold, picked_at__isnull=True, packed_at__isnull=True, shipped_at__isnull=True
     )
     return _order_hits(orders, lambda o: f"Order {o['number']} released but not picked")
 
 
-def picked_not_shipped(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def picked_not_shipped(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     cutoff = now - rule.threshold
-    orders = _orders(rule, order_ids).filter(
+    orders = _orders(rule, scope).filter(
         Q(picked_at__lte=cutoff) | Q(picked_at__isnull=True, packed_at__lte=cutoff), shipped_at__isnull=True
     )
     return _order_hits(orders, lambda o: f"Order {o['number']} picked but not shipped")
 
 
-def late_against_promise(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    orders = _orders(rule, order_ids).filter(promised_at__lte=now - rule.threshold, delivered_at__isnull=True)
+def late_against_promise(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
+    orders = _orders(rule, scope).filter(promised_at__lte=now - rule.threshold, delivered_at__isnull=True)
     return _order_hits(orders, lambda o: f"Order {o['number']} not delivered by its promised date")
 
 
-def delivered_not_invoiced(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def delivered_not_invoiced(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     # Any invoice counts, whatever its first event was: one held at once, or only ever posted.
     orders = (
-        _orders(rule, order_ids)
+        _orders(rule, scope)
         .filter(delivered_at__lte=now - rule.threshold, invoiced_at__isnull=True, posted_at__isnull=True)
         .exclude(Exists(Invoice.objects.filter(order_id=OuterRef("pk"))))
     )
@@ -203,19 +215,19 @@ def delivered_not_invoiced(rule: ExceptionRule, now: datetime, order_ids: OrderI
 # --- shipments --------------------------------------------------------------------------------
 
 
-def manifested_without_tracking(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    shipments = _shipments(rule, order_ids).filter(
+def manifested_without_tracking(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
+    shipments = _shipments(rule, scope).filter(
         manifested_at__lte=now - rule.threshold, tracking_number="", delivered_at__isnull=True
     )
     return _shipment_hits(shipments, lambda s: f"Shipment {s['number']} manifested without tracking")
 
 
-def tracking_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def tracking_stale(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     # The last time we heard of it: the latest of the three, whichever are known (GREATEST is
     # NULL on SQLite as soon as one argument is, so each argument falls back on the others).
     a, t, m = "last_carrier_event_at", "tracking_assigned_at", "manifested_at"
     shipments = (
-        _shipments(rule, order_ids)
+        _shipments(rule, scope)
         .exclude(tracking_number="")
         .filter(delivered_at__isnull=True)
         .annotate(last_heard=Greatest(Coalesce(a, t, m), Coalesce(t, m, a), Coalesce(m, a, t)))
@@ -224,7 +236,7 @@ def tracking_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> l
     return _shipment_hits(shipments, lambda s: f"No carrier news for shipment {s['number']} ({s['tracking_number']})")
 
 
-def at_risk(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def at_risk(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     """An order likely to arrive after its promise: one case per order, naming its riskiest shipment.
 
     With a predicted probability (``OrderRisk``, the highest of its open shipments'): a case opens
@@ -256,7 +268,7 @@ def at_risk(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit
         .order_by("estimated_delivery_at", "id")
     )
     orders = (
-        _orders(rule, order_ids)
+        _orders(rule, scope)
         .filter(delivered_at__isnull=True)
         .annotate(
             late_estimate=Subquery(estimated_late.values("id")[:1]),
@@ -321,14 +333,14 @@ def _describe_risk(order_number: str, shipment: dict | None) -> str:
     return summary if len(summary) <= SUMMARY_LENGTH else f"{summary[: SUMMARY_LENGTH - 1]}…"
 
 
-def delivery_attempt_failed(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    shipments = _shipments(rule, order_ids).filter(
+def delivery_attempt_failed(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
+    shipments = _shipments(rule, scope).filter(
         delivery_attempted_at__lte=now - rule.threshold, delivered_at__isnull=True
     )
     return _shipment_hits(shipments, lambda s: f"Delivery of shipment {s['number']} failed")
 
 
-def damaged_or_refused(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def damaged_or_refused(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     """Damage and refusal never clear by themselves, so a person closes the case. A shipment
     closed by hand stays closed until a new damage or refusal is recorded after the closing
     (recorded, not occurred: a late report of an older incident is news to the person)."""
@@ -347,7 +359,7 @@ def damaged_or_refused(rule: ExceptionRule, now: datetime, order_ids: OrderIds) 
         resolved_at__gte=OuterRef("reported_at"),
     ).exclude(resolution="auto")
     shipments = (
-        _shipments(rule, order_ids)
+        _shipments(rule, scope)
         .filter(Q(damaged_at__lte=now - rule.threshold) | Q(refused_at__lte=now - rule.threshold))
         .annotate(reported_at=reported_at)
         .exclude(Exists(handled))
@@ -358,13 +370,13 @@ def damaged_or_refused(rule: ExceptionRule, now: datetime, order_ids: OrderIds) 
 # --- money ------------------------------------------------------------------------------------
 
 
-def _invoices(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[Invoice]:
-    return Invoice.objects.filter(order__in=_orders(rule, order_ids))
+def _invoices(rule: ExceptionRule, scope: Scope | None) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(order__in=_orders(rule, scope))
 
 
-def invoice_held(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def invoice_held(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     rows = (
-        _invoices(rule, order_ids)
+        _invoices(rule, scope)
         .filter(status=Invoice.Status.HELD, held_at__lte=now - rule.threshold)
         .values("id", "number", "hold_reason", "amount", "currency", "order_id", "order__customer_id", "order__region")
     )
@@ -406,21 +418,21 @@ def _freight_hits(
     return hits
 
 
-def _charges(rule: ExceptionRule, order_ids: OrderIds) -> QuerySet[FreightCharge]:
-    return FreightCharge.objects.filter(shipment__in=_shipments(rule, order_ids))
+def _charges(rule: ExceptionRule, scope: Scope | None) -> QuerySet[FreightCharge]:
+    return FreightCharge.objects.filter(shipment__in=_shipments(rule, scope))
 
 
-def freight_unsettled(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
-    charges = _charges(rule, order_ids).filter(posted_at__lte=now - rule.threshold, settled_at__isnull=True)
+def freight_unsettled(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
+    charges = _charges(rule, scope).filter(posted_at__lte=now - rule.threshold, settled_at__isnull=True)
     return _freight_hits(charges, lambda c: f"Freight charge {c['number']} not settled", lambda c: c["amount"])
 
 
-def freight_disputed_or_over_quote(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def freight_disputed_or_over_quote(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     cutoff = now - rule.threshold
     factor = 1 + (rule.tolerance or Decimal(0))
     over_quote = Q(quoted_amount__isnull=False, amount__gt=F("quoted_amount") * factor, posted_at__lte=cutoff)
     disputed = Q(status=FreightCharge.Status.DISPUTED, disputed_at__lte=cutoff)
-    charges = _charges(rule, order_ids).filter(settled_at__isnull=True).filter(disputed | over_quote)
+    charges = _charges(rule, scope).filter(settled_at__isnull=True).filter(disputed | over_quote)
     return _freight_hits(charges, _describe_freight_issue, _freight_excess)
 
 
@@ -443,7 +455,7 @@ def _describe_freight_issue(charge: dict) -> str:
 # --- integration ------------------------------------------------------------------------------
 
 
-def parked_too_long(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def parked_too_long(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     parked = ParkedEvent.objects.filter(parked_at__lte=now - rule.threshold)
     if rule.scope_partner_id:
         parked = parked.filter(source_partner_id=rule.scope_partner_id)
@@ -457,7 +469,7 @@ def parked_too_long(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> 
     ]
 
 
-def dead_letter(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def dead_letter(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     # A dead letter is dated by when it failed; one marked dead without that, by its arrival.
     messages = InboundMessage.objects.annotate(failed_at=Coalesce("processed_at", "received_at")).filter(
         status__in=[InboundMessage.Status.DEAD, InboundMessage.Status.FAILED], failed_at__lte=now - rule.threshold
@@ -484,7 +496,7 @@ def _position_hits(positions: QuerySet, describe: Callable[[dict], str]) -> list
     return [Hit(subject_id=row["id"], summary=describe(row), partner_id=row["warehouse_id"]) for row in rows]
 
 
-def stock_mismatch(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def stock_mismatch(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     """On hand and book stock differ beyond the tolerance, and both figures are at least
     ``threshold`` old (movements posted late in one system get that long to arrive)."""
     found = mismatched_positions(default_percent=rule.tolerance or Decimal(0), warehouse_id=rule.scope_partner_id)
@@ -497,7 +509,7 @@ def stock_mismatch(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> l
     )
 
 
-def negative_atp(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def negative_atp(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     found = positions_over_promised(warehouse_id=rule.scope_partner_id)
     return _position_hits(
         found.filter(as_of__lte=now - rule.threshold),
@@ -507,11 +519,11 @@ def negative_atp(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> lis
     )
 
 
-def shipped_without_stock(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def shipped_without_stock(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     """A ship notice for more than the warehouse had on hand; it stays until a person closes it,
     or a count reported late shows the stock was there."""
-    shipments = _shipments(rule, order_ids).filter(manifested_at__lte=now - rule.threshold)
-    if order_ids is not None:  # a few shipments, named by id (see shipments_short_of_stock)
+    shipments = _shipments(rule, scope).filter(manifested_at__lte=now - rule.threshold)
+    if scope is not None:  # a few shipments, named by id (see shipments_short_of_stock)
         shipments = list(shipments.values_list("id", flat=True))
     return _shipment_hits(
         shipments_short_of_stock(shipments),
@@ -519,7 +531,7 @@ def shipped_without_stock(rule: ExceptionRule, now: datetime, order_ids: OrderId
     )
 
 
-def stock_snapshot_stale(rule: ExceptionRule, now: datetime, order_ids: OrderIds) -> list[Hit]:
+def stock_snapshot_stale(rule: ExceptionRule, now: datetime, scope: Scope | None) -> list[Hit]:
     feeds = stale_feeds(now=now, grace=rule.threshold, warehouse_id=rule.scope_partner_id)
     return [
         Hit(

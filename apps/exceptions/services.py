@@ -12,18 +12,19 @@ from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, TextChoices
 from django.utils import timezone
 
 from apps.dashboards.services import kpis_refresh_later
 from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, SubjectType
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
-from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit
+from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit, Scope
 from apps.predictions.models import OrderRisk
 from apps.timeline.projections import shipments_of_orders
 
 OPEN = ExceptionCase.OPEN_STATUSES
+WRITE_BATCH = 1000  # cases a statement inserts (21 parameters each)
 CLOSED_BY_PEOPLE = (ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED)
 
 
@@ -90,21 +91,23 @@ def builtin_rules_ensure(model: type[ExceptionRule] = ExceptionRule) -> int:
 def detect(*, order_ids: Iterable[int] | None = None, now: datetime | None = None) -> DetectionReport:
     """Evaluate every enabled rule, over everything (sweep) or over the orders an apply touched."""
     now = now or timezone.now()
-    scope = set(order_ids) if order_ids is not None else None
     report = DetectionReport()
     rules = list(ExceptionRule.objects.filter(enabled=True, code__in=DETECTORS))
-    if scope is not None:
+    scope = None
+    if order_ids is not None:
         rules = [rule for rule in rules if DETECTORS[rule.code].order_scoped]
+        touched = set(order_ids)
+        scope = Scope(order_ids=touched, shipment_ids=shipments_of_orders(touched))
     if scope is None:
         for rule in rules:  # the sweep: one transaction per rule, none held for the whole run
             with transaction.atomic():
-                _detect_rule(rule, scope, None, now, report)
+                _detect_rule(rule, None, None, now, report)
     elif rules:
         with transaction.atomic():  # after an apply: one commit for every rule, not one each
             cases = _cases_in_scope(scope)
             for rule in rules:
                 _detect_rule(rule, scope, cases.get(rule.id, []), now, report)
-    case_risks_refresh(order_ids=scope)
+    case_risks_refresh(order_ids=scope.order_ids if scope else None)
     kpis_refresh_later(case_ids=report.closed)
     changed = report.opened + report.closed
     if changed:
@@ -129,7 +132,7 @@ def case_risks_refresh(*, order_ids: set[int] | None = None) -> int:
 
 def _detect_rule(
     rule: ExceptionRule,
-    scope: set[int] | None,
+    scope: Scope | None,
     cases: "list[_ScopedCase] | None",
     now: datetime,
     report: DetectionReport,
@@ -175,44 +178,79 @@ def _handled_in_scope(cases: "list[_ScopedCase]", detector: Detector) -> set[int
 
 
 def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: datetime, handled: set[int]) -> list[int]:
-    """Open a case per hit whose subject has none (``handled``)."""
+    """Open a case per hit whose subject has none (``handled``), with its "opened" event."""
     new = [hit for subject_id, hit in hits.items() if subject_id not in handled]
     if not new:
         return []
-    ExceptionCase.objects.bulk_create(
-        [
-            ExceptionCase(
-                rule=rule,
-                queue=rule.queue,
-                severity=rule.severity,
-                subject_type=detector.subject_type,
-                subject_id=hit.subject_id,
-                order_id=hit.order_id,
-                shipment_id=hit.shipment_id,
-                partner_id=hit.partner_id,
-                customer_id=hit.customer_id,
-                region=hit.region or "",
-                summary=hit.summary[:SUMMARY_LENGTH],
-                amount_at_risk=hit.amount,
-                currency=hit.currency or "",
-                opened_at=now,
-                due_at=now + rule.sla,
-            )
-            for hit in new
-        ],
-        ignore_conflicts=True,  # a concurrent run opened it first: still one open case
-    )
-    opened = list(
-        ExceptionCase.objects.filter(
-            rule=rule,
-            status__in=OPEN,
-            subject_type=detector.subject_type,
-            subject_id__any=[hit.subject_id for hit in new],
-            opened_at=now,
-        ).values_list("id", flat=True)
-    )
-    CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, at=now, action=CaseEvent.Action.OPENED) for pk in opened])
+    opened = _insert_cases(rule, detector, new, now)
+    _record(opened, now, CaseEvent.Action.OPENED)
     return opened
+
+
+def _insert_cases(rule: ExceptionRule, detector: Detector, hits: list[Hit], now: datetime) -> list[int]:
+    """Insert a case per hit and return the ids of those inserted: one ``INSERT ... ON CONFLICT DO
+    NOTHING RETURNING id`` per ``WRITE_BATCH`` hits, no model instance built. A subject whose open
+    case a concurrent run opened first is skipped: still one open case per rule and subject."""
+    common = {
+        "rule_id": rule.id,
+        "queue": rule.queue,
+        "severity": rule.severity,
+        "subject_type": detector.subject_type,
+        "opened_at": now,
+        "due_at": now + rule.sla,
+    }
+    rows = [
+        {
+            **common,
+            "subject_id": hit.subject_id,
+            "order_id": hit.order_id,
+            "shipment_id": hit.shipment_id,
+            "partner_id": hit.partner_id,
+            "customer_id": hit.customer_id,
+            "region": hit.region or "",
+            "summary": hit.summary[:SUMMARY_LENGTH],
+            "amount_at_risk": hit.amount,
+            "currency": hit.currency or "",
+        }
+        for hit in hits
+    ]
+    fields = [field for field in ExceptionCase._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(field.column) for field in fields)
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    opened: list[int] = []
+    for start in range(0, len(rows), WRITE_BATCH):
+        chunk = rows[start : start + WRITE_BATCH]
+        params = [
+            field.get_db_prep_save(row[field.attname] if field.attname in row else field.get_default(), connection)
+            for row in chunk
+            for field in fields
+        ]
+        # Only the model's quoted table and column names are in the SQL; every value is a parameter.
+        sql = (
+            f"INSERT INTO {quote(ExceptionCase._meta.db_table)} ({names}) VALUES {', '.join([row_sql] * len(chunk))} "  # noqa: S608
+            f"ON CONFLICT DO NOTHING RETURNING {quote('id')}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            opened += [pk for (pk,) in cursor.fetchall()]
+    return opened
+
+
+def _record(case_ids: list[int], now: datetime, action: str, note: str = "") -> None:
+    """One event per case, written by the database from the cases' ids: one ``INSERT ... SELECT``."""
+    if not case_ids:
+        return
+    cases, cases_params = ExceptionCase.objects.filter(id__any=case_ids).values("id").order_by().query.sql_with_params()
+    quote = connection.ops.quote_name
+    at = CaseEvent._meta.get_field("at").get_db_prep_save(now, connection)
+    columns = ", ".join(quote(name) for name in ("case_id", "at", "actor_id", "action", "reason_code", "note"))
+    # Only the model's quoted table and column names are in the SQL; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(CaseEvent._meta.db_table)} ({columns}) SELECT id, %s, NULL, %s, '', %s FROM ({cases}) AS c"  # noqa: S608
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [at, action, note, *cases_params])
 
 
 def _close_cleared(rule: ExceptionRule, hits: dict[int, Hit], now: datetime) -> list[int]:
@@ -235,16 +273,15 @@ class _ScopedCase(NamedTuple):
     resolution: str
 
 
-def _cases_in_scope(order_ids: set[int]) -> dict[int, list[_ScopedCase]]:
+def _cases_in_scope(scope: Scope) -> dict[int, list[_ScopedCase]]:
     """The cases about the touched orders and their shipments, by rule: one query for every rule.
 
     Filtering on the two subject columns (each indexed) rather than joining through the
     shipment's orders lets the database read only these cases, however many others are open.
     """
-    shipment_ids = shipments_of_orders(order_ids)
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
     rows = ExceptionCase.objects.filter(
-        Q(order_id__any=order_ids) | Q(shipment_id__any=shipment_ids), live
+        Q(order_id__any=scope.order_ids) | Q(shipment_id__any=scope.shipment_ids), live
     ).values_list("rule_id", "id", "subject_id", "status", "resolution")
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
@@ -261,26 +298,27 @@ def _close_cleared_in_scope(cases: list[_ScopedCase], hits: dict[int, Hit], now:
         ExceptionCase.objects.filter(id__any=handled, condition_cleared_at__isnull=True).update(
             condition_cleared_at=now
         )
-    cleared = list(
-        ExceptionCase.objects.filter(
-            id__any=[case.id for case in gone if case.status in OPEN], status__in=OPEN
-        ).values_list("id", flat=True)
-    )
-    return _resolve_automatically(cleared, now)
+    return _resolve_automatically([case.id for case in gone if case.status in OPEN], now)
 
 
-def _resolve_automatically(cleared: list[int], now: datetime) -> list[int]:
-    if not cleared:
+def _resolve_automatically(case_ids: list[int], now: datetime) -> list[int]:
+    """Resolve as "auto" those of ``case_ids`` still open, with their "auto_closed" event; returns
+    their ids. One ``UPDATE ... RETURNING`` checks and closes them: a case a person closed
+    meanwhile keeps the person's resolution."""
+    if not case_ids:
         return []
-    ExceptionCase.objects.filter(id__any=cleared).update(
-        status=ExceptionCase.Status.RESOLVED, resolution="auto", resolved_at=now
+    quote = connection.ops.quote_name
+    cases, cases_params = ExceptionCase.objects.filter(id__any=case_ids).values("id").order_by().query.sql_with_params()
+    resolved_at = ExceptionCase._meta.get_field("resolved_at").get_db_prep_save(now, connection)
+    # Only the model's quoted table and column names are in the SQL; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(ExceptionCase._meta.db_table)} SET status = %s, resolution = 'auto', resolved_at = %s "  # noqa: S608
+        f"WHERE status IN ({', '.join(['%s'] * len(OPEN))}) AND id IN ({cases}) RETURNING {quote('id')}"
     )
-    CaseEvent.objects.bulk_create(
-        [
-            CaseEvent(case_id=pk, at=now, action=CaseEvent.Action.AUTO_CLOSED, note="The condition cleared.")
-            for pk in cleared
-        ]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ExceptionCase.Status.RESOLVED, resolved_at, *OPEN, *cases_params])
+        cleared = [pk for (pk,) in cursor.fetchall()]
+    _record(cleared, now, CaseEvent.Action.AUTO_CLOSED, "The condition cleared.")
     return cleared
 
 
