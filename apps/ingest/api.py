@@ -24,7 +24,7 @@ from apps.ingest.models import InboundMessage
 from apps.ingest.parsers import known_formats
 from apps.ingest.services import REPLAYABLE, MessageRejected, message_receive, message_scopes, messages_replay
 from apps.partners.authentication import IsPartnerOrPerson, IsPerson, PartnerPrincipal
-from apps.partners.models import Channel, Partner
+from apps.partners.models import Channel, Partner, code_validator
 from apps.timeline.events import CanonicalEvent, EventKey, EventSource, EventValidationError, parse_events
 from apps.timeline.services import queue_for_events, scope_violations
 
@@ -104,7 +104,8 @@ def acting_partner(request: Request, code: str | None) -> Partner:
         raise PermissionDenied("sending messages for a partner needs the 'post inbound message' permission")
     if not code:
         raise BadRequest({"partner": ["Name the partner this message comes from."]})
-    partner = Partner.objects.filter(code=code).first()
+    # A code no partner could have (a NUL in it, say) is not looked up: the database refuses some.
+    partner = Partner.objects.filter(code=code).first() if code_validator.regex.match(code) else None
     if partner is None:
         raise BadRequest({"partner": [f"Unknown partner {code!r}."]})
     if not partner.active:

@@ -208,3 +208,18 @@ def test_canonical_events_are_queued_by_what_they_hold(erp_api, carrier, monkeyp
     response = sender.post(EVENTS, json.dumps({"events": body}), content_type="application/json")
     assert response.status_code == 202, response.content
     assert queued == [queue]
+
+
+@pytest.mark.parametrize("code", ["ERP\x00", "ERP 1", "-ERP"])
+def test_a_partner_code_no_partner_could_have_is_an_unknown_partner(client, django_user_model, erp, code):
+    sender = django_user_model.objects.create_user("admin", is_staff=True)
+    sender.user_permissions.add(Permission.objects.get(codename="post_inboundmessage"))
+    client.force_login(sender)
+
+    response = client.post(
+        EVENTS, as_body(order_created()), content_type="application/json", QUERY_STRING=f"partner={code}"
+    )
+
+    assert response.status_code == 400
+    assert "Unknown partner" in response.content.decode()
+    assert not InboundMessage.objects.exists()
