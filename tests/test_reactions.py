@@ -195,8 +195,8 @@ def test_a_follow_up_asked_for_by_every_unit_of_a_round_runs_once_after_its_reac
         for number in ("SO-1", "SO-2"):
             with transaction.atomic():
                 apply_events(events(order_created(number)))
-                once_reactions_are_done(drain)
-        once_reactions_are_done(drain)
+                once_reactions_are_done(drain, stage="test")
+        once_reactions_are_done(drain, stage="test")
         assert ran == []
     assert ran == ["drain after 1 reactions"]
 
@@ -205,7 +205,7 @@ def test_a_follow_up_asked_for_by_every_unit_of_a_round_runs_once_after_its_reac
 def test_a_follow_up_runs_even_when_the_round_touched_nothing(recorded):
     ran: list[str] = []
     with reacting_every(3600):
-        once_reactions_are_done(lambda: ran.append("drain"))
+        once_reactions_are_done(lambda: ran.append("drain"), stage="test")
     assert ran == ["drain"]
     assert recorded["after"] == []
 
@@ -214,7 +214,7 @@ def test_a_follow_up_runs_even_when_the_round_touched_nothing(recorded):
 def test_outside_a_round_a_follow_up_waits_for_the_commit():
     ran: list[str] = []
     with transaction.atomic():
-        once_reactions_are_done(lambda: ran.append("drain"))
+        once_reactions_are_done(lambda: ran.append("drain"), stage="test")
         assert ran == []
     assert ran == ["drain"]
 

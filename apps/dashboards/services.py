@@ -199,7 +199,7 @@ def kpis_refresh_later(
     rows = [(kind, pk) for kind, ids in wanted for pk in ids]
     if rows:
         _insert_pending(rows)
-        once_reactions_are_done(_queue_drain)
+        once_reactions_are_done(_queue_drain, stage="kpis")
 
 
 def _insert_pending(rows: list[tuple[str, int]]) -> None:

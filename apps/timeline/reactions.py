@@ -48,8 +48,9 @@ class Touched:
     order_ids: set[int] = field(default_factory=set)
     shipment_ids: set[int] = field(default_factory=set)
     milestones: list[Milestone] = field(default_factory=list)
-    # Asked for by the unit of work or its reactions; each runs once, after the reactions.
-    follow_ups: dict[Callable[[], None], None] = field(default_factory=dict)
+    # Asked for by the unit of work or its reactions, with the stage their time counts under;
+    # each runs once, after the reactions.
+    follow_ups: dict[Callable[[], None], str] = field(default_factory=dict)
 
     def add(self, other: "Touched") -> None:
         self.order_ids |= other.order_ids
@@ -125,12 +126,13 @@ def _run_each(touched: Touched) -> None:
                 logger.exception("reaction %s failed for %d orders", func.__qualname__, len(touched.order_ids))
 
 
-def _run_follow_ups(follow_ups: dict[Callable[[], None], None]) -> None:
-    for func in follow_ups:
-        try:
-            func()
-        except Exception:
-            logger.exception("follow-up %s failed", func.__qualname__)
+def _run_follow_ups(follow_ups: dict[Callable[[], None], str]) -> None:
+    for func, stage in follow_ups.items():
+        with timed(stage):
+            try:
+                func()
+            except Exception:
+                logger.exception("follow-up %s failed", func.__qualname__)
 
 
 def after_commit(touched: Touched) -> None:
@@ -148,14 +150,15 @@ def after_commit(touched: Touched) -> None:
     transaction.on_commit(lambda: _react_after_commit(subjects))
 
 
-def once_reactions_are_done(func: Callable[[], None]) -> None:
+def once_reactions_are_done(func: Callable[[], None], *, stage: str) -> None:
     """Run ``func`` once the current unit of work's (or round's) reactions are done, however many
-    times it is asked for meanwhile; outside one, once the transaction commits."""
+    times it is asked for meanwhile; outside one, once the transaction commits. Its time in a
+    round counts under ``stage``."""
     collector = _collector.get()
     if collector is None:
         transaction.on_commit(func)
     else:
-        collector.follow_ups[func] = None
+        collector.follow_ups[func] = stage
 
 
 @contextmanager
