@@ -10,11 +10,10 @@ One writer at a time: a refresh takes a transaction-level lock before it reads a
 always sees what earlier refreshes committed, and two refreshes of the same day never race.
 """
 
-import json
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,13 +23,14 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import JSONField, Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.billing.models import FreightCharge
 from apps.dashboards import histogram
 from apps.dashboards.models import Fact, Metric, PendingRefresh, Rollup
 from apps.exceptions.models import ExceptionCase
 from apps.ingest.models import InboundMessage, OutboundMessage
+from apps.timeline.bulk import row_sources
 from apps.timeline.models import Order, OrderLine, Shipment, ShipmentLine
 from apps.timeline.projections import shipments_of_orders
 from apps.timeline.reactions import once_reactions_are_done
@@ -206,7 +206,7 @@ def _insert_pending(rows: list[tuple[str, int]]) -> None:
     """Note the requests, one statement per chunk; a subject already waiting stays as it is."""
     table = connection.ops.quote_name(PendingRefresh._meta.db_table)
     with connection.cursor() as cursor:
-        for source, params in _row_sources(PendingRefresh, ("subject_type", "subject_id"), rows):
+        for source, params in row_sources(PendingRefresh, ("subject_type", "subject_id"), rows):
             # Identifiers and placeholders only: the values are parameters.
             cursor.execute(f"INSERT INTO {table} (subject_type, subject_id) {source} ON CONFLICT DO NOTHING", params)  # noqa: S608
 
@@ -422,7 +422,7 @@ def _update_rollups(deltas: dict[tuple, Totals]) -> list[tuple]:
     )
     updated: list[tuple] = []
     with connection.cursor() as cursor:
-        for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):
+        for source, params in row_sources(Rollup, ROLLUP_COLUMNS, rows):
             cursor.execute(
                 # Identifiers and placeholders only: the values are parameters.
                 f"WITH v ({', '.join(f'd_{name}' for name in ROLLUP_COLUMNS)}) AS ({source}) "  # noqa: S608
@@ -441,7 +441,7 @@ def _upsert_facts(facts: list[FactRow]) -> None:
     names = FactRow._fields
     overwrite = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[3:])
     with connection.cursor() as cursor:
-        for source, params in _row_sources(Fact, names, facts):
+        for source, params in row_sources(Fact, names, facts):
             cursor.execute(
                 # Identifiers and placeholders only: the values are parameters.
                 f"INSERT INTO {connection.ops.quote_name(Fact._meta.db_table)} ({', '.join(names)}) "  # noqa: S608
@@ -450,38 +450,13 @@ def _upsert_facts(facts: list[FactRow]) -> None:
             )
 
 
-def _row_sources(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> Iterator[tuple[str, list]]:
-    """The rows as queries of at most CHUNK rows, with their parameters: on PostgreSQL the rows
-    of a chunk as one JSON array of arrays, dumped at once by ``json.dumps`` and read back with
-    one cast per column (one parameter whatever the rows: the driver quotes one string rather
-    than every value), elsewhere a ``VALUES`` list within the database's limit of parameters.
-    JSON columns take the value itself (a list, say), not its dump."""
-    fields = [model._meta.get_field(name) for name in columns]
-    if connection.vendor == "postgresql":
-        values = ", ".join(
-            f"r -> {index}" if isinstance(f, JSONField) else f"(r ->> {index})::{f.db_type(connection)}"
-            for index, f in enumerate(fields)
-        )
-        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608 (positions and types only)
-        for start in range(0, len(rows), CHUNK):
-            yield source, [json.dumps(rows[start : start + CHUNK], default=str)]
-        return
-    dumped = [index for index, f in enumerate(fields) if isinstance(f, JSONField)]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    size = min(CHUNK, connection.ops.bulk_batch_size(columns, rows)) or 1
-    for start in range(0, len(rows), size):
-        batch = rows[start : start + size]
-        params = [json.dumps(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
-        yield "VALUES " + ", ".join([row] * len(batch)), params
-
-
 def _insert_rollups(totals: dict[tuple, Totals]) -> None:
     """New rollup rows, one ``INSERT ... SELECT`` per chunk (the refresh holds the lock: no
     other writer can have created them meanwhile)."""
     rows = [(*bucket, total.count, total.hits, total.seconds_sum, total.histogram) for bucket, total in totals.items()]
     table = connection.ops.quote_name(Rollup._meta.db_table)
     with connection.cursor() as cursor:
-        for source, params in _row_sources(Rollup, ROLLUP_COLUMNS, rows):
+        for source, params in row_sources(Rollup, ROLLUP_COLUMNS, rows):
             # Identifiers and placeholders only: the values are parameters.
             cursor.execute(f"INSERT INTO {table} ({', '.join(ROLLUP_COLUMNS)}) {source}", params)  # noqa: S608
 

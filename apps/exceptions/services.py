@@ -21,10 +21,11 @@ from apps.exceptions.models import CaseEvent, ExceptionCase, ExceptionRule, Subj
 from apps.exceptions.realtime import broadcast_cases_changed_on_commit
 from apps.exceptions.rules import DETECTORS, SUMMARY_LENGTH, Detector, Hit, Scope
 from apps.predictions.models import OrderRisk
+from apps.timeline.bulk import row_sources
 from apps.timeline.projections import shipments_of_orders
 
 OPEN = ExceptionCase.OPEN_STATUSES
-WRITE_BATCH = 1000  # cases a statement inserts (21 parameters each)
+WRITE_BATCH = 1000  # cases a statement inserts
 CLOSED_BY_PEOPLE = (ExceptionCase.Status.RESOLVED, ExceptionCase.Status.DISMISSED)
 
 
@@ -189,7 +190,8 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
 
 def _insert_cases(rule: ExceptionRule, detector: Detector, hits: list[Hit], now: datetime) -> list[int]:
     """Insert a case per hit and return the ids of those inserted: one ``INSERT ... ON CONFLICT DO
-    NOTHING RETURNING id`` per ``WRITE_BATCH`` hits, no model instance built. A subject whose open
+    NOTHING RETURNING id`` per ``WRITE_BATCH`` hits, its rows one JSON parameter on PostgreSQL, no
+    model instance built. A subject whose open
     case a concurrent run opened first is skipped: still one open case per rule and subject."""
     common = {
         "rule_id": rule.id,
@@ -215,23 +217,14 @@ def _insert_cases(rule: ExceptionRule, detector: Detector, hits: list[Hit], now:
         for hit in hits
     ]
     fields = [field for field in ExceptionCase._meta.concrete_fields if not field.primary_key]
+    values = [[row[f.attname] if f.attname in row else f.get_default() for f in fields] for row in rows]
     quote = connection.ops.quote_name
-    names = ", ".join(quote(field.column) for field in fields)
-    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    table, names = quote(ExceptionCase._meta.db_table), ", ".join(quote(field.column) for field in fields)
     opened: list[int] = []
-    for start in range(0, len(rows), WRITE_BATCH):
-        chunk = rows[start : start + WRITE_BATCH]
-        params = [
-            field.get_db_prep_save(row[field.attname] if field.attname in row else field.get_default(), connection)
-            for row in chunk
-            for field in fields
-        ]
-        # Only the model's quoted table and column names are in the SQL; every value is a parameter.
-        sql = (
-            f"INSERT INTO {quote(ExceptionCase._meta.db_table)} ({names}) VALUES {', '.join([row_sql] * len(chunk))} "  # noqa: S608
-            f"ON CONFLICT DO NOTHING RETURNING {quote('id')}"
-        )
-        with connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        for source, params in row_sources(ExceptionCase, [f.attname for f in fields], values, chunk=WRITE_BATCH):
+            # Only the model's quoted table and column names are in the SQL; every value is a parameter.
+            sql = f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO NOTHING RETURNING {quote('id')}"  # noqa: S608
             cursor.execute(sql, params)
             opened += [pk for (pk,) in cursor.fetchall()]
     return opened

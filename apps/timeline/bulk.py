@@ -8,7 +8,7 @@ database's own unique indexes. Elsewhere (SQLite, the demo's default) it is ``bu
 
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection, transaction
@@ -16,6 +16,7 @@ from django.db.models import Field, JSONField, Model, QuerySet
 from django.utils import timezone
 
 BATCH_SIZE = 500
+ROWS_PER_STATEMENT = 2000
 
 
 def insert_new(model: type[Model], rows: Sequence[Model]) -> None:
@@ -47,6 +48,37 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> None:
                 copy.write_row([read(row) for read in readers])
         cursor.execute(move)
         cursor.execute(f"TRUNCATE {staging}")
+
+
+def row_sources(
+    model: type[Model], columns: Sequence[str], rows: Sequence[Sequence], *, chunk: int = ROWS_PER_STATEMENT
+) -> Iterator[tuple[str, list]]:
+    """The rows as the source of an ``INSERT ... <source>``, at most ``chunk`` rows a statement,
+    with its parameters.
+
+    On PostgreSQL a chunk is one JSON array of arrays, dumped at once by ``json.dumps`` and read
+    back with one cast per column: one parameter whatever the rows, where a ``VALUES`` list has the
+    driver split the statement at each of thousands of placeholders and quote every value.
+    Elsewhere it is a ``VALUES`` list within the database's limit of parameters. ``columns`` are
+    field names or attnames; a JSON column takes the value itself (a list, say), not its dump.
+    """
+    fields = [model._meta.get_field(name) for name in columns]
+    if connection.vendor == "postgresql":
+        values = ", ".join(
+            f"r -> {index}" if isinstance(f, JSONField) else f"(r ->> {index})::{f.db_type(connection)}"
+            for index, f in enumerate(fields)
+        )
+        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608 (positions and types only)
+        for start in range(0, len(rows), chunk):
+            yield source, [json.dumps(rows[start : start + chunk], default=str)]
+        return
+    dumped = [index for index, f in enumerate(fields) if isinstance(f, JSONField)]
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    size = min(chunk, connection.ops.bulk_batch_size(columns, rows)) or 1
+    for start in range(0, len(rows), size):
+        batch = rows[start : start + size]
+        params = [json.dumps(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
+        yield "VALUES " + ", ".join([row] * len(batch)), params
 
 
 def delete_rows(queryset: QuerySet) -> int:
