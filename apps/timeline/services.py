@@ -13,12 +13,13 @@ from datetime import datetime
 from itertools import chain
 from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from apps.partners.models import Channel, Partner
 from apps.timeline import projections, reactions, scopes
-from apps.timeline.bulk import delete_rows, insert_new
+from apps.timeline.bulk import delete_rows, insert_new, row_sources
 from apps.timeline.events import (
     ORDER_REFERENCE_KINDS,
     ORDER_REFERENCE_STRENGTH,
@@ -59,6 +60,8 @@ BULK_KINDS = frozenset(
         EventKind.INVENTORY_ADJUSTED,
     }
 )
+
+PARKED_COLUMNS = ["event_id", "kind", "occurred_at", "parked_at", "source_partner_id", "payload"]
 
 # Families whose order-level references all name the one order the event is about.
 ORDER_FAMILIES = frozenset({"order", "invoice", "return"})
@@ -610,29 +613,64 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult, *, c
     if not events:
         return
     by_key = {event.key: event for event in events}
+    if connection.vendor == "postgresql":
+        _store_parked(list(by_key.values()), batch)
+    else:
+        _store_parked_portably(list(by_key.values()), batch)
+    if crossing:
+        batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
+    result.parked.extend(by_key)
+
+
+def _store_parked(events: list[CanonicalEvent], batch: _Batch) -> None:
+    """The events and their references into the parking lot, one statement a chunk: the
+    references are read off each stored payload by the database, no model instance is built."""
+    now = timezone.now()
+    rows = [
+        (event.event_id, event.kind.value, event.occurred_at, now, _partner_id(event, batch), event.to_json())
+        for event in events
+    ]
+    quote = connection.ops.quote_name
+    parked, references = quote(ParkedEvent._meta.db_table), quote(ParkedReference._meta.db_table)
+    with connection.cursor() as cursor:
+        for source, params in row_sources(ParkedEvent, PARKED_COLUMNS, rows):
+            # Only our own quoted table and column names are in the SQL; the rows are a parameter.
+            cursor.execute(
+                f"WITH parked AS (INSERT INTO {parked} ({', '.join(PARKED_COLUMNS)}) {source} "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING id, payload) "
+                f"INSERT INTO {references} (parked_event_id, kind, value) "
+                "SELECT parked.id, ref ->> 'kind', ref ->> 'value' "
+                "FROM parked, jsonb_array_elements(parked.payload -> 'references') AS ref ON CONFLICT DO NOTHING",
+                params,
+            )
+
+
+def _store_parked_portably(events: list[CanonicalEvent], batch: _Batch) -> None:
     rows = {
-        key: ParkedEvent(
+        event.key: ParkedEvent(
             event_id=event.event_id,
             kind=event.kind.value,
             occurred_at=event.occurred_at,
-            source_partner=batch.partners.get(event.source.partner or ""),
+            source_partner_id=_partner_id(event, batch),
             payload=event.to_json(),
         )
-        for key, event in by_key.items()
+        for event in events
     }
     insert_new(ParkedEvent, list(rows.values()))
-    if crossing:
-        batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
-    ids = pks_by_identity(ParkedEvent, (key.event_id for key in by_key))
+    ids = pks_by_identity(ParkedEvent, (event.event_id for event in events))
     insert_new(
         ParkedReference,
         [
-            ParkedReference(parked_event_id=ids[identity(rows[key])], kind=ref.kind.value, value=ref.value)
-            for key, event in by_key.items()
+            ParkedReference(parked_event_id=ids[identity(rows[event.key])], kind=ref.kind.value, value=ref.value)
+            for event in events
             for ref in event.references
         ],
     )
-    result.parked.extend(rows)
+
+
+def _partner_id(event: CanonicalEvent, batch: _Batch) -> int | None:
+    partner = batch.partners.get(event.source.partner or "")
+    return partner.pk if partner else None
 
 
 def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[CanonicalEvent]:
