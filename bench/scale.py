@@ -19,6 +19,7 @@ Environment: ``ORDERS`` (20000), ``WORKERS`` (2), ``SCALE_CASES`` (comma-separat
 table and written to ``var/bench/scale-<ORDERS>.json``.
 """
 
+import fcntl
 import json
 import os
 import resource
@@ -35,7 +36,7 @@ from functools import cache
 from io import StringIO
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import environ
 import kombu.exceptions
@@ -844,6 +845,22 @@ def meta(version: str) -> Figures:
     }
 
 
+def claim_data_folder() -> IO[str]:
+    """Empty the folder of generated files and hold it while the returned lock file stays open:
+    a second run started in the same checkout would delete the files this one is reading."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    lock = (OUT / "scale.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SystemExit(f"another scale bench is using {DATA}: wait for it, or run from another checkout") from None
+    # Files of earlier runs are generated again on demand; a million orders take gigabytes.
+    shutil.rmtree(DATA, ignore_errors=True)
+    DATA.mkdir(parents=True)
+    return lock
+
+
 def statistics_note(statistics: AutoAnalyze) -> str:
     if not statistics.emulated:
         return "kept by the server's autovacuum"
@@ -861,15 +878,13 @@ def main() -> int:
     )
     if WORKER_CASES & set(SELECTED):
         prepare_redis()
-    # Files of earlier runs are generated again on demand; a million orders take gigabytes.
-    shutil.rmtree(DATA, ignore_errors=True)
-    DATA.mkdir(parents=True)
-    version = recreate_database()
-    create_partners()
     results: dict[str, Figures] = {}
-    with AutoAnalyze(lambda: pg_connect(DATABASE["NAME"])) as statistics:
-        load_cases(results)
-        worker_cases(results)
+    with claim_data_folder():
+        version = recreate_database()
+        create_partners()
+        with AutoAnalyze(lambda: pg_connect(DATABASE["NAME"])) as statistics:
+            load_cases(results)
+            worker_cases(results)
     print_table(results)
     print(f"table statistics: {statistics_note(statistics)}")
     path = OUT / f"scale-{ORDERS}.json"
