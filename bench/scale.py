@@ -44,7 +44,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from bench.autoanalyze import AutoAnalyze
+from bench.autovacuum import AutoVacuum
 from bench.histories import CARRIERS, PARTNER_KINDS, HistorySpec, Summary, read_events, read_manifest, write_histories
 from bench.workers import Worker, WorkerFailed, check_alive, peaks_mb, record_peaks, start_worker, stop_worker
 
@@ -861,12 +861,12 @@ def claim_data_folder() -> IO[str]:
     return lock
 
 
-def statistics_note(statistics: AutoAnalyze) -> str:
-    if not statistics.emulated:
-        return "kept by the server's autovacuum"
+def maintenance_note(maintenance: AutoVacuum) -> str:
+    if not maintenance.emulated:
+        return "the server's autovacuum"
     return (
-        f"the server runs without autovacuum; analyzed as it would, {statistics.runs} times, "
-        f"{statistics.seconds:.1f} s in all (bench/autoanalyze.py)"
+        f"the server runs without autovacuum; tables vacuumed and analyzed as it would, {maintenance.runs} times, "
+        f"{maintenance.seconds:.1f} s in all (bench/autovacuum.py)"
     )
 
 
@@ -882,13 +882,13 @@ def main() -> int:
     with claim_data_folder():
         version = recreate_database()
         create_partners()
-        with AutoAnalyze(lambda: pg_connect(DATABASE["NAME"])) as statistics:
+        with AutoVacuum(lambda: pg_connect(DATABASE["NAME"])) as maintenance:
             load_cases(results)
             worker_cases(results)
     print_table(results)
-    print(f"table statistics: {statistics_note(statistics)}")
+    print(f"table maintenance: {maintenance_note(maintenance)}")
     path = OUT / f"scale-{ORDERS}.json"
-    figures = {"meta": {**meta(version), "statistics": statistics_note(statistics)}, "results": results}
+    figures = {"meta": {**meta(version), "table maintenance": maintenance_note(maintenance)}, "results": results}
     path.write_text(json.dumps(figures, indent=2, default=str))
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 1 if any("error" in figures for figures in results.values()) else 0
