@@ -42,6 +42,11 @@ CARRIER_STEPS = (
 DELIVERED = {"delivered", "pod_received"}
 
 hours = st.integers(min_value=0, max_value=400)
+# Partners send reasons as codes, numbers, flags or structures; each is shown as the same text.
+REASONS = st.one_of(
+    st.sampled_from(["WX", "NS", "", 0, 12, 1.5, 0.00002, True, False, None, [], ["A1", 2], {"code": "WX"}]),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=3),
+)
 
 
 def _ref(kind: str, value: str) -> dict[str, str]:
@@ -102,13 +107,18 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
                 lines=[
                     {"sku": f"SKU-{o}", "quantity": str(draw(st.integers(1, 9))), "order": f"SO-{o}"} for o in orders
                 ],
-                attributes={"carrier": draw(st.sampled_from(CARRIERS))},
+                attributes={
+                    "carrier": draw(st.sampled_from([*CARRIERS, "NOPE", 7])),
+                    **({"warehouse": "DC1"} if draw(st.booleans()) else {}),
+                },
             )
         for step in draw(st.lists(st.sampled_from(CARRIER_STEPS), max_size=6)):
             refs = [_ref("tracking", tracking)]
             if draw(st.booleans()):
                 refs.append(_ref("pro", pro))
-            fields: dict[str, Any] = {"attributes": {"reason": draw(st.sampled_from(["WX", "NS"]))}}
+            fields: dict[str, Any] = {"attributes": {"reason": draw(REASONS)}}
+            if draw(st.integers(0, 3)) == 0:
+                fields["attributes"]["carrier"] = draw(st.sampled_from(CARRIERS))
             if step == "shipment.eta_updated" or draw(st.booleans()):
                 fields["estimated_delivery_at"] = (T0 + timedelta(hours=draw(hours))).isoformat()
             add(step, refs, **fields)
@@ -149,10 +159,17 @@ def _assert_orders_as_the_reference_projects_them() -> None:
     assert stored == projections.projected_order_milestones(set(stored))
 
 
+def _assert_shipments_as_the_reference_projects_them() -> None:
+    """What an apply wrote of each shipment is what the Python projection makes of its whole history."""
+    stored = {row[0]: row[1:] for row in Shipment.objects.values_list("pk", *projections.SHIPMENT_FIELDS)}
+    assert stored == projections.projected_shipment_fields(set(stored))
+
+
 def _apply(batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
     delivered: set[str] = set()
     for batch in batches:
         apply_events(parse_events(batch))
+        _assert_shipments_as_the_reference_projects_them()
         _assert_orders_as_the_reference_projects_them()
         now = dict(Shipment.objects.values_list("number", "status"))
         regressed = {number for number in delivered if now[number] not in DELIVERED}

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from django.db import connections, router
@@ -65,6 +65,7 @@ CARRIER_KINDS = frozenset(SHIPMENT_FIRST_FIELDS) - {K.SHIPMENT_MANIFESTED, K.SHI
     K.SHIPMENT_DELIVERY_ATTEMPTED,
     K.SHIPMENT_STATUS_UNMAPPED,
 }
+DELAY_REASON_LENGTH = Shipment._meta.get_field("delay_reason").max_length
 SHIPMENT_FIELDS = [
     "status",
     "carrier",
@@ -130,7 +131,6 @@ class ShipmentMilestone(NamedTuple):
     source_partner_id: int | None
     source_partner_kind: str | None
     attributes: dict[str, Any] | None
-    lines: list[dict[str, Any]]
 
 
 SHIPMENT_MILESTONE_COLUMNS = [
@@ -142,7 +142,6 @@ SHIPMENT_MILESTONE_COLUMNS = [
     "source_partner_id",
     "source_partner__kind",
     "payload__attributes",
-    "lines",
 ]
 
 
@@ -284,6 +283,19 @@ def _replace_changed_lines(
 
 
 def _recompute_shipments(ids: set[int]) -> None:
+    if _is_postgresql(Shipment):
+        _update_shipment_fields_in_sql(ids)
+    else:
+        _save_changed(Shipment, SHIPMENT_FIELDS, projected_shipment_fields(ids))
+    _rebuild_shipment_lines(ids)
+
+
+def projected_shipment_fields(ids: set[int]) -> dict[int, Values]:
+    """Each shipment's ``SHIPMENT_FIELDS``, projected in Python from its milestones and references.
+
+    The reference projection: PostgreSQL runs the same one in SQL (``_update_shipment_fields_in_sql``),
+    and the tests hold the two equal.
+    """
     milestones = _shipment_milestones(ids)
     partners = _partner_ids(
         (row.attributes or {}).get(name)
@@ -292,12 +304,10 @@ def _recompute_shipments(ids: set[int]) -> None:
         for name in ("carrier", "warehouse")
     )
     tracking = _tracking_numbers(ids)
-    projected = {
+    return {
         shipment_id: _project_shipment(milestones.get(shipment_id, []), partners, tracking.get(shipment_id, ""))
         for shipment_id in ids
     }
-    _save_changed(Shipment, SHIPMENT_FIELDS, projected)
-    _rebuild_shipment_lines(ids, milestones)
 
 
 def _shipment_milestones(ids: set[int]) -> dict[int, list[ShipmentMilestone]]:
@@ -313,7 +323,7 @@ def _project_shipment(rows: list[ShipmentMilestone], partners: dict[str, int], t
     """The shipment's ``SHIPMENT_FIELDS`` from its sorted milestones."""
     state: dict[str, Any] = dict.fromkeys(SHIPMENT_FIELDS)
     state.update(status=ShipmentStatus.MANIFESTED, delay_reason="", tracking_number=tracking_number)
-    for _shipment_id, kind, at, _event_id, estimated, source_id, source_kind, attributes, _lines in rows:
+    for _shipment_id, kind, at, _event_id, estimated, source_id, source_kind, attributes in rows:
         attributes = attributes or {}
         first = SHIPMENT_FIRST_FIELDS.get(kind)
         if first and state[first] is None:
@@ -324,22 +334,34 @@ def _project_shipment(rows: list[ShipmentMilestone], partners: dict[str, int], t
         if status and SHIPMENT_STATUS_RANK[status] > SHIPMENT_STATUS_RANK[state["status"]]:
             state["status"] = status
         if kind == K.SHIPMENT_DELAYED:
-            state["delay_reason"] = str(attributes.get("reason") or "")[:200]
+            state["delay_reason"] = _delay_reason(attributes.get("reason"))
         if estimated:
             state["estimated_delivery_at"] = estimated
         if kind in CARRIER_KINDS:
             state["last_carrier_event_at"] = at
         if state["carrier"] is None:
-            state["carrier"] = partners.get(attributes.get("carrier")) or (
+            state["carrier"] = _named_partner(partners, attributes.get("carrier")) or (
                 source_id if source_kind == Partner.Kind.CARRIER else None
             )
         if state["warehouse"] is None and kind == K.SHIPMENT_MANIFESTED:
-            state["warehouse"] = partners.get(attributes.get("warehouse")) or (
+            state["warehouse"] = _named_partner(partners, attributes.get("warehouse")) or (
                 source_id if source_kind == Partner.Kind.WAREHOUSE else None
             )
     if state["delivered_at"] is None and state["status"] in (ShipmentStatus.DELIVERED, ShipmentStatus.POD_RECEIVED):
         state["delivered_at"] = state["pod_at"]
     return tuple(state[name] for name in SHIPMENT_FIELDS)
+
+
+def _delay_reason(reason: Any) -> str:
+    """A delay's reason as text; a list or an object is shown as its JSON, as PostgreSQL prints it."""
+    if reason and isinstance(reason, list | dict):
+        return json.dumps(reason, ensure_ascii=False)[:DELAY_REASON_LENGTH]
+    return str(reason or "")[:DELAY_REASON_LENGTH]
+
+
+def _named_partner(partners: dict[str, int], code: Any) -> int | None:
+    """The partner an attribute names by its code; any other value names none."""
+    return partners.get(code) if isinstance(code, str) else None
 
 
 def _tracking_numbers(ids: set[int]) -> dict[int, str]:
@@ -351,13 +373,122 @@ def _tracking_numbers(ids: set[int]) -> dict[int, str]:
     return numbers
 
 
-def _rebuild_shipment_lines(ids: set[int], milestones: dict[int, list[ShipmentMilestone]]) -> None:
+def _update_shipment_fields_in_sql(ids: set[int]) -> None:
+    """``projected_shipment_fields`` as one PostgreSQL statement that writes only the shipments it changes.
+
+    The milestones are folded where they are stored, so neither their attributes nor any projected
+    value travels to Python.
+    """
+    connection = connections[router.db_for_write(Shipment)]
+    params = {
+        "ids": list(ids),
+        "now": timezone.now(),
+        "statuses": list(ShipmentStatus.values),
+        "lowest_rank": SHIPMENT_STATUS_RANK[ShipmentStatus.MANIFESTED],
+        "delivered": [ShipmentStatus.DELIVERED.value, ShipmentStatus.POD_RECEIVED.value],
+        "carrier_kinds": sorted(kind.value for kind in CARRIER_KINDS),
+        "manifested": K.SHIPMENT_MANIFESTED.value,
+        "delayed": K.SHIPMENT_DELAYED.value,
+        "carrier": Partner.Kind.CARRIER.value,
+        "warehouse": Partner.Kind.WAREHOUSE.value,
+        "tracking": "tracking",
+        "reason_length": DELAY_REASON_LENGTH,
+        **{f"first_{index}": kind.value for index, kind in enumerate(SHIPMENT_FIRST_FIELDS)},
+        **{f"last_{index}": kind.value for index, kind in enumerate(SHIPMENT_LAST_FIELDS)},
+        **{f"status_{index}": kind.value for index, kind in enumerate(SHIPMENT_STATUS_BY_KIND)},
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_shipment_fields_sql(connection.ops.quote_name), params)
+
+
+def _shipment_fields_sql(quote: Callable[[str], str]) -> str:
+    """The statement of ``_update_shipment_fields_in_sql``, step for step ``_project_shipment``.
+
+    Milestones are taken in (occurred_at, event_id) order, event ids compared by code point as
+    Python compares them. A reason is printed as ``_delay_reason`` prints it: text as is, true as
+    ``True``, a number as Python prints its float or int (the smallest fractions in exponent form).
+    One difference is left: inside a list or an object, such a small fraction keeps PostgreSQL's
+    plain notation.
+    """
+    firsts = ", ".join(
+        f"min(occurred_at) FILTER (WHERE kind = %(first_{index})s) AS {name}"
+        for index, name in enumerate(SHIPMENT_FIRST_FIELDS.values())
+    )
+    lasts = ", ".join(
+        f"max(occurred_at) FILTER (WHERE kind = %(last_{index})s) AS {name}"
+        for index, name in enumerate(SHIPMENT_LAST_FIELDS.values())
+    )
+    ranks = " ".join(
+        f"WHEN %(status_{index})s THEN {SHIPMENT_STATUS_RANK[status]}"
+        for index, status in enumerate(SHIPMENT_STATUS_BY_KIND.values())
+    )
+    in_order = 'ORDER BY occurred_at, event_id COLLATE "C"'
+    latest_first = 'ORDER BY occurred_at DESC, event_id COLLATE "C" DESC'
+    # Delivered without a delivery milestone (a POD alone): delivered when the POD came.
+    delivered = "CASE WHEN status = ANY(%(delivered)s) THEN coalesce(delivered_at, pod_at) ELSE delivered_at END"
+    values = {name: name for name in SHIPMENT_FIELDS} | {
+        "delay_reason": "coalesce(delay_reason, '')",
+        "delivered_at": delivered,
+    }
+    reason = "m.payload -> 'attributes' -> 'reason'"
+    columns = [quote(Shipment._meta.get_field(name).column) for name in SHIPMENT_FIELDS]
+    assignments = ", ".join(f"{column} = v.{name}" for column, name in zip(columns, SHIPMENT_FIELDS, strict=True))
+    stored = ", ".join(f"t.{column}" for column in columns)
+    projected = ", ".join(f"v.{name}" for name in SHIPMENT_FIELDS)
+    milestones, partners, references = (quote(m._meta.db_table) for m in (Milestone, Partner, Reference))
+    # Only the quoted names of our own tables and columns are interpolated; values are parameters.
+    return f"""
+        WITH facts AS (
+            SELECT m.shipment_id, m.kind, m.occurred_at, m.event_id,
+                m.estimated_delivery_at, CASE m.kind {ranks} END AS status_rank,
+                CASE WHEN m.kind = %(delayed)s THEN left(CASE
+                    WHEN {reason} IS NULL OR {reason} IN ('null', 'false', '""', '[]', '{{}}') THEN ''
+                    WHEN jsonb_typeof({reason}) = 'string' THEN {reason} #>> '{{}}'
+                    WHEN jsonb_typeof({reason}) = 'boolean' THEN 'True'
+                    WHEN jsonb_typeof({reason}) <> 'number' THEN ({reason})::text
+                    WHEN ({reason})::numeric = 0 THEN ''
+                    WHEN abs(({reason})::numeric) < 0.0001 THEN ({reason})::numeric::float8::text
+                    ELSE {reason} #>> '{{}}' END, %(reason_length)s) END AS delay_reason,
+                coalesce(named_carrier.id, CASE WHEN source.kind = %(carrier)s THEN source.id END) AS carrier,
+                CASE WHEN m.kind = %(manifested)s THEN coalesce(
+                    named_warehouse.id, CASE WHEN source.kind = %(warehouse)s THEN source.id END
+                ) END AS warehouse
+            FROM {milestones} AS m
+            LEFT JOIN {partners} AS source ON source.id = m.source_partner_id
+            LEFT JOIN {partners} AS named_carrier ON named_carrier.code = m.payload -> 'attributes' ->> 'carrier'
+                AND jsonb_typeof(m.payload -> 'attributes' -> 'carrier') = 'string'
+            LEFT JOIN {partners} AS named_warehouse
+                ON named_warehouse.code = m.payload -> 'attributes' ->> 'warehouse'
+                AND jsonb_typeof(m.payload -> 'attributes' -> 'warehouse') = 'string' AND m.kind = %(manifested)s
+            WHERE m.shipment_id = ANY(%(ids)s)
+        ), folded AS (
+            SELECT shipment_id, {firsts}, {lasts}, max(status_rank) AS status_rank,
+                (array_agg(delay_reason {latest_first}) FILTER (WHERE kind = %(delayed)s))[1] AS delay_reason,
+                (array_agg(estimated_delivery_at {latest_first})
+                    FILTER (WHERE estimated_delivery_at IS NOT NULL))[1] AS estimated_delivery_at,
+                max(occurred_at) FILTER (WHERE kind = ANY(%(carrier_kinds)s)) AS last_carrier_event_at,
+                (array_agg(carrier {in_order}) FILTER (WHERE carrier IS NOT NULL))[1] AS carrier,
+                (array_agg(warehouse {in_order}) FILTER (WHERE warehouse IS NOT NULL))[1] AS warehouse
+            FROM facts GROUP BY shipment_id
+        ), tracking AS (
+            SELECT shipment_id, min(value) AS tracking_number FROM {references}
+            WHERE shipment_id = ANY(%(ids)s) AND kind = %(tracking)s GROUP BY shipment_id
+        ), ranked AS (
+            SELECT s.id, f.*, (%(statuses)s::text[])[greatest(f.status_rank, %(lowest_rank)s) + 1] AS status,
+                coalesce(t.tracking_number, '') AS tracking_number
+            FROM unnest(%(ids)s::bigint[]) AS s (id)
+            LEFT JOIN folded AS f ON f.shipment_id = s.id LEFT JOIN tracking AS t ON t.shipment_id = s.id
+        ), v AS (
+            SELECT id, {", ".join(f"{expression} AS {name}" for name, expression in values.items())} FROM ranked
+        )
+        UPDATE {quote(Shipment._meta.db_table)} AS t SET {assignments}, {quote("updated_at")} = %(now)s
+        FROM v WHERE t.id = v.id AND ROW({stored}) IS DISTINCT FROM ROW({projected})
+    """  # noqa: S608
+
+
+def _rebuild_shipment_lines(ids: set[int]) -> None:
     """Lines come from the latest manifest that lists any: a corrected ASN replaces the first."""
-    manifests = {}
-    for shipment_id, rows in milestones.items():
-        with_lines = [row.lines for row in rows if row.kind == K.SHIPMENT_MANIFESTED and row.lines]
-        if with_lines:
-            manifests[shipment_id] = with_lines[-1]
+    manifests = _latest_manifest_lines(ids)
     orders_by_shipment = _linked_orders(set(manifests))
     orders_by_ref = _orders_by_reference({line.get("order") for lines in manifests.values() for line in lines})
     wanted: dict[int, list[Values]] = {shipment_id: [] for shipment_id in ids}
@@ -374,6 +505,20 @@ def _rebuild_shipment_lines(ids: set[int], milestones: dict[int, list[ShipmentMi
                 merged[key] = [order_id, line["sku"], Decimal(line["quantity"]), line.get("uom", "EA")]
         wanted[shipment_id] = [tuple(values) for values in merged.values()]
     _replace_changed_lines(ShipmentLine, "shipment_id", wanted, ["order_id", "sku", "quantity", "uom"])
+
+
+def _latest_manifest_lines(ids: set[int]) -> dict[int, list[dict[str, Any]]]:
+    """The lines of each shipment's latest manifest (by occurred_at, event_id) that lists any."""
+    manifests = (
+        Milestone.objects.filter(shipment_id__any=ids, kind=K.SHIPMENT_MANIFESTED)
+        .order_by()
+        .values_list("shipment_id", "occurred_at", "event_id", "lines")
+    )
+    latest = {}
+    for shipment_id, _at, _event_id, lines in sorted(manifests, key=itemgetter(1, 2)):
+        if lines:
+            latest[shipment_id] = lines
+    return latest
 
 
 def _linked_orders(shipment_ids: set[int]) -> dict[int, set[int]]:
