@@ -191,8 +191,8 @@ def _open(rule: ExceptionRule, detector: Detector, hits: dict[int, Hit], now: da
 def _insert_cases(rule: ExceptionRule, detector: Detector, hits: list[Hit], now: datetime) -> list[int]:
     """Insert a case per hit and return the ids of those inserted: one ``INSERT ... ON CONFLICT DO
     NOTHING RETURNING id`` per ``WRITE_BATCH`` hits, its rows one JSON parameter on PostgreSQL, no
-    model instance built. A subject whose open
-    case a concurrent run opened first is skipped: still one open case per rule and subject."""
+    model instance built. A subject whose open case a concurrent run opened first is skipped:
+    still one open case per rule and subject."""
     common = {
         "rule_id": rule.id,
         "queue": rule.queue,
