@@ -276,6 +276,11 @@ def load_stored_event(data: dict[str, Any]) -> CanonicalEvent:
     return CanonicalEvent.model_validate(data, context={NUL_FREE: True})
 
 
+def load_stored_event_json(text: str | bytes) -> CanonicalEvent:
+    """``load_stored_event`` of the event's JSON text, decoded and validated in one pass."""
+    return CanonicalEvent.model_validate_json(text, context={NUL_FREE: True})
+
+
 def parse_events(payload: Any, *, source: EventSource | None = None) -> list[CanonicalEvent]:
     """Read one event, a list, or ``{"events": [...]}``; report every bad field at once."""
     if isinstance(payload, dict) and "events" in payload:
