@@ -241,15 +241,24 @@ def kpis_refresh_pending(*, chunk: int = CHUNK) -> int:
 
 def _take_pending(chunk: int) -> list[tuple[str, int]]:
     """Delete the first ``chunk`` requests and return their subjects, in one statement."""
-    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            # The table's name only: the limit is a parameter.
-            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "  # noqa: S608
-            "RETURNING subject_type, subject_id",
-            [chunk],
-        )
+        cursor.execute(take_pending_statement(), [chunk])
         return cursor.fetchall()
+
+
+def take_pending_statement() -> str:
+    """The first ``chunk`` requests are those up to the ``chunk``-th id, found once.
+
+    ``id IN (SELECT id ... LIMIT %s)`` lets the planner run the subquery again for every row,
+    which it does when the statistics were taken while the queue was empty, as they often are:
+    seconds a drain where this takes milliseconds.
+    """
+    table = connection.ops.quote_name(PendingRefresh._meta.db_table)
+    # The table's name only: the limit is a parameter.
+    return (
+        f"DELETE FROM {table} WHERE id <= (SELECT max(id) FROM (SELECT id FROM {table} ORDER BY id LIMIT %s) AS f) "  # noqa: S608
+        "RETURNING subject_type, subject_id"
+    )
 
 
 def rollups_rebuild(*, progress: Callable[[int], None] | None = None) -> int:
