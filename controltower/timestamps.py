@@ -2,10 +2,10 @@
 
 Django registers a loader of its own on every PostgreSQL connection so each value comes back in
 the connection's time zone; it subclasses psycopg's pure-Python loader, which parses each value
-in Python: about 4 µs a value, a fifth of a KPI refresh's time. Our connections talk to
-PostgreSQL in UTC (``USE_TZ``, no database ``TIME_ZONE``), so the compiled loader already gives
-what Django's does; this loader hands each value to it and only converts a value that came back
-in another zone (a session whose ``TimeZone`` someone changed).
+in Python: about 4 µs a value against 0.7 µs (in a profile, a fifth of a KPI refresh). Our
+connections talk to PostgreSQL in UTC (``USE_TZ``, no database ``TIME_ZONE``), so the compiled
+loader already gives what Django's does; this loader hands each value to it and only converts a
+value that came back in another zone (a session whose ``TimeZone`` someone changed).
 """
 
 import datetime
