@@ -888,8 +888,8 @@ def main() -> int:
     print_table(results)
     print(f"table maintenance: {maintenance_note(maintenance)}")
     path = OUT / f"scale-{ORDERS}.json"
-    figures = {"meta": {**meta(version), "table maintenance": maintenance_note(maintenance)}, "results": results}
-    path.write_text(json.dumps(figures, indent=2, default=str))
+    document = {"meta": {**meta(version), "table maintenance": maintenance_note(maintenance)}, "results": results}
+    path.write_text(json.dumps(document, indent=2, default=str))
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 1 if any("error" in figures for figures in results.values()) else 0
 
