@@ -6,11 +6,12 @@ none of the ORM's per-field preparation, and rows that already exist are skipped
 database's own unique indexes. Elsewhere (SQLite, the demo's default) it is ``bulk_create``.
 """
 
-import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 from django.db.models import Field, JSONField, Model, QuerySet
 from django.utils import timezone
@@ -56,7 +57,7 @@ def row_sources(
     """The rows as the source of an ``INSERT ... <source>``, at most ``chunk`` rows a statement,
     with its parameters.
 
-    On PostgreSQL a chunk is one JSON array of arrays, dumped at once by ``json.dumps`` and read
+    On PostgreSQL a chunk is one JSON array of arrays, dumped at once by ``json_text`` and read
     back with one cast per column: one parameter whatever the rows, where a ``VALUES`` list has the
     driver split the statement at each of thousands of placeholders and quote every value.
     Elsewhere it is a ``VALUES`` list within the database's limit of parameters. ``columns`` are
@@ -70,15 +71,31 @@ def row_sources(
         )
         source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608 (positions and types only)
         for start in range(0, len(rows), chunk):
-            yield source, [json.dumps(rows[start : start + chunk], default=str)]
+            yield source, [json_text(rows[start : start + chunk])]
         return
     dumped = [index for index, f in enumerate(fields) if isinstance(f, JSONField)]
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     size = min(chunk, connection.ops.bulk_batch_size(columns, rows)) or 1
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
-        params = [json.dumps(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
+        params = [json_text(v) if i in dumped else v for values in batch for i, v in enumerate(values)]
         yield "VALUES " + ", ".join([row] * len(batch)), params
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text for PostgreSQL to read back exactly: datetimes in ISO 8601, decimals
+    as their own digits, keys as text. orjson writes it several times faster than ``json.dumps``,
+    which was the largest single item in a profile of the bulk writes."""
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _plain(value: Any) -> str | list:
+    """What orjson does not write itself: a decimal as its digits, a named tuple as a list."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
 def delete_rows(queryset: QuerySet) -> int:
@@ -97,5 +114,5 @@ def _reader(field: Field) -> Callable[[Model], Any]:
         now = timezone.now()
         return lambda row: now
     if isinstance(field, JSONField):
-        return lambda row: None if getattr(row, name) is None else json.dumps(getattr(row, name))
+        return lambda row: None if getattr(row, name) is None else json_text(getattr(row, name))
     return lambda row: getattr(row, name)

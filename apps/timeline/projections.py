@@ -18,7 +18,7 @@ from django.db.models import Max, Min, Model, Q
 from django.utils import timezone
 
 from apps.partners.models import Partner
-from apps.timeline.bulk import delete_rows, insert_new
+from apps.timeline.bulk import delete_rows, insert_new, json_text
 from apps.timeline.events import CanonicalEvent, EventKind
 from apps.timeline.models import (
     Milestone,
@@ -228,16 +228,7 @@ def _update_changed_from_json(model: type[Model], fields: list[str], rows: dict[
         f"WHERE t.{pk} = v.{pk} AND ROW({stored}) IS DISTINCT FROM ROW({projected})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [timezone.now(), json.dumps(records, default=_json_value)])
-
-
-def _json_value(value: Any) -> str:
-    """Datetimes and decimals as text that their column types read back exactly."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+        cursor.execute(sql, [timezone.now(), json_text(records)])
 
 
 def _bulk_update_changed(model: type[Model], fields: list[str], rows: dict[int, Values]) -> None:

@@ -1,11 +1,14 @@
 """Writing many new rows: existing ones are skipped, values arrive as they were given."""
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import NamedTuple
 
 import pytest
+from django.db import connection
 
-from apps.timeline.bulk import insert_new
+from apps.timeline.bulk import insert_new, row_sources
 from apps.timeline.models import Milestone, Order
 
 pytestmark = pytest.mark.django_db
@@ -40,3 +43,25 @@ def test_rows_are_written_with_their_values_and_existing_ones_skipped():
 def test_nothing_to_write_is_no_query(django_assert_num_queries):
     with django_assert_num_queries(0):
         insert_new(Milestone, [])
+
+
+class _Row(NamedTuple):
+    event_id: str
+    occurred_at: datetime
+    amount: Decimal
+    payload: dict
+
+
+def test_rows_sent_as_one_document_read_back_exactly():
+    at = datetime(2026, 11, 20, 13, 3, 7, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    rows = [_Row("e1", at, Decimal("12.50"), {"lines": [{"sku": "Ä-1", "quantity": Decimal("0.125")}], 7: None})]
+
+    with connection.cursor() as cursor:
+        [(source, params)] = row_sources(Milestone, ["event_id", "occurred_at", "amount", "payload"], rows)
+        cursor.execute(f"SELECT * FROM ({source}) AS s", params)  # noqa: S608
+        event_id, occurred_at, amount, payload = cursor.fetchone()
+
+    assert (event_id, Decimal(str(amount))) == ("e1", Decimal("12.50"))
+    if connection.vendor == "postgresql":
+        assert occurred_at == at
+        assert json.loads(payload) == {"lines": [{"sku": "Ä-1", "quantity": "0.125"}], "7": None}
