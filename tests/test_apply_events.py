@@ -310,6 +310,26 @@ def test_retry_parked_events_applies_what_now_correlates():
     assert order.stage == OrderStage.RELEASED
 
 
+def test_an_event_waiting_for_its_shipment_is_not_taken_round_and_round_after_commit(
+    django_capture_on_commit_callbacks,
+):
+    """It names a known order but an unknown tracking number: the apply's after-commit retry
+    leaves it where it is, since no reference it carries gained a subject meanwhile."""
+    apply_events(events(order_created("SO-1")))
+    apply_events(events(event("waits", "shipment.in_transit", 3, ref("tracking", "7Z7"), ref("order", "SO-1"))))
+    parked_at_first = ParkedEvent.objects.get(event_id="waits").pk
+
+    with django_capture_on_commit_callbacks() as after_commit:
+        apply_events(events(event("other", "shipment.in_transit", 4, ref("tracking", "8Z8"), ref("order", "SO-1"))))
+    with django_capture_on_commit_callbacks() as after_the_retry:
+        for callback in after_commit:
+            callback()
+
+    assert ParkedEvent.objects.get(event_id="waits").pk == parked_at_first
+    assert set(ParkedEvent.objects.values_list("event_id", flat=True)) == {"waits", "other"}
+    assert after_the_retry == []
+
+
 def test_applied_events_are_broadcast_once_committed(django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr("apps.timeline.realtime.broadcast_orders_changed", sent.append)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,7 +20,7 @@ from apps.partners.models import ApiToken, Channel, Partner
 from apps.partners.scopes import DEFAULT_SCOPES, SCOPES
 from apps.partners.services import api_token_create
 from apps.timeline.events import EventKind, EventSource, parse_events
-from apps.timeline.models import Milestone, Order, ParkedEvent, Shipment
+from apps.timeline.models import Milestone, Order, ParkedEvent, Reference, Shipment
 from apps.timeline.services import apply_events, retry_parked_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -356,6 +357,19 @@ def test_an_event_waiting_for_its_shipment_is_retried_only_when_a_new_reference_
     ours(ev("sh7", "shipment.manifested", *refs, hours=2, attributes={"carrier": "UPSN"}), sender="DC1")
     assert not ParkedEvent.objects.exists()
     assert Milestone.objects.filter(event_id="waits", shipment__number="SH-7").exists()
+
+
+def test_an_event_deferred_while_another_worker_manifests_its_shipment_is_applied_once_committed(world):
+    """The manifest commits while the scan is being parked: its own retry, run after its commit,
+    found nothing parked yet, so the scan's apply retries it after its own commit."""
+    with transaction.atomic():
+        ours(ev("waits", "shipment.in_transit", ("tracking", "7Z7"), ("order", "SO-1"), hours=3), sender="UPSN")
+        assert ParkedEvent.objects.filter(event_id="waits").exists()
+        shipment = Shipment.objects.create(number="SH-7", carrier=world["UPSN"], warehouse=world["DC1"])
+        Reference.objects.create(kind="tracking", value="7Z7", shipment=shipment)
+
+    assert not ParkedEvent.objects.exists()
+    assert Milestone.objects.filter(event_id="waits", shipment=shipment).exists()
 
 
 def _refusal(response) -> str:

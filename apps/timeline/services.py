@@ -109,7 +109,10 @@ class _Batch:
     gained_keys: set[RefKey] = field(default_factory=set)
 
     def targets(self, ref: EventReference) -> set[Target]:
-        return self.references.get((ref.kind.value, ref.value), set())
+        return self.targets_of((ref.kind.value, ref.value))
+
+    def targets_of(self, key: RefKey) -> set[Target]:
+        return self.references.get(key, set())
 
 
 def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
@@ -138,9 +141,9 @@ def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
         still_parked = set(result.parked)
         result.unparked = [key for key in result.unparked if key not in still_parked]
         reactions.after_commit(touched)
-        crossing = batch.parked_keys | batch.gained_keys
-        if crossing:
-            transaction.on_commit(lambda: retry_parked_events(keys=crossing))
+        if batch.parked_keys or batch.gained_keys:
+            gained, seen = set(batch.gained_keys), _targets_seen(batch.parked_keys, batch)
+            transaction.on_commit(lambda: retry_parked_events(keys=gained | _gained_since(seen)))
     return result
 
 
@@ -148,11 +151,14 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     """Apply parked events whose references match by now (only those carrying ``keys``, if given).
 
     Catches a reference that appeared while the event was being parked: two workers crossing,
-    each parking what the other has not committed yet. Every apply that parks events or creates
-    references runs it over those keys after its commit, so whichever of the two commits last
-    finds the other's rows; the periodic run is the safety net. Events that still match nothing
-    stay parked, with their original parking time.
+    each parking what the other has not committed yet. After its commit, every apply runs it
+    over the references it created and over those of the events it parked that another
+    transaction gave a subject meanwhile, so whichever of the two commits last finds the other's
+    rows; the periodic run is the safety net. Events that still match nothing stay parked, with
+    their original parking time.
     """
+    if keys is not None and not keys:
+        return ApplyResult()
     known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
     parked = ParkedReference.objects.filter(Exists(known))
     if keys is not None:
@@ -340,7 +346,7 @@ def _within_scope(events: list[CanonicalEvent], batch: _Batch, result: ApplyResu
     is known (an order not created yet cannot tell whose it is)."""
     verdict = scopes.judge(events, batch.partners, _known_subjects(batch))
     result.refused.update(verdict.refused)
-    _park(verdict.deferred, batch, result, crossing=False)
+    _park(verdict.deferred, batch, result)
     return verdict.allowed
 
 
@@ -606,11 +612,8 @@ def _link_claimed_orders(gained: set[RefKey], result: ApplyResult) -> None:
 # --- parking ----------------------------------------------------------------------------------
 
 
-def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult, *, crossing: bool = True) -> None:
-    """Park events that match nothing yet. With ``crossing``, their references are retried after
-    commit, for a worker that created one meanwhile; events parked while some of their references
-    match (waiting for a particular subject) wait for a new reference instead, or they would be
-    retried, and parked again, without end."""
+def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult) -> None:
+    """Park events that match nothing yet, or whose subject is not known yet."""
     if not events:
         return
     by_key = {event.key: event for event in events}
@@ -618,8 +621,7 @@ def _park(events: list[CanonicalEvent], batch: _Batch, result: ApplyResult, *, c
         _store_parked(list(by_key.values()), batch)
     else:
         _store_parked_portably(list(by_key.values()), batch)
-    if crossing:
-        batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
+    batch.parked_keys |= set(chain.from_iterable(_keys(event.references) for event in events))
     result.parked.extend(by_key)
 
 
@@ -667,6 +669,19 @@ def _store_parked_portably(events: list[CanonicalEvent], batch: _Batch) -> None:
             for ref in event.references
         ],
     )
+
+
+def _targets_seen(keys: set[RefKey], batch: _Batch) -> dict[RefKey, frozenset[Target]]:
+    return {key: frozenset(batch.targets_of(key)) for key in keys}
+
+
+def _gained_since(seen: dict[RefKey, frozenset[Target]]) -> set[RefKey]:
+    """The references that point at more than they did when ``seen`` was taken: another
+    transaction gave them a subject. Only those are worth a retry; the others would have an event
+    waiting for a particular subject taken out and parked again, without end."""
+    now = _Batch(partners={}, channels={})
+    _load_references(set(seen), now)
+    return {key for key, targets in seen.items() if now.targets_of(key) - targets}
 
 
 def _partner_id(event: CanonicalEvent, batch: _Batch) -> int | None:
