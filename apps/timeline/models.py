@@ -4,6 +4,7 @@ from typing import Any, NamedTuple
 from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from apps.partners.models import Channel, Partner
 from apps.timeline.events import EventKind, ReferenceKind
@@ -320,7 +321,8 @@ class ParkedEvent(models.Model):
     event_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=40)
     occurred_at = models.DateTimeField()
-    parked_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Given when an event comes back from a retry still unmatched: it keeps its first parking time.
+    parked_at = models.DateTimeField(default=timezone.now, db_index=True)
     source_partner = models.ForeignKey(
         Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="parked_events"
     )

@@ -7,7 +7,7 @@ duplication of the same events converges on the same state.
 """
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
@@ -107,6 +107,7 @@ class _Batch:
     created_order_ids: set[int] = field(default_factory=set)  # orders given an order.created milestone
     parked_keys: set[RefKey] = field(default_factory=set)
     gained_keys: set[RefKey] = field(default_factory=set)
+    parked_since: dict[EventKey, datetime] = field(default_factory=dict)  # of events taken out of parking
 
     def targets(self, ref: EventReference) -> set[Target]:
         return self.targets_of((ref.kind.value, ref.value))
@@ -115,17 +116,21 @@ class _Batch:
         return self.references.get(key, set())
 
 
-def apply_events(events: Iterable[CanonicalEvent]) -> ApplyResult:
+def apply_events(
+    events: Iterable[CanonicalEvent], *, parked_since: Mapping[EventKey, datetime] | None = None
+) -> ApplyResult:
     """Apply a batch of canonical events in one transaction and return what it touched.
 
     Duplicates (already applied or already parked, or repeated in the batch) change nothing.
     Events whose references match nothing yet are parked and applied automatically, in the same
-    call, as soon as a reference they carry appears.
+    call, as soon as a reference they carry appears. ``parked_since`` gives events taken out of
+    parking their first parking time, which they keep if they are parked again.
     """
     result = ApplyResult()
     with timed("apply"), transaction.atomic():
         pending = _without_duplicates(list(events), result)
         batch = _load_batch(pending)
+        batch.parked_since.update(parked_since or {})
         while pending:
             new_keys = _apply_round(pending, batch, result)
             pending = _unpark(new_keys, batch, result)
@@ -171,7 +176,8 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
         return ApplyResult()
     with transaction.atomic():
         rows = ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__any=ids)
-        return apply_events(_take_parked(list(rows.values_list("pk", flat=True))))
+        taken = _take_parked(list(rows.values_list("pk", flat=True)))
+        return apply_events([event for event, _ in taken], parked_since={event.key: at for event, at in taken})
 
 
 def scope_violations(events: Sequence[CanonicalEvent]) -> dict[EventKey, str]:
@@ -630,7 +636,14 @@ def _store_parked(events: list[CanonicalEvent], batch: _Batch) -> None:
     references are read off each stored payload by the database, no model instance is built."""
     now = timezone.now()
     rows = [
-        (event.event_id, event.kind.value, event.occurred_at, now, _partner_id(event, batch), event.to_json())
+        (
+            event.event_id,
+            event.kind.value,
+            event.occurred_at,
+            batch.parked_since.get(event.key, now),
+            _partner_id(event, batch),
+            event.to_json(),
+        )
         for event in events
     ]
     quote = connection.ops.quote_name
@@ -649,11 +662,13 @@ def _store_parked(events: list[CanonicalEvent], batch: _Batch) -> None:
 
 
 def _store_parked_portably(events: list[CanonicalEvent], batch: _Batch) -> None:
+    now = timezone.now()
     rows = {
         event.key: ParkedEvent(
             event_id=event.event_id,
             kind=event.kind.value,
             occurred_at=event.occurred_at,
+            parked_at=batch.parked_since.get(event.key, now),
             source_partner_id=_partner_id(event, batch),
             payload=event.to_json(),
         )
@@ -699,7 +714,9 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     parked_ids = {parked_id for kind, value, parked_id in candidates if (kind, value) in new_keys}
     if not parked_ids:
         return []
-    events = _take_parked(parked_ids)
+    taken = _take_parked(parked_ids)
+    batch.parked_since.update({event.key: at for event, at in taken})
+    events = [event for event, _ in taken]
     parked_now = {event.key for event in events}
     result.parked = [key for key in result.parked if key not in parked_now]
     result.unparked.extend(sorted(parked_now))
@@ -709,19 +726,20 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     return events
 
 
-def _take_parked(ids: Collection[int]) -> list[CanonicalEvent]:
-    """The parked events of these primary keys, taken out of the parking lot.
+def _take_parked(ids: Collection[int]) -> list[tuple[CanonicalEvent, datetime]]:
+    """The parked events of these primary keys, taken out of the parking lot, with the time each
+    was parked.
 
     Plain ``DELETE``s (the ORM's cascade would first read every row back, payload included); on
     PostgreSQL the second returns the payloads as JSON text, decoded and validated in one pass.
     """
     delete_rows(ParkedReference.objects.filter(parked_event_id__any=ids))
     if connection.vendor != "postgresql":
-        payloads = list(ParkedEvent.objects.filter(pk__any=ids).values_list("payload", flat=True))
+        rows = list(ParkedEvent.objects.filter(pk__any=ids).values_list("payload", "parked_at"))
         delete_rows(ParkedEvent.objects.filter(pk__any=ids))
-        return [load_stored_event(payload) for payload in payloads]
+        return [(load_stored_event(payload), at) for payload, at in rows]
     table = connection.ops.quote_name(ParkedEvent._meta.db_table)
     with connection.cursor() as cursor:
         # The table's quoted name only: the ids are a parameter.
-        cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s) RETURNING payload::text", [list(ids)])  # noqa: S608
-        return [load_stored_event_json(text) for (text,) in cursor.fetchall()]
+        cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s) RETURNING payload::text, parked_at", [list(ids)])  # noqa: S608
+        return [(load_stored_event_json(text), at) for text, at in cursor.fetchall()]

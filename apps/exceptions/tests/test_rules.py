@@ -699,6 +699,21 @@ def test_a_parked_event_stays_parked_too_long_across_the_periodic_retry(rules):
     assert len(cases_of("parked_too_long")) == 1
 
 
+def test_an_event_waiting_for_its_shipment_keeps_its_parking_time_across_the_periodic_retry(rules):
+    """It names a known order, so the periodic retry takes it out and parks it again: with the
+    time it was first parked, or it would never be parked too long."""
+    apply(created("W", 40 * H))
+    with time_machine.travel(timezone.now() - 30 * H):
+        apply(ev("W-scan", "shipment.in_transit", timedelta(0), ("tracking", "1ZW"), ("order", "W")))
+    first_parked = ParkedEvent.objects.get(event_id="W-scan").parked_at
+
+    retry_parked_events()
+    detect()
+
+    assert ParkedEvent.objects.get(event_id="W-scan").parked_at == first_parked
+    assert len(cases_of("parked_too_long")) == 1
+
+
 # --- scope ------------------------------------------------------------------------------------
 
 
