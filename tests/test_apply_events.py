@@ -1,8 +1,11 @@
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
 from apps.inventory.models import InventoryPosition
@@ -328,6 +331,18 @@ def test_an_event_waiting_for_its_shipment_is_not_taken_round_and_round_after_co
     assert ParkedEvent.objects.get(event_id="waits").pk == parked_at_first
     assert set(ParkedEvent.objects.values_list("event_id", flat=True)) == {"waits", "other"}
     assert after_the_retry == []
+
+
+def test_the_periodic_retry_leaves_an_event_no_reference_appeared_for_since_it_was_parked():
+    """It waits for its shipment; the order it names was known hours before it was parked."""
+    with time_machine.travel(timezone.now() - timedelta(hours=3)):
+        apply_events(events(order_created("SO-1")))
+    apply_events(events(event("waits", "shipment.in_transit", 3, ref("tracking", "7Z7"), ref("order", "SO-1"))))
+    parked_first = ParkedEvent.objects.get(event_id="waits").pk
+
+    retry_parked_events()
+
+    assert ParkedEvent.objects.get(event_id="waits").pk == parked_first
 
 
 def test_applied_events_are_broadcast_once_committed(django_capture_on_commit_callbacks, monkeypatch):

@@ -9,7 +9,7 @@ duplication of the same events converges on the same state.
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import chain
 from typing import NamedTuple
 
@@ -62,6 +62,8 @@ BULK_KINDS = frozenset(
     }
 )
 
+# How long before an event was parked a reference may have been created and still not committed.
+IN_FLIGHT = timedelta(hours=1)
 PARKED_COLUMNS = ["event_id", "kind", "occurred_at", "parked_at", "source_partner_id", "payload"]
 
 # Families whose order-level references all name the one order the event is about.
@@ -159,12 +161,18 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     each parking what the other has not committed yet. After its commit, every apply runs it
     over the references it created and over those of the events it parked that another
     transaction gave a subject meanwhile, so whichever of the two commits last finds the other's
-    rows; the periodic run is the safety net. Events that still match nothing stay parked, with
-    their original parking time.
+    rows; the periodic run (no ``keys``) is the safety net, over the references that appeared
+    since each event was parked. Events that still match nothing stay parked, with their
+    original parking time.
     """
     if keys is not None and not keys:
         return ApplyResult()
     known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
+    if keys is None:
+        # Only a reference that appeared after the event was parked (or was being committed as
+        # it was) can make it match: the others' events wait for a particular subject, and taking
+        # them out at every run would crowd out, beyond ``limit``, those the run is for.
+        known = known.filter(created_at__gte=OuterRef("parked_event__parked_at") - IN_FLIGHT)
     parked = ParkedReference.objects.filter(Exists(known))
     if keys is not None:
         parked = parked.filter(value__any={value for _, value in keys})
