@@ -170,8 +170,9 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     known = Reference.objects.filter(kind=OuterRef("kind"), value=OuterRef("value"))
     if keys is None:
         # Only a reference that appeared after the event was parked (or was being committed as
-        # it was) can make it match: the others' events wait for a particular subject, and taking
-        # them out at every run would crowd out, beyond ``limit``, those the run is for.
+        # it was) can make it match. An event whose references all came before waits for a
+        # particular subject: taking it out at every run would crowd out, beyond ``limit``, the
+        # events the run is for.
         known = known.filter(created_at__gte=OuterRef("parked_event__parked_at") - IN_FLIGHT)
     parked = ParkedReference.objects.filter(Exists(known))
     if keys is not None:
