@@ -485,13 +485,21 @@ def wait_processed(after: int, expected: int, workers: list[Worker], label: str,
 
 
 def wait_drained(workers: list[Worker], timeout: float) -> None:
-    """Until the reactions queued behind the messages (rules, KPIs) are done too."""
+    """Until the reactions queued behind the messages (rules, KPIs) are done too, and no worker
+    is still running a task (its after-commit work, such as the retry of parked events)."""
     deadline = time.monotonic() + timeout
-    while queued_tasks():
+    while queued_tasks() or busy_workers():
         check_alive(workers)
         if time.monotonic() > deadline:
             raise BenchError(f"{queued_tasks():,} task(s) still queued after {timeout:.0f}s")
         time.sleep(0.2)
+
+
+def busy_workers() -> int:
+    """Workers running or holding a task, as they answer."""
+    inspect = celery_app.control.inspect(timeout=1.0)
+    held = [inspect.active() or {}, inspect.reserved() or {}]
+    return sum(1 for tasks in held for running in tasks.values() if running)
 
 
 def retry_parked() -> int:
