@@ -345,6 +345,18 @@ def test_the_periodic_retry_leaves_an_event_no_reference_appeared_for_since_it_w
     assert ParkedEvent.objects.get(event_id="waits").pk == parked_first
 
 
+def test_a_retry_over_references_takes_every_event_they_free_page_after_page():
+    apply_events(events(*(event(f"rel-{n}", "order.released", 1, ref("order", f"SO-{n}")) for n in range(3))))
+    # Another worker's orders, committed while these were being parked.
+    for n in range(3):
+        Reference.objects.create(kind="order", value=f"SO-{n}", order=Order.objects.create(number=f"SO-{n}"))
+
+    result = retry_parked_events(keys={("order", f"SO-{n}") for n in range(3)}, limit=2)
+
+    assert sorted(ids(result.applied)) == ["rel-0", "rel-1", "rel-2"]
+    assert not ParkedEvent.objects.exists()
+
+
 def test_applied_events_are_broadcast_once_committed(django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr("apps.timeline.realtime.broadcast_orders_changed", sent.append)

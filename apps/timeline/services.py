@@ -89,6 +89,17 @@ class ApplyResult:
     created_orders: int = 0
     created_shipments: int = 0
 
+    def add(self, other: "ApplyResult") -> None:
+        """Count ``other``, an apply after this one, in this result."""
+        for name in ("applied", "duplicates", "parked", "unparked"):
+            getattr(self, name).extend(getattr(other, name))
+        self.rejected |= other.rejected
+        self.refused |= other.refused
+        self.order_ids |= other.order_ids
+        self.shipment_ids |= other.shipment_ids
+        self.created_orders += other.created_orders
+        self.created_shipments += other.created_shipments
+
 
 class Target(NamedTuple):
     """What one reference points at; ``number`` breaks ties between several, deterministically."""
@@ -175,14 +186,20 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
         # events the run is for.
         known = known.filter(created_at__gte=OuterRef("parked_event__parked_at") - IN_FLIGHT)
     parked = ParkedReference.objects.filter(Exists(known))
-    if keys is not None:
-        parked = parked.filter(value__any={value for _, value in keys})
-        rows = parked.values_list("parked_event_id", "kind", "value")[:limit]
-        ids = {parked_id for parked_id, kind, value in rows if (kind, value) in keys}
+    if keys is None:
+        ids = sorted(set(parked.values_list("parked_event_id", flat=True)[:limit]))
     else:
-        ids = set(parked.values_list("parked_event_id", flat=True)[:limit])
-    if not ids:
-        return ApplyResult()
+        # Every event waiting for these keys, however many: a ship notice of 2,000 shipments can
+        # free more than ``limit`` of them, and those left behind would wait for the periodic run.
+        rows = parked.filter(value__any={value for _, value in keys}).values_list("parked_event_id", "kind", "value")
+        ids = sorted({parked_id for parked_id, kind, value in rows if (kind, value) in keys})
+    result = ApplyResult()
+    for start in range(0, len(ids), limit):
+        result.add(_retry_parked(ids[start : start + limit]))
+    return result
+
+
+def _retry_parked(ids: list[int]) -> ApplyResult:
     with transaction.atomic():
         rows = ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__any=ids)
         taken = _take_parked(list(rows.values_list("pk", flat=True)))
