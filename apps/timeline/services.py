@@ -184,14 +184,14 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
         # it was) can make it match. An event whose references all came before waits for a
         # particular subject: taking it out at every run would crowd out, beyond ``limit``, the
         # events the run is for.
-        known = known.filter(created_at__gte=OuterRef("parked_event__parked_at") - IN_FLIGHT)
-    parked = ParkedReference.objects.filter(Exists(known))
-    if keys is None:
+        since_parked = known.filter(created_at__gte=OuterRef("parked_event__parked_at") - IN_FLIGHT)
+        parked = ParkedReference.objects.filter(Exists(since_parked))
         ids = sorted(set(parked.values_list("parked_event_id", flat=True)[:limit]))
     else:
         # Every event waiting for these keys, however many: a ship notice of 2,000 shipments can
         # free more than ``limit`` of them, and those left behind would wait for the periodic run.
-        rows = parked.filter(value__any={value for _, value in keys}).values_list("parked_event_id", "kind", "value")
+        parked = ParkedReference.objects.filter(Exists(known), value__any={value for _, value in keys})
+        rows = parked.values_list("parked_event_id", "kind", "value")
         ids = sorted({parked_id for parked_id, kind, value in rows if (kind, value) in keys})
     result = ApplyResult()
     for start in range(0, len(ids), limit):
