@@ -3,13 +3,14 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.billing.models import FreightCharge, Invoice, ReturnAuthorization
 from apps.inventory.models import InventoryPosition
 from apps.partners.models import Channel, Partner
+from apps.timeline import services
 from apps.timeline.events import EventKey
 from apps.timeline.models import (
     Milestone,
@@ -409,3 +410,53 @@ def test_an_event_parked_while_its_reference_was_being_created_elsewhere_is_appl
     assert not ParkedEvent.objects.exists()
     shipment.refresh_from_db()
     assert shipment.status == ShipmentStatus.DELIVERED
+
+
+def _park_a_scan_its_shipment_then_appears(django_capture_on_commit_callbacks) -> list:
+    """The after-commit hooks of an apply that parked a scan whose shipment another worker
+    committed meanwhile."""
+    with django_capture_on_commit_callbacks() as callbacks:
+        apply_events(events(carrier("1Z9", "shipment.delivered", 30)))
+    Reference.objects.create(kind="tracking", value="1Z9", shipment=Shipment.objects.create(number="SH-9"))
+    return callbacks
+
+
+def _collide(monkeypatch, times: int) -> None:
+    """The retry's first ``times`` transactions lose a deadlock to another worker's."""
+    real = services._retry_parked
+    collisions = iter(range(times))
+
+    def retry(parked_ids):
+        if next(collisions, None) is not None:
+            raise OperationalError("deadlock detected")
+        return real(parked_ids)
+
+    monkeypatch.setattr(services, "_retry_parked", retry)
+    monkeypatch.setattr(services, "AFTER_COMMIT_PAUSE", 0)
+
+
+def test_a_retry_after_commit_that_loses_a_deadlock_is_tried_again(django_capture_on_commit_callbacks, monkeypatch):
+    callbacks = _park_a_scan_its_shipment_then_appears(django_capture_on_commit_callbacks)
+    _collide(monkeypatch, times=1)
+
+    for callback in callbacks:
+        callback()
+
+    assert not ParkedEvent.objects.exists()
+    assert Shipment.objects.get().status == ShipmentStatus.DELIVERED
+
+
+def test_a_retry_after_commit_that_keeps_colliding_leaves_the_event_parked_and_the_hooks_running(
+    django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    """The periodic retry takes the event later; the commit hooks after this one (the unit of
+    work's reactions) still run."""
+    callbacks = _park_a_scan_its_shipment_then_appears(django_capture_on_commit_callbacks)
+    _collide(monkeypatch, times=3)
+
+    for callback in callbacks:
+        callback()
+
+    assert ParkedEvent.objects.get().event_id == "1Z9-shipment.delivered-30"
+    assert "left to the periodic retry after 3 attempts: deadlock detected" in caplog.text
+    assert ids(retry_parked_events().applied) == ["1Z9-shipment.delivered-30"]

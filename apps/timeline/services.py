@@ -6,14 +6,16 @@ the whole set of milestones of every order and shipment a batch touched, so any 
 duplication of the same events converges on the same state.
 """
 
+import logging
+import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -48,6 +50,7 @@ from apps.timeline.models import (
 )
 from apps.timeline.stages import timed
 
+logger = logging.getLogger(__name__)
 RefKey = tuple[str, str]
 TASK_BATCH_SIZE = 500
 CRITICAL_KINDS = frozenset(
@@ -64,6 +67,9 @@ BULK_KINDS = frozenset(
 
 # How long before an event was parked a reference may have been created and still not committed.
 IN_FLIGHT = timedelta(hours=1)
+# A retry after commit that deadlocks with another worker's is tried this often, pausing a little longer each time.
+AFTER_COMMIT_ATTEMPTS = 3
+AFTER_COMMIT_PAUSE = 0.1
 PARKED_COLUMNS = ["event_id", "kind", "occurred_at", "parked_at", "source_partner_id", "payload"]
 
 # Families whose order-level references all name the one order the event is about.
@@ -161,8 +167,26 @@ def apply_events(
         reactions.after_commit(touched)
         if batch.parked_keys or batch.gained_keys:
             gained, seen = set(batch.gained_keys), _targets_seen(batch.parked_keys, batch)
-            transaction.on_commit(lambda: retry_parked_events(keys=gained | _gained_since(seen)))
+            transaction.on_commit(lambda: _retry_after_commit(lambda: gained | _gained_since(seen)))
     return result
+
+
+def _retry_after_commit(keys: Callable[[], set[RefKey]]) -> None:
+    """``retry_parked_events`` over ``keys()``, tried again when it collides with another worker.
+
+    Two workers taking the same parked events while creating the same references can deadlock;
+    the transaction PostgreSQL picks to fail must not leave its events to the periodic run, nor
+    raise into the commit hooks after it (the unit of work's reactions among them).
+    """
+    for attempt in range(1, AFTER_COMMIT_ATTEMPTS + 1):
+        try:
+            retry_parked_events(keys=keys())
+            return
+        except (OperationalError, IntegrityError) as exc:
+            if attempt == AFTER_COMMIT_ATTEMPTS:
+                logger.warning("parked events left to the periodic retry after %d attempts: %s", attempt, exc)
+                return
+            time.sleep(AFTER_COMMIT_PAUSE * attempt)
 
 
 def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -> ApplyResult:
