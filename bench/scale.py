@@ -175,7 +175,9 @@ def recreate_database() -> str:
         with pg_connect("postgres", autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            # The figures depend on how much of the data the server keeps in memory: say so.
             version = admin.execute("SHOW server_version").fetchone()[0]
+            version += f", shared_buffers {admin.execute('SHOW shared_buffers').fetchone()[0]}"
     except psycopg.OperationalError as exc:
         raise SystemExit(f"cannot reach PostgreSQL for {DATABASE_URL!r}: {exc}") from exc
     started = time.perf_counter()

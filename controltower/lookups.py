@@ -1,9 +1,16 @@
-"""``field__any=values``: membership in a list sent to PostgreSQL as one array.
+"""``field__any=values`` and ``field__each=values``: membership in a list sent to PostgreSQL as
+one array.
 
 ``field__in=[...]`` writes a placeholder per value; Django prepares every value and psycopg
 quotes each one into the statement, which for the thousands of ids a batch names costs more than
 the query itself. ``field = ANY(%s)`` hands the whole list over as one parameter. Elsewhere
-(SQLite) it is the same ``IN`` as ``__in``.
+(SQLite) both are the same ``IN`` as ``__in``.
+
+``__each`` is for a long list of keys looked up in a large table: ``field IN (SELECT
+unnest(%s))`` has the database look each value up through the column's index. Given ``= ANY``
+and a thousand values, PostgreSQL's planner may rather read the whole table, and join the
+query's other tables by hashing them whole too, which it believes cheaper until the tables are
+far larger: a cost that grows with the data, not with the list.
 """
 
 from typing import Any
@@ -29,7 +36,21 @@ class Any_(Lookup):
             return In(self.lhs, self.rhs).as_sql(compiler, connection)  # nothing matches
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)
         array = f"%s::{_array_of(self.lhs.output_field, connection)}"
-        return f"{lhs_sql} = ANY({array})", [*lhs_params, _array_literal(self.rhs)]
+        return self.membership(lhs_sql, array), [*lhs_params, _array_literal(self.rhs)]
+
+    @staticmethod
+    def membership(column: str, array: str) -> str:
+        return f"{column} = ANY({array})"
+
+
+@Field.register_lookup
+@ForeignObject.register_lookup
+class Each(Any_):
+    lookup_name = "each"
+
+    @staticmethod
+    def membership(column: str, array: str) -> str:
+        return f"{column} IN (SELECT unnest({array}))"
 
 
 def _array_literal(values: list) -> str | list:

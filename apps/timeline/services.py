@@ -214,7 +214,7 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
     else:
         # Every event waiting for these keys, however many: a ship notice of 2,000 shipments can
         # free more than ``limit`` of them, and those left behind would wait for the periodic run.
-        parked = ParkedReference.objects.filter(Exists(known), value__any={value for _, value in keys})
+        parked = ParkedReference.objects.filter(Exists(known), value__each={value for _, value in keys})
         rows = parked.values_list("parked_event_id", "kind", "value")
         ids = sorted({parked_id for parked_id, kind, value in rows if (kind, value) in keys})
     result = ApplyResult()
@@ -317,7 +317,7 @@ def _load_references(keys: set[RefKey], batch: _Batch, *, refresh: bool = False)
         return
     for key in todo:
         batch.references[key] = set()
-    rows = Reference.objects.filter(value__any={value for _, value in todo}).values_list(
+    rows = Reference.objects.filter(value__each={value for _, value in todo}).values_list(
         "kind", "value", "order_id", "shipment_id", "order__number", "shipment__number"
     )
     for kind, value, order_id, shipment_id, order_number, shipment_number in rows:
@@ -758,7 +758,7 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     """Take out of the parking lot every event that carries one of the references just created."""
     if not new_keys:
         return []
-    candidates = ParkedReference.objects.filter(value__any={value for _, value in new_keys}).values_list(
+    candidates = ParkedReference.objects.filter(value__each={value for _, value in new_keys}).values_list(
         "kind", "value", "parked_event_id"
     )
     parked_ids = {parked_id for kind, value, parked_id in candidates if (kind, value) in new_keys}
