@@ -1,18 +1,12 @@
 """``field__any=values`` and ``field__each=values`` select what ``field__in=values`` selects, on every
-database; ``__each`` looks a long list up through the column's index."""
-
-import json
+database (``tests/test_index_plans.py`` shows why there are two)."""
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from apps.timeline.models import Order, Reference, Shipment
-from apps.timeline.services import _Batch, _load_references
 from tests.factories import OrderFactory, ReferenceFactory, ShipmentFactory
 
 pytestmark = pytest.mark.django_db
-SIZE = 100_000
 
 
 def _ids(queryset) -> set[int]:
@@ -97,45 +91,3 @@ def test_each_selects_what_in_selects(orders: list[Order]) -> None:
         each = _ids(manager.filter(**{f"{field}__each": values}))
         assert each == _ids(manager.filter(**{f"{field}__in": values})), (field, values)
     assert _ids(Order.objects.exclude(pk__each=[orders[0].pk])) == {order.pk for order in orders[1:]}
-
-
-def _seq_scans(plan: dict) -> set[str]:
-    """The tables a plan reads whole."""
-    own = {plan["Relation Name"]} if plan["Node Type"] == "Seq Scan" else set()
-    return own.union(*(_seq_scans(child) for child in plan.get("Plans", [])))
-
-
-def _orders_with_references(count: int) -> None:
-    """``count`` orders like one made by the factory, each with its order reference, in two statements."""
-    template = OrderFactory(number="SO-0")
-    quote = connection.ops.quote_name
-    orders, references = quote(Order._meta.db_table), quote(Reference._meta.db_table)
-    names = ", ".join(quote(f.column) for f in Order._meta.concrete_fields if f.column not in ("id", "number"))
-    # Our own quoted table and column names only; the count and the template's id are parameters.
-    copies = f"SELECT 'SO-' || n, {names} FROM {orders}, generate_series(1, %s) AS n WHERE id = %s"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {orders} (number, {names}) {copies}", [count, template.pk])
-        cursor.execute(
-            f"INSERT INTO {references} (kind, value, order_id, created_at) "  # noqa: S608
-            f"SELECT 'order', number, id, now() FROM {orders}"
-        )
-        cursor.execute(f"ANALYZE {orders}, {references}")
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner")
-def test_the_references_of_a_batch_are_looked_up_by_index_not_by_reading_every_reference() -> None:
-    """A file of 1,500 events names as many references; looking them up must not read the
-    references and orders of the whole database, as ``= ANY`` of so long a list has the planner do."""
-    _orders_with_references(SIZE)
-    batch = _Batch(partners={}, channels={})
-    keys = {("order", f"SO-{n}") for n in range(1, SIZE, SIZE // 1500)}
-
-    with CaptureQueriesContext(connection) as queries:
-        _load_references(keys, batch)
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {queries.captured_queries[0]['sql']}")
-        output = cursor.fetchone()[0]
-    (plan,) = json.loads(output) if isinstance(output, str) else output
-
-    assert len(batch.references) == len(keys)
-    assert _seq_scans(plan["Plan"]) & {Order._meta.db_table, Reference._meta.db_table} == set()

@@ -507,7 +507,7 @@ class _ShipmentInfo(NamedTuple):
 
 
 def _shipments_of_orders(order_ids: set[int]) -> dict[int, list[_ShipmentInfo]]:
-    links = Shipment.orders.through.objects.filter(order_id__any=order_ids).values_list(
+    links = Shipment.orders.through.objects.filter(order_id__each=order_ids).values_list(
         "order_id",
         "shipment_id",
         "shipment__carrier_id",

@@ -207,7 +207,13 @@ def shipments_short_of_stock(shipments: QuerySet[Shipment] | list[int]) -> Query
         .annotate(total=Sum("quantity"))
         .values("total")
     )
-    chosen = Q(shipment_id__any=shipments) if isinstance(shipments, list) else Q(shipment__in=shipments)
+    # Named by ids, they are also named on the shipment's side of the join: else the planner
+    # hashes every shipment to join the lines to theirs.
+    chosen = (
+        Q(shipment_id__each=shipments, shipment__pk__each=shipments)
+        if isinstance(shipments, list)
+        else Q(shipment__in=shipments)
+    )
     short = (
         ShipmentLine.objects.filter(chosen, shipment__warehouse__isnull=False)
         .annotate(
