@@ -271,11 +271,14 @@ def _cases_in_scope(scope: Scope) -> dict[int, list[_ScopedCase]]:
 
     Filtering on the two subject columns (each indexed) rather than joining through the
     shipment's orders lets the database read only these cases, however many others are open.
+    One query for each column, joined by ``UNION``: given either of two long lists, the planner
+    read every case.
     """
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
-    rows = ExceptionCase.objects.filter(
-        Q(order_id__any=scope.order_ids) | Q(shipment_id__any=scope.shipment_ids), live
-    ).values_list("rule_id", "id", "subject_id", "status", "resolution")
+    fields = ("rule_id", "id", "subject_id", "status", "resolution")
+    cases_of = ExceptionCase.objects.filter(live).order_by()
+    about_orders = cases_of.filter(order_id__each=scope.order_ids).values_list(*fields)
+    rows = about_orders.union(cases_of.filter(shipment_id__each=scope.shipment_ids).values_list(*fields))
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
         cases[rule_id].append(_ScopedCase(*fields))
