@@ -275,10 +275,10 @@ def _cases_in_scope(scope: Scope) -> dict[int, list[_ScopedCase]]:
     read every case.
     """
     live = Q(status__in=OPEN) | Q(status__in=CLOSED_BY_PEOPLE, condition_cleared_at__isnull=True)
-    fields = ("rule_id", "id", "subject_id", "status", "resolution")
+    columns = ("rule_id", "id", "subject_id", "status", "resolution")
     cases_of = ExceptionCase.objects.filter(live).order_by()
-    about_orders = cases_of.filter(order_id__each=scope.order_ids).values_list(*fields)
-    rows = about_orders.union(cases_of.filter(shipment_id__each=scope.shipment_ids).values_list(*fields))
+    about_orders = cases_of.filter(order_id__each=scope.order_ids).values_list(*columns)
+    rows = about_orders.union(cases_of.filter(shipment_id__each=scope.shipment_ids).values_list(*columns))
     cases: dict[int, list[_ScopedCase]] = defaultdict(list)
     for rule_id, *fields in rows:
         cases[rule_id].append(_ScopedCase(*fields))
