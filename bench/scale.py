@@ -493,7 +493,9 @@ def wait_drained(workers: list[Worker], timeout: float) -> None:
     while queued_tasks() or busy_workers():
         check_alive(workers)
         if time.monotonic() > deadline:
-            raise BenchError(f"{queued_tasks():,} task(s) still queued after {timeout:.0f}s")
+            raise BenchError(
+                f"{queued_tasks():,} task(s) still queued and {busy_workers()} worker(s) busy after {timeout:.0f}s"
+            )
         time.sleep(0.2)
 
 

@@ -226,8 +226,8 @@ def retry_parked_events(*, keys: set[RefKey] | None = None, limit: int = 5000) -
 def _retry_parked(ids: list[int]) -> ApplyResult:
     with transaction.atomic():
         rows = ParkedEvent.objects.select_for_update(skip_locked=True).filter(pk__any=ids)
-        taken = _take_parked(list(rows.values_list("pk", flat=True)))
-        return apply_events([event for event, _ in taken], parked_since={event.key: at for event, at in taken})
+        events, parked_since = _take_parked(list(rows.values_list("pk", flat=True)))
+        return apply_events(events, parked_since=parked_since)
 
 
 def scope_violations(events: Sequence[CanonicalEvent]) -> dict[EventKey, str]:
@@ -764,9 +764,8 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     parked_ids = {parked_id for kind, value, parked_id in candidates if (kind, value) in new_keys}
     if not parked_ids:
         return []
-    taken = _take_parked(parked_ids)
-    batch.parked_since.update({event.key: at for event, at in taken})
-    events = [event for event, _ in taken]
+    events, parked_since = _take_parked(parked_ids)
+    batch.parked_since.update(parked_since)
     parked_now = {event.key for event in events}
     result.parked = [key for key in result.parked if key not in parked_now]
     result.unparked.extend(sorted(parked_now))
@@ -776,9 +775,9 @@ def _unpark(new_keys: set[RefKey], batch: _Batch, result: ApplyResult) -> list[C
     return events
 
 
-def _take_parked(ids: Collection[int]) -> list[tuple[CanonicalEvent, datetime]]:
-    """The parked events of these primary keys, taken out of the parking lot, with the time each
-    was parked.
+def _take_parked(ids: Collection[int]) -> tuple[list[CanonicalEvent], dict[EventKey, datetime]]:
+    """The parked events of these primary keys, taken out of the parking lot, and the time each
+    was parked, by event key.
 
     Plain ``DELETE``s (the ORM's cascade would first read every row back, payload included); on
     PostgreSQL the second returns the payloads as JSON text, decoded and validated in one pass.
@@ -787,9 +786,11 @@ def _take_parked(ids: Collection[int]) -> list[tuple[CanonicalEvent, datetime]]:
     if connection.vendor != "postgresql":
         rows = list(ParkedEvent.objects.filter(pk__any=ids).values_list("payload", "parked_at"))
         delete_rows(ParkedEvent.objects.filter(pk__any=ids))
-        return [(load_stored_event(payload), at) for payload, at in rows]
-    table = connection.ops.quote_name(ParkedEvent._meta.db_table)
-    with connection.cursor() as cursor:
-        # The table's quoted name only: the ids are a parameter.
-        cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s) RETURNING payload::text, parked_at", [list(ids)])  # noqa: S608
-        return [(load_stored_event_json(text), at) for text, at in cursor.fetchall()]
+        taken = [(load_stored_event(payload), at) for payload, at in rows]
+    else:
+        table = connection.ops.quote_name(ParkedEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            # The table's quoted name only: the ids are a parameter.
+            cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s) RETURNING payload::text, parked_at", [list(ids)])  # noqa: S608
+            taken = [(load_stored_event_json(text), at) for text, at in cursor.fetchall()]
+    return [event for event, _ in taken], {event.key: at for event, at in taken}
